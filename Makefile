@@ -1,0 +1,37 @@
+# Two commands do all the set-up: `make run` (the demo) and `make test`.
+# Both create the virtual environment and install what is needed on first use.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: run test lint bench worker mock clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+run: $(VENV)/.installed
+	$(PY) -m dispatcher run
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check dispatcher tests benchmarks
+	$(VENV)/bin/ruff format --check dispatcher tests benchmarks
+	$(VENV)/bin/mypy
+
+test: lint
+	$(PY) -m pytest
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/bench_send.py
+
+worker: $(VENV)/.installed
+	$(PY) -m dispatcher worker
+
+mock: $(VENV)/.installed
+	$(PY) -m dispatcher mock
+
+clean:
+	rm -rf $(VENV) .dispatcher *.egg-info .pytest_cache .mypy_cache .ruff_cache
