@@ -1,0 +1,220 @@
+"""Settings from ``config/*.toml``: providers, accounts, rates, worker tuning.
+
+Secrets never live in the file: an account names the environment variable that holds its
+key (``api_key_env``), and the value is wrapped in :class:`Secret` so that it cannot end up
+in a log line or a traceback by accident.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CONFIG = Path("config/dispatcher.toml")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or wrong; the message names it."""
+
+
+class Secret:
+    """A credential whose repr and str never show the value."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret(***)"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class AccountSettings:
+    name: str
+    api_key_env: str | None = None
+    api_key: Secret | None = None
+
+    def key(self, provider: str) -> str:
+        """The account's key, or a clear error naming where it should come from."""
+        if self.api_key is not None:
+            return self.api_key.reveal()
+        if self.api_key_env:
+            value = os.environ.get(self.api_key_env)
+            if value:
+                return value
+            raise ConfigError(
+                f"providers.{provider}.accounts.{self.name}: environment variable "
+                f"{self.api_key_env} is not set"
+            )
+        raise ConfigError(f"providers.{provider}.accounts.{self.name}: no api_key_env set")
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    name: str
+    base_url: str
+    chunk_size: int = 100
+    rate_per_second: float = 50.0  # per provider account, in each worker process
+    concurrency: int = 64  # HTTP requests in flight per account and process
+    timeout_seconds: float = 10.0
+    connect_timeout_seconds: float = 5.0
+    max_attempts: int = 3  # sends of one request before its recipients are failed
+    backoff_seconds: float = 0.5  # first retry delay; doubles, with jitter
+    callback_url: str | None = None
+    accounts: dict[str, AccountSettings] = field(default_factory=dict)
+
+    def account(self, name: str) -> AccountSettings:
+        try:
+            return self.accounts[name]
+        except KeyError:
+            raise ConfigError(f"providers.{self.name}.accounts.{name}: not configured") from None
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    chunks_in_flight: int = 8  # chunks one process works on at once
+    lease_seconds: float = 30.0  # a chunk idle this long is taken over by another worker
+    drain_timeout_seconds: float = 20.0  # SIGTERM: time to finish the chunks in flight
+    block_ms: int = 1000  # how long one XREADGROUP waits for new chunks
+
+
+@dataclass(frozen=True)
+class Settings:
+    prefix: str = "dsp:"
+    default_region: str | None = None  # region for numbers written without +country code
+    idempotency_ttl_seconds: int = 7 * 24 * 3600
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+    providers: dict[str, ProviderSettings] = field(default_factory=dict)
+
+    def provider(self, name: str) -> ProviderSettings:
+        try:
+            return self.providers[name]
+        except KeyError:
+            known = ", ".join(sorted(self.providers)) or "none"
+            raise ConfigError(f"unknown provider {name!r} (configured: {known})") from None
+
+
+#: What a provider gets when the file does not mention it.
+BUILTIN_PROVIDERS: dict[str, dict[str, Any]] = {
+    "cloudaten": {
+        "base_url": "https://api.cloudaten.com",
+        "chunk_size": 100,
+        "accounts": {"default": {"api_key_env": "CLOUDATEN_API_KEY"}},
+    },
+}
+
+
+def _check_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(f"{where}{key}: unknown setting")
+
+
+def _typed(cls: type[Any], table: dict[str, Any], where: str, skip: set[str]) -> dict[str, Any]:
+    """Check the scalar settings of ``table`` against the dataclass field types."""
+    out: dict[str, Any] = {}
+    types = {f.name: f.type for f in fields(cls)}
+    for key, value in table.items():
+        if key in skip:
+            continue
+        want = str(types[key])
+        ok = (
+            ("float" in want and isinstance(value, int | float) and not isinstance(value, bool))
+            or ("int" in want and isinstance(value, int) and not isinstance(value, bool))
+            or ("str" in want and isinstance(value, str))
+        )
+        if not ok:
+            raise ConfigError(f"{where}{key}: expected {want}, got {value!r}")
+        if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
+            raise ConfigError(f"{where}{key}: must be positive")
+        out[key] = value
+    return out
+
+
+def _account(provider: str, name: str, table: Any) -> AccountSettings:
+    where = f"providers.{provider}.accounts.{name}."
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where[:-1]}: must be a table")
+    _check_keys(table, {"api_key_env", "api_key"}, where)
+    key = table.get("api_key")
+    return AccountSettings(
+        name=name,
+        api_key_env=table.get("api_key_env"),
+        api_key=Secret(key) if isinstance(key, str) else None,
+    )
+
+
+def _provider(name: str, table: dict[str, Any]) -> ProviderSettings:
+    where = f"providers.{name}."
+    allowed = {f.name for f in fields(ProviderSettings)} - {"name"}
+    _check_keys(table, allowed, where)
+    values = _typed(ProviderSettings, table, where, {"accounts"})
+    accounts_table = table.get("accounts", {})
+    if not isinstance(accounts_table, dict):
+        raise ConfigError(f"{where}accounts: must be a table")
+    accounts = {n: _account(name, n, t) for n, t in accounts_table.items()}
+    return ProviderSettings(name=name, accounts=accounts, **values)
+
+
+def parse_settings(data: dict[str, Any], known_providers: set[str] | None = None) -> Settings:
+    """Settings from decoded TOML, on top of the built-in provider defaults."""
+    _check_keys(
+        data, {"prefix", "default_region", "idempotency_ttl_seconds", "worker", "providers"}, ""
+    )
+    top = _typed(Settings, data, "", {"worker", "providers"})
+    worker_table = data.get("worker", {})
+    _check_keys(worker_table, {f.name for f in fields(WorkerSettings)}, "worker.")
+    worker = WorkerSettings(**_typed(WorkerSettings, worker_table, "worker.", set()))
+    merged: dict[str, dict[str, Any]] = {k: dict(v) for k, v in BUILTIN_PROVIDERS.items()}
+    for name, table in data.get("providers", {}).items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"providers.{name}: must be a table")
+        merged.setdefault(name, {}).update(table)
+    providers = {}
+    for name, table in merged.items():
+        if known_providers is not None and name not in known_providers:
+            raise ConfigError(f"providers.{name}: unknown provider")
+        if "base_url" not in table:
+            raise ConfigError(f"providers.{name}.base_url: is required")
+        providers[name] = _provider(name, table)
+    return Settings(worker=worker, providers=providers, **top)
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Read ``path``, or ``$DISPATCHER_CONFIG``, or ``config/dispatcher.toml`` if present."""
+    from dispatcher.providers import CODECS
+
+    chosen = path or os.environ.get("DISPATCHER_CONFIG")
+    if chosen is None and DEFAULT_CONFIG.exists():
+        chosen = DEFAULT_CONFIG
+    data: dict[str, Any] = {}
+    if chosen is not None:
+        try:
+            with open(chosen, "rb") as fh:
+                data = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {chosen}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config {chosen}: {exc}") from None
+    return parse_settings(data, set(CODECS))
+
+
+def with_overrides(settings: Settings, **worker: Any) -> Settings:
+    """A copy with some worker settings replaced (command-line options win over the file)."""
+    given = {k: v for k, v in worker.items() if v is not None}
+    return replace(settings, worker=replace(settings.worker, **given))

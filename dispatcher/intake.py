@@ -1,0 +1,110 @@
+"""Campaign validation at enqueue: E.164 numbers, duplicates, and the split into chunks.
+
+Everything is checked before anything is written, so a bad campaign enqueues nothing. A bad
+*number* is not an error of the campaign: it becomes that recipient's ``invalid`` result
+with the reason, so the sender sees exactly what was not sent and why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+import phonenumbers
+from phonenumbers import NumberParseException
+
+from dispatcher.config import Settings
+from dispatcher.model import Campaign, CampaignError, Recipient, Result, Status
+
+INVALID_NUMBER = "INVALID_NUMBER"
+
+_PARSE_REASONS = {
+    NumberParseException.INVALID_COUNTRY_CODE: "unknown or missing country code",
+    NumberParseException.NOT_A_NUMBER: "not a phone number",
+    NumberParseException.TOO_SHORT_AFTER_IDD: "too short",
+    NumberParseException.TOO_SHORT_NSN: "too short",
+    NumberParseException.TOO_LONG: "too long",
+}
+
+
+def normalise(raw: str, region: str | None) -> tuple[str | None, str | None]:
+    """``(e164, None)`` for a valid number, ``(None, reason)`` otherwise."""
+    try:
+        parsed = phonenumbers.parse(raw, region)
+    except NumberParseException as exc:
+        reason = _PARSE_REASONS.get(exc.error_type, "not a phone number")
+        if exc.error_type == NumberParseException.INVALID_COUNTRY_CODE and region is None:
+            reason += " (write it as +<country code>…, or set a default region)"
+        return None, reason
+    if not phonenumbers.is_valid_number(parsed):
+        where = phonenumbers.region_code_for_number(parsed) or f"+{parsed.country_code}"
+        return None, f"not a valid number for {where}"
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164), None
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A validated campaign, ready to be written in one transaction."""
+
+    campaign: Campaign
+    chunks: list[bytes]  # orjson [[index, e164, fields?], …] per chunk
+    invalid: list[Result]
+    valid: int
+    duplicates: int
+
+    @property
+    def total(self) -> int:
+        return self.valid + len(self.invalid)
+
+
+def _check_fields(campaign: Campaign, settings: Settings) -> None:
+    if not campaign.provider:
+        raise CampaignError("provider", "is required")
+    provider = settings.providers.get(campaign.provider)
+    if provider is None:
+        known = ", ".join(sorted(settings.providers))
+        raise CampaignError("provider", f"unknown provider {campaign.provider!r} (known: {known})")
+    if campaign.account not in provider.accounts:
+        raise CampaignError(
+            "account", f"{campaign.account!r} is not configured for {campaign.provider}"
+        )
+    if not isinstance(campaign.text, str) or not campaign.text.strip():
+        raise CampaignError("text", "must not be empty")
+    if not campaign.recipients:
+        raise CampaignError("recipients", "must not be empty")
+    region = campaign.default_region
+    if region is not None and region.upper() not in phonenumbers.SUPPORTED_REGIONS:
+        raise CampaignError("default_region", f"unknown region {region!r}")
+    if campaign.idempotency_key is not None and not campaign.idempotency_key.strip():
+        raise CampaignError("idempotency_key", "must not be blank")
+
+
+def prepare(campaign: Campaign, settings: Settings) -> Prepared:
+    """Validate ``campaign`` and cut its recipients into the provider's chunks."""
+    _check_fields(campaign, settings)
+    chunk_size = settings.provider(campaign.provider).chunk_size
+    region = (campaign.default_region or settings.default_region or "").upper() or None
+    seen: set[str] = set()
+    invalid: list[Result] = []
+    duplicates = 0
+    chunks: list[bytes] = []
+    current: list[list[object]] = []
+    for index, item in enumerate(campaign.recipients):
+        rcpt = item if isinstance(item, Recipient) else Recipient(str(item))
+        e164, reason = normalise(rcpt.number, region)
+        if e164 is None:
+            invalid.append(
+                Result(index, rcpt.number, Status.INVALID, error_code=INVALID_NUMBER, error=reason)
+            )
+            continue
+        if e164 in seen:
+            duplicates += 1
+            continue
+        seen.add(e164)
+        current.append([index, e164, rcpt.fields] if rcpt.fields else [index, e164])
+        if len(current) == chunk_size:
+            chunks.append(orjson.dumps(current))
+            current = []
+    if current:
+        chunks.append(orjson.dumps(current))
+    return Prepared(campaign, chunks, invalid, len(seen), duplicates)

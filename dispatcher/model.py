@@ -1,0 +1,223 @@
+"""Provider-neutral plain data: campaigns, recipients, results and the status vocabulary.
+
+Nothing here touches Redis or the network, so every layer can share these types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+#: Personalisation fields a recipient may carry (Smsclouds' <+B+>…<+F+> tokens).
+FIELD_NAMES = ("name", "field1", "field2", "field3", "field4")
+
+
+class Status(StrEnum):
+    """One vocabulary for every provider; each result also keeps the provider's raw code."""
+
+    PENDING = "pending"  # enqueued, no answer from the provider yet
+    INVALID = "invalid"  # refused at enqueue (not a phone number, …); never sent
+    ACCEPTED = "accepted"  # the provider took it; a delivery report may follow
+    REJECTED = "rejected"  # the provider refused this recipient for good
+    FAILED = "failed"  # could not be sent: transient errors outlasted every attempt
+
+
+class CampaignState(StrEnum):
+    QUEUED = "queued"
+    PAUSED = "paused"  # an account-level error (bad key, no balance): nothing more is sent
+    DONE = "done"
+
+
+class CampaignError(ValueError):
+    """A campaign that cannot be enqueued; ``field`` names the offending input."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    number: str
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Campaign:
+    """What an app asks for: one text to many numbers through one provider account."""
+
+    provider: str
+    text: str
+    recipients: Sequence[Recipient | str]
+    account: str = "default"
+    signature: str | None = None
+    name: str | None = None
+    idempotency_key: str | None = None
+    default_region: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Campaign:
+        """Build from decoded JSON (a campaign file), naming the field of any error."""
+        if not isinstance(data, dict):
+            raise CampaignError("campaign", "must be a JSON object")
+        known = {
+            "provider",
+            "text",
+            "recipients",
+            "account",
+            "signature",
+            "name",
+            "idempotency_key",
+            "default_region",
+        }
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise CampaignError(unknown[0], "unknown field")
+        for key in ("provider", "text"):
+            if key not in data:
+                raise CampaignError(key, "is required")
+        for key in known - {"recipients"}:
+            value = data.get(key)
+            if value is not None and not isinstance(value, str):
+                raise CampaignError(key, "must be a string")
+        raw = data.get("recipients")
+        if not isinstance(raw, list):
+            raise CampaignError("recipients", "must be a list")
+        recipients: list[Recipient | str] = [
+            _recipient_from_json(item, f"recipients[{i}]") for i, item in enumerate(raw)
+        ]
+        return cls(
+            provider=data["provider"],
+            text=data["text"],
+            recipients=recipients,
+            account=data.get("account") or "default",
+            signature=data.get("signature"),
+            name=data.get("name"),
+            idempotency_key=data.get("idempotency_key"),
+            default_region=data.get("default_region"),
+        )
+
+
+def _recipient_from_json(item: Any, where: str) -> Recipient | str:
+    if isinstance(item, str):
+        return item
+    if not isinstance(item, dict):
+        raise CampaignError(where, "must be a number string or an object with 'number'")
+    number = item.get("number")
+    if not isinstance(number, str):
+        raise CampaignError(f"{where}.number", "is required and must be a string")
+    extra = sorted(set(item) - {"number", *FIELD_NAMES})
+    if extra:
+        raise CampaignError(f"{where}.{extra[0]}", "unknown field")
+    fields: dict[str, str] = {}
+    for key in FIELD_NAMES:
+        value = item.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise CampaignError(f"{where}.{key}", "must be a string")
+        fields[key] = value
+    return Recipient(number, fields)
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    """The answer to an enqueue: the campaign id and what validation did to the list."""
+
+    id: str
+    recipients: int  # results the campaign will have: unique valid numbers + invalid ones
+    valid: int
+    invalid: int
+    duplicates: int  # repeated numbers, sent once
+    chunks: int
+    existing: bool = False  # True when an idempotency key returned an earlier campaign
+
+
+#: Stored result rows are positional lists (compact in Redis); this is their order.
+ROW_FIELDS = (
+    "number",
+    "status",
+    "message_id",
+    "error_code",
+    "error",
+    "segments",
+    "price",
+    "sent_at",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One recipient's outcome. Timestamps are Unix milliseconds."""
+
+    index: int
+    number: str
+    status: str
+    message_id: str | None = None
+    error_code: str | None = None
+    error: str | None = None
+    segments: int | None = None
+    price: float | None = None
+    sent_at: int | None = None
+
+    def row(self) -> list[Any]:
+        return [
+            self.number,
+            self.status,
+            self.message_id,
+            self.error_code,
+            self.error,
+            self.segments,
+            self.price,
+            self.sent_at,
+        ]
+
+    @classmethod
+    def from_row(cls, index: int, row: list[Any]) -> Result:
+        return cls(index, *row)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, **dict(zip(ROW_FIELDS, self.row(), strict=True))}
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignStatus:
+    id: str
+    provider: str
+    account: str
+    state: str
+    total: int
+    counts: dict[str, int]
+    created_at: int
+    duplicates: int
+    reason: str | None = None
+
+    @property
+    def recorded(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def pending(self) -> int:
+        return self.total - self.recorded
+
+    @property
+    def done(self) -> bool:
+        return self.pending == 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "provider": self.provider,
+            "account": self.account,
+            "state": self.state,
+            "total": self.total,
+            "counts": self.counts,
+            "pending": self.pending,
+            "done": self.done,
+            "duplicates": self.duplicates,
+            "reason": self.reason,
+            "created_at": self.created_at,
+        }

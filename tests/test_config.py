@@ -1,0 +1,79 @@
+"""Settings files: defaults, validation naming the setting, and secrets kept out of sight."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dispatcher.config import ConfigError, Secret, load_settings, parse_settings, with_overrides
+
+
+def test_builtin_defaults_without_a_file() -> None:
+    s = parse_settings({})
+    assert s.prefix == "dsp:"
+    assert s.provider("cloudaten").base_url == "https://api.cloudaten.com"
+    assert s.provider("cloudaten").account("default").api_key_env == "CLOUDATEN_API_KEY"
+
+
+def test_repo_config_file_loads() -> None:
+    s = load_settings(Path(__file__).resolve().parent.parent / "config" / "dispatcher.toml")
+    assert "cloudaten" in s.providers
+
+
+def test_file_overrides_and_worker_overrides(tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text(
+        'prefix = "p:"\n[worker]\nlease_seconds = 5\n'
+        '[providers.cloudaten]\nbase_url = "http://127.0.0.1:1/cloudaten"\nrate_per_second = 7\n'
+    )
+    s = with_overrides(load_settings(f), chunks_in_flight=3, lease_seconds=None)
+    assert (s.prefix, s.worker.lease_seconds, s.worker.chunks_in_flight) == ("p:", 5, 3)
+    assert s.provider("cloudaten").rate_per_second == 7
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        ({"prefx": "x"}, "prefx: unknown setting"),
+        ({"worker": {"lease_seconds": "long"}}, "worker.lease_seconds: expected"),
+        ({"worker": {"chunks_in_flight": 0}}, "worker.chunks_in_flight: must be positive"),
+        ({"providers": {"cloudaten": {"rate": 5}}}, "providers.cloudaten.rate: unknown setting"),
+        ({"providers": {"nosuch": {"base_url": "http://x"}}}, "providers.nosuch: unknown provider"),
+        (
+            {"providers": {"cloudaten": {"accounts": {"a": {"key": "x"}}}}},
+            "providers.cloudaten.accounts.a.key: unknown setting",
+        ),
+    ],
+)
+def test_errors_name_the_setting(data: dict[str, object], words: str) -> None:
+    with pytest.raises(ConfigError, match=words.replace(".", r"\.")):
+        parse_settings(data, {"cloudaten"})
+
+
+def test_bad_toml_is_reported(tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text("prefix = \n")
+    with pytest.raises(ConfigError, match=r"c\.toml"):
+        load_settings(f)
+
+
+def test_secrets_never_show(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = parse_settings(
+        {
+            "providers": {
+                "cloudaten": {"accounts": {"a": {"api_key": "s3cret"}, "b": {"api_key_env": "K_B"}}}
+            }
+        }
+    )
+    acct = s.provider("cloudaten").account("a")
+    assert "s3cret" not in repr(acct) and "s3cret" not in str(acct.api_key)
+    assert acct.key("cloudaten") == "s3cret"
+    assert repr(Secret("x")) == "Secret(***)"
+    monkeypatch.delenv("K_B", raising=False)
+    with pytest.raises(ConfigError, match="K_B is not set"):
+        s.provider("cloudaten").account("b").key("cloudaten")
+    monkeypatch.setenv("K_B", "v")
+    assert s.provider("cloudaten").account("b").key("cloudaten") == "v"
+    with pytest.raises(ConfigError, match=r"accounts\.zz: not configured"):
+        s.provider("cloudaten").account("zz")

@@ -1,0 +1,126 @@
+"""Validation at enqueue: E.164, duplicates, invalid numbers recorded, errors naming fields."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from dispatcher.config import Settings
+from dispatcher.intake import INVALID_NUMBER, normalise, prepare
+from dispatcher.model import Campaign, CampaignError, Recipient, Status
+from tests.conftest import make_settings
+
+
+@pytest.fixture
+def cfg() -> Settings:
+    return make_settings("x:", chunk_size=3)
+
+
+def test_normalise_to_e164() -> None:
+    assert normalise("+44 7901 614024", None) == ("+447901614024", None)
+    assert normalise("07901 614024", "GB") == ("+447901614024", None)
+    assert normalise("(201) 555-0123", "US") == ("+12015550123", None)
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "reason"),
+    [
+        ("hello", None, "not a phone number"),
+        ("07901614024", None, "unknown or missing country code"),
+        ("+44 12", None, "not a valid number"),
+        ("+999 1234567", None, "unknown or missing country code"),
+    ],
+)
+def test_invalid_numbers_have_a_reason(raw: str, region: str | None, reason: str) -> None:
+    e164, why = normalise(raw, region)
+    assert e164 is None
+    assert why is not None and reason in why
+
+
+def test_prepare_chunks_dedupes_and_records_invalid(cfg: Settings) -> None:
+    c = Campaign(
+        "cloudaten",
+        "hi",
+        [
+            "+447901614024",
+            "not a number",
+            "+44 7901 614024",  # the same as the first, written differently
+            Recipient("+447911000001", {"name": "Ann"}),
+            "+447911000002",
+            "+447911000003",
+        ],
+    )
+    p = prepare(c, cfg)
+    assert (p.valid, p.duplicates, p.total) == (4, 1, 5)
+    assert [orjson.loads(b) for b in p.chunks] == [
+        [[0, "+447901614024"], [3, "+447911000001", {"name": "Ann"}], [4, "+447911000002"]],
+        [[5, "+447911000003"]],
+    ]
+    [bad] = p.invalid
+    assert (bad.index, bad.number, bad.status, bad.error_code) == (
+        1,
+        "not a number",
+        Status.INVALID,
+        INVALID_NUMBER,
+    )
+    assert bad.error == "not a phone number"
+
+
+def test_default_region_applies_to_national_numbers(cfg: Settings) -> None:
+    p = prepare(Campaign("cloudaten", "hi", ["07901 614024"], default_region="gb"), cfg)
+    assert p.valid == 1 and not p.invalid
+
+
+@pytest.mark.parametrize(
+    ("campaign", "field"),
+    [
+        (Campaign("nosuch", "hi", ["+447901614024"]), "provider"),
+        (Campaign("", "hi", ["+447901614024"]), "provider"),
+        (Campaign("cloudaten", "", ["+447901614024"]), "text"),
+        (Campaign("cloudaten", "   ", ["+447901614024"]), "text"),
+        (Campaign("cloudaten", "hi", []), "recipients"),
+        (Campaign("cloudaten", "hi", ["+447901614024"], account="nope"), "account"),
+        (Campaign("cloudaten", "hi", ["+447901614024"], default_region="XX"), "default_region"),
+    ],
+)
+def test_bad_campaigns_name_the_field(cfg: Settings, campaign: Campaign, field: str) -> None:
+    with pytest.raises(CampaignError) as info:
+        prepare(campaign, cfg)
+    assert info.value.field == field
+    assert str(info.value).startswith(f"{field}: ")
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ([], "campaign"),
+        ({"text": "hi", "recipients": []}, "provider"),
+        ({"provider": "cloudaten", "recipients": []}, "text"),
+        ({"provider": "cloudaten", "text": "hi"}, "recipients"),
+        ({"provider": "cloudaten", "text": 5, "recipients": []}, "text"),
+        ({"provider": "cloudaten", "text": "hi", "recipients": [5]}, "recipients[0]"),
+        ({"provider": "cloudaten", "text": "hi", "recipients": ["+1", {}]}, "recipients[1].number"),
+        (
+            {"provider": "cloudaten", "text": "hi", "recipients": [{"number": "+1", "age": "3"}]},
+            "recipients[0].age",
+        ),
+        ({"provider": "cloudaten", "text": "hi", "recipients": [], "colour": "red"}, "colour"),
+    ],
+)
+def test_campaign_json_errors_name_the_field(data: object, field: str) -> None:
+    with pytest.raises(CampaignError) as info:
+        Campaign.from_dict(data)
+    assert info.value.field == field
+
+
+def test_campaign_json_with_fields() -> None:
+    c = Campaign.from_dict(
+        {
+            "provider": "cloudaten",
+            "text": "Hi <+B+>",
+            "recipients": ["+447901614024", {"number": "+447911000001", "name": "Ann"}],
+            "idempotency_key": "order-1",
+        }
+    )
+    assert c.recipients == ["+447901614024", Recipient("+447911000001", {"name": "Ann"})]
+    assert c.idempotency_key == "order-1"
