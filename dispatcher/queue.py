@@ -1,0 +1,217 @@
+"""The worker's side of the queue: lease chunks, keep leases alive, record and acknowledge.
+
+A chunk is an entry in the provider's stream, read through the consumer group ``workers``.
+Its entry stays in the group's pending list while a worker holds it; that is the lease.
+A worker that dies leaves it there, and another takes it over with XAUTOCLAIM once it has
+been idle for the lease time. Live workers refresh their leases well before that.
+
+Results are written by one Lua script that also acknowledges the entry, so a chunk is either
+recorded and acked or neither. Each result is written with HSETNX and counted only when
+new: a chunk recorded twice (a slow worker and its successor) never counts a recipient twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from dispatcher.keys import GROUP, Keys
+from dispatcher.model import Result
+from dispatcher.providers.base import ChunkRecipient
+from dispatcher.store import EVENTS_MAXLEN, _text, ensure_group
+
+
+@dataclass(slots=True)
+class Lease:
+    """One chunk entry held by this worker."""
+
+    stream: str
+    entry_id: str
+    campaign_id: str
+    chunk: int
+    attempt: int
+    redelivered: bool  # taken over or re-queued: some recipients may have results already
+
+
+@dataclass(slots=True)
+class ChunkData:
+    meta: dict[str, str]
+    recipients: list[ChunkRecipient]
+
+
+#: ARGV: group, entry id, cid, chunk, mode, attempt, reason, then (index, status, row)…
+#: mode: ack = chunk complete; requeue = ack and queue the rest again (shutdown);
+#: hold = ack and set aside until resume (paused); keep = record only (lease lost).
+_RECORD = """
+local stream, results, counts, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local events, held = KEYS[5], KEYS[6]
+local group, id, cid, chunk = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local mode, attempt, reason = ARGV[5], ARGV[6], ARGV[7]
+local new = 0
+for i = 8, #ARGV, 3 do
+  if redis.call('HSETNX', results, ARGV[i], ARGV[i + 2]) == 1 then
+    redis.call('HINCRBY', counts, ARGV[i + 1], 1)
+    new = new + 1
+  end
+end
+local recorded = redis.call('HINCRBY', meta, 'recorded', new)
+if mode ~= 'keep' then
+  redis.call('XACK', stream, group, id)
+  redis.call('XDEL', stream, id)
+end
+if mode == 'requeue' then
+  redis.call('XADD', stream, '*', 'c', cid, 'n', chunk, 'a', tonumber(attempt) + 1)
+elseif mode == 'hold' then
+  redis.call('SADD', held, chunk)
+  if reason ~= '' and redis.call('HGET', meta, 'state') ~= 'paused' then
+    redis.call('HSET', meta, 'state', 'paused', 'reason', reason)
+    redis.call('XADD', events, 'MAXLEN', '~', ARGV_MAXLEN, '*', 'c', cid, 'e', 'paused')
+  end
+end
+local total = tonumber(redis.call('HGET', meta, 'total'))
+local event = 'chunk'
+if new > 0 and recorded >= total then event = 'done' end
+redis.call('XADD', events, 'MAXLEN', '~', ARGV_MAXLEN, '*', 'c', cid, 'e', event, 'n', chunk)
+return new
+""".replace("ARGV_MAXLEN", str(EVENTS_MAXLEN))
+
+#: Refresh the idle time of entries this consumer still owns; return the ones it lost.
+_EXTEND = """
+local lost = {}
+for i = 3, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if #p == 1 and p[1][2] == ARGV[2] then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+  else
+    table.insert(lost, ARGV[i])
+  end
+end
+return lost
+"""
+
+
+def _lease(stream: str, entry_id: Any, fields: dict[Any, Any], redelivered: bool) -> Lease:
+    f = {_text(a): _text(b) for a, b in fields.items()}
+    attempt = int(f.get("a", 0))
+    return Lease(
+        stream=stream,
+        entry_id=_text(entry_id),
+        campaign_id=f["c"],
+        chunk=int(f["n"]),
+        attempt=attempt,
+        redelivered=redelivered or attempt > 0,
+    )
+
+
+class Queue:
+    def __init__(self, redis: Redis, keys: Keys, consumer: str, streams: Sequence[str]) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.consumer = consumer
+        self.streams = list(streams)
+        self._record = redis.register_script(_RECORD)
+        self._extend = redis.register_script(_EXTEND)
+        self._claim_cursor = dict.fromkeys(self.streams, "0-0")
+
+    async def setup(self) -> None:
+        for stream in self.streams:
+            await ensure_group(self.redis, stream)
+
+    async def read(self, count: int, block_ms: int) -> list[Lease]:
+        """New chunks for this consumer, waiting up to ``block_ms`` for some."""
+        got: Any = await self.redis.xreadgroup(
+            GROUP, self.consumer, dict.fromkeys(self.streams, ">"), count=count, block=block_ms
+        )
+        leases = []
+        for stream, entries in got or []:
+            for entry_id, fields in entries:
+                if fields:
+                    leases.append(_lease(_text(stream), entry_id, fields, False))
+        return leases
+
+    async def claim(self, count: int, min_idle_ms: int) -> list[Lease]:
+        """Take over chunks whose worker has not refreshed its lease for ``min_idle_ms``."""
+        leases: list[Lease] = []
+        for stream in self.streams:
+            if len(leases) >= count:
+                break
+            cursor, entries, *_ = await self.redis.xautoclaim(
+                stream,
+                GROUP,
+                self.consumer,
+                min_idle_ms,
+                start_id=self._claim_cursor[stream],
+                count=count - len(leases),
+            )
+            self._claim_cursor[stream] = _text(cursor)
+            for entry_id, fields in entries:
+                if fields:
+                    leases.append(_lease(stream, entry_id, fields, True))
+                else:  # the entry was deleted while pending: nothing left to do
+                    await self.redis.xack(stream, GROUP, entry_id)
+        return leases
+
+    async def extend(self, leases: Sequence[Lease]) -> set[str]:
+        """Refresh our leases; return the entry ids another worker has taken over."""
+        lost: set[str] = set()
+        by_stream: dict[str, list[str]] = {}
+        for lease in leases:
+            by_stream.setdefault(lease.stream, []).append(lease.entry_id)
+        for stream, ids in by_stream.items():
+            got = await self._extend(keys=[stream], args=[GROUP, self.consumer, *ids])
+            lost.update(_text(x) for x in got)
+        return lost
+
+    async def load(self, lease: Lease) -> ChunkData | None:
+        """The campaign and the chunk's recipients still without a result."""
+        k = self.keys
+        cid = lease.campaign_id
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(k.meta(cid))
+            pipe.hget(k.chunks(cid), str(lease.chunk))
+            raw_meta, blob = await pipe.execute()
+        if not raw_meta or blob is None:
+            return None
+        meta = {_text(a): _text(b) for a, b in raw_meta.items()}
+        members = orjson.loads(blob)
+        recipients = [ChunkRecipient(m[0], m[1], m[2] if len(m) > 2 else None) for m in members]
+        if lease.redelivered and recipients:
+            have = await self.redis.hmget(k.results(cid), [str(r.index) for r in recipients])
+            recipients = [r for r, row in zip(recipients, have, strict=True) if row is None]
+        return ChunkData(meta, recipients)
+
+    async def record(
+        self, lease: Lease, results: Sequence[Result], mode: str, reason: str = ""
+    ) -> int:
+        """Write ``results`` and settle the entry per ``mode``, atomically. Returns new results."""
+        k = self.keys
+        cid = lease.campaign_id
+        args: list[Any] = [
+            GROUP,
+            lease.entry_id,
+            cid,
+            lease.chunk,
+            mode,
+            lease.attempt,
+            reason,
+        ]
+        for r in results:
+            args += [r.index, r.status, orjson.dumps(r.row())]
+        keys = [
+            lease.stream,
+            k.results(cid),
+            k.counts(cid),
+            k.meta(cid),
+            k.events,
+            k.held(cid),
+        ]
+        return int(await self._record(keys=keys, args=args))
+
+    async def drop(self, lease: Lease) -> None:
+        """Acknowledge an entry whose campaign no longer exists."""
+        await self.redis.xack(lease.stream, GROUP, lease.entry_id)
+        await self.redis.xdel(lease.stream, lease.entry_id)

@@ -1,0 +1,262 @@
+"""Campaign records in Redis: enqueue in one transaction, status, results, resume, wait.
+
+The worker's side of the queue (leases, acknowledgement with results) is in ``queue.py``;
+the key names of both are in ``keys.py``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError, WatchError
+
+from dispatcher.intake import Prepared
+from dispatcher.keys import GROUP, Keys
+from dispatcher.model import CampaignState, CampaignStatus, Enqueued, Result, Status
+
+#: Fields of one HSET in the enqueue transaction: bounds the size of a single command.
+_BATCH = 1000
+EVENTS_MAXLEN = 100_000
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def new_campaign_id() -> str:
+    return secrets.token_hex(8)
+
+
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+async def ensure_group(redis: Redis, stream: str) -> None:
+    """Create the consumer group (and stream) once; from id 0 so nothing queued is missed."""
+    try:
+        await redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+_RESUME = """
+-- KEYS: meta, held, stream, events; ARGV: cid
+if redis.call('HGET', KEYS[1], 'state') ~= 'paused' then return -1 end
+local chunks = redis.call('SMEMBERS', KEYS[2])
+for _, n in ipairs(chunks) do
+  redis.call('XADD', KEYS[3], '*', 'c', ARGV[1], 'n', n, 'a', '0')
+end
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[1], 'state', 'queued', 'reason', '')
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', 100000, '*', 'c', ARGV[1], 'e', 'resumed')
+return #chunks
+"""
+
+
+class Store:
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self._resume = redis.register_script(_RESUME)
+
+    async def enqueue(self, prepared: Prepared, idempotency_ttl: int) -> Enqueued:
+        """Write the whole campaign and its work in one MULTI/EXEC, or nothing.
+
+        With an idempotency key the transaction WATCHes it: of two concurrent enqueues with
+        the same key exactly one commits, and the other returns the winner's id.
+        """
+        c = prepared.campaign
+        k = self.keys
+        stream = k.queue(c.provider)
+        await ensure_group(self.redis, stream)
+        idem = k.idempotency(c.idempotency_key) if c.idempotency_key else None
+        cid = new_campaign_id()
+        answer = Enqueued(
+            id=cid,
+            recipients=prepared.total,
+            valid=prepared.valid,
+            invalid=len(prepared.invalid),
+            duplicates=prepared.duplicates,
+            chunks=len(prepared.chunks),
+        )
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    if idem is not None:
+                        await pipe.watch(idem)
+                        existing = await pipe.get(idem)
+                        if existing is not None:
+                            return await self._existing(_text(existing))
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    self._write(pipe, cid, prepared)
+                    if idem is not None:
+                        pipe.set(idem, cid, ex=idempotency_ttl)
+                    await pipe.execute()
+                    return answer
+                except WatchError:
+                    continue  # another enqueue took the key: loop to read its id
+
+    def _write(self, pipe: Any, cid: str, p: Prepared) -> None:
+        c = p.campaign
+        k = self.keys
+        created = now_ms()
+        invalid_n = len(p.invalid)
+        pipe.hset(
+            k.meta(cid),
+            mapping={
+                "provider": c.provider,
+                "account": c.account,
+                "text": c.text,
+                "signature": c.signature or "",
+                "name": c.name or "",
+                "total": p.total,
+                "valid": p.valid,
+                "invalid": invalid_n,
+                "duplicates": p.duplicates,
+                "chunks": len(p.chunks),
+                "recorded": invalid_n,
+                "state": CampaignState.QUEUED.value,
+                "reason": "",
+                "created_at": created,
+            },
+        )
+        for start in range(0, len(p.chunks), _BATCH):
+            batch = p.chunks[start : start + _BATCH]
+            pipe.hset(k.chunks(cid), mapping={str(start + i): b for i, b in enumerate(batch)})
+        if p.invalid:
+            pipe.hset(k.chunks(cid), "invalid", orjson.dumps([r.index for r in p.invalid]))
+            for start in range(0, invalid_n, _BATCH):
+                batch_r = p.invalid[start : start + _BATCH]
+                pipe.hset(
+                    k.results(cid), mapping={str(r.index): orjson.dumps(r.row()) for r in batch_r}
+                )
+            pipe.hincrby(k.counts(cid), Status.INVALID.value, invalid_n)
+        stream = k.queue(c.provider)
+        for n in range(len(p.chunks)):
+            pipe.xadd(stream, {"c": cid, "n": n, "a": 0})
+        pipe.zadd(k.campaigns, {cid: created})
+        if not p.chunks:
+            pipe.xadd(k.events, {"c": cid, "e": "done"}, maxlen=EVENTS_MAXLEN, approximate=True)
+
+    async def _existing(self, cid: str) -> Enqueued:
+        meta = await self.redis.hgetall(self.keys.meta(cid))
+        m = {_text(a): _text(b) for a, b in meta.items()}
+        return Enqueued(
+            id=cid,
+            recipients=int(m.get("total", 0)),
+            valid=int(m.get("valid", 0)),
+            invalid=int(m.get("invalid", 0)),
+            duplicates=int(m.get("duplicates", 0)),
+            chunks=int(m.get("chunks", 0)),
+            existing=True,
+        )
+
+    async def meta(self, cid: str) -> dict[str, str]:
+        raw = await self.redis.hgetall(self.keys.meta(cid))
+        return {_text(a): _text(b) for a, b in raw.items()}
+
+    async def status(self, cid: str) -> CampaignStatus | None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.keys.meta(cid))
+            pipe.hgetall(self.keys.counts(cid))
+            raw_meta, raw_counts = await pipe.execute()
+        if not raw_meta:
+            return None
+        m = {_text(a): _text(b) for a, b in raw_meta.items()}
+        counts = {_text(a): int(b) for a, b in raw_counts.items() if int(b)}
+        total = int(m["total"])
+        state = m["state"]
+        if state != CampaignState.PAUSED and sum(counts.values()) >= total:
+            state = CampaignState.DONE.value
+        return CampaignStatus(
+            id=cid,
+            provider=m["provider"],
+            account=m["account"],
+            state=state,
+            total=total,
+            counts=counts,
+            created_at=int(m["created_at"]),
+            duplicates=int(m.get("duplicates", 0)),
+            reason=m.get("reason") or None,
+        )
+
+    async def results(self, cid: str, batch: int = 64) -> AsyncIterator[Result]:
+        """Every recipient in index order: its result, or ``pending`` while it has none."""
+        k = self.keys
+        meta = await self.meta(cid)
+        if not meta:
+            return
+        chunks = int(meta["chunks"])
+        raw_invalid = await self.redis.hget(k.chunks(cid), "invalid")
+        invalid: list[int] = orjson.loads(raw_invalid) if raw_invalid else []
+        inv_pos = 0
+
+        async def invalid_upto(limit: int) -> list[Result]:
+            nonlocal inv_pos
+            stop = inv_pos
+            while stop < len(invalid) and invalid[stop] < limit:
+                stop += 1
+            wanted = invalid[inv_pos:stop]
+            inv_pos = stop
+            if not wanted:
+                return []
+            rows = await self.redis.hmget(k.results(cid), [str(i) for i in wanted])
+            return [
+                Result.from_row(i, orjson.loads(r or b"[]"))
+                for i, r in zip(wanted, rows, strict=True)
+            ]
+
+        for first in range(0, chunks, batch):
+            numbers = [str(n) for n in range(first, min(first + batch, chunks))]
+            blobs = await self.redis.hmget(k.chunks(cid), numbers)
+            members: list[list[Any]] = [m for blob in blobs if blob for m in orjson.loads(blob)]
+            rows = await self.redis.hmget(k.results(cid), [str(m[0]) for m in members])
+            for member, row in zip(members, rows, strict=True):
+                for r in await invalid_upto(member[0]):
+                    yield r
+                if row is None:
+                    yield Result(member[0], member[1], Status.PENDING)
+                else:
+                    yield Result.from_row(member[0], orjson.loads(row))
+        for r in await invalid_upto(2**63):
+            yield r
+
+    async def resume(self, cid: str) -> int:
+        """Put the chunks held by a pause back in the queue; -1 if it was not paused."""
+        meta = await self.meta(cid)
+        if not meta:
+            raise KeyError(cid)
+        k = self.keys
+        keys = [k.meta(cid), k.held(cid), k.queue(meta["provider"]), k.events]
+        return int(await self._resume(keys=keys, args=[cid]))
+
+    async def wait(self, cid: str, seconds: float) -> CampaignStatus | None:
+        """Block until the campaign is done or paused, or ``seconds`` pass.
+
+        Reads the events stream from the id seen *before* checking the status, so an event
+        that lands between the check and the read is not missed.
+        """
+        deadline = time.monotonic() + seconds
+        last = await self.redis.xrevrange(self.keys.events, count=1)
+        cursor = _text(last[0][0]) if last else "0-0"
+        while True:
+            st = await self.status(cid)
+            if st is None or st.state in (CampaignState.DONE, CampaignState.PAUSED):
+                return st
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return st
+            got: Any = await self.redis.xread(
+                {self.keys.events: cursor}, count=1000, block=max(1, int(left * 1000))
+            )
+            for _stream, entries in got:
+                if entries:
+                    cursor = _text(entries[-1][0])

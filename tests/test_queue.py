@@ -1,0 +1,102 @@
+"""The worker's side of the queue against a real Redis: leases, takeover, atomic records."""
+
+from __future__ import annotations
+
+import orjson
+from redis.asyncio import Redis
+
+from dispatcher.client import Client
+from dispatcher.config import Settings
+from dispatcher.keys import GROUP, Keys
+from dispatcher.model import Campaign, Result, Status
+from dispatcher.queue import Queue
+
+NUMBERS = [f"+4479110{i:05d}" for i in range(15)]
+
+
+async def setup(redis: Redis, settings: Settings, consumer: str = "a") -> tuple[str, Queue]:
+    client = Client(settings=settings, redis=redis)
+    answer = await client.enqueue(Campaign("cloudaten", "hi", NUMBERS))
+    k = Keys(settings.prefix)
+    q = Queue(redis, k, consumer, [k.queue("cloudaten")])
+    await q.setup()
+    return answer.id, q
+
+
+def accepted(index: int) -> Result:
+    return Result(index, NUMBERS[index], Status.ACCEPTED, message_id=str(index), sent_at=1)
+
+
+async def pending_count(redis: Redis, settings: Settings) -> int:
+    info = await redis.xpending(Keys(settings.prefix).queue("cloudaten"), GROUP)
+    return int(info["pending"])
+
+
+async def test_read_load_and_ack(redis: Redis, settings: Settings) -> None:
+    cid, q = await setup(redis, settings)
+    leases = await q.read(10, 100)
+    assert [(le.campaign_id, le.chunk, le.redelivered) for le in leases] == [
+        (cid, 0, False),
+        (cid, 1, False),
+    ]
+    data = await q.load(leases[0])
+    assert data is not None
+    assert [r.index for r in data.recipients] == list(range(10))
+    assert data.meta["text"] == "hi"
+    new = await q.record(leases[0], [accepted(i) for i in range(10)], "ack")
+    assert new == 10
+    assert await pending_count(redis, settings) == 1
+    st = await Client(settings=settings, redis=redis).status(cid)
+    assert st.counts == {"accepted": 10}
+
+
+async def test_a_chunk_recorded_twice_counts_once(redis: Redis, settings: Settings) -> None:
+    cid, q = await setup(redis, settings)
+    lease = (await q.read(1, 100))[0]
+    assert await q.record(lease, [accepted(0), accepted(1)], "keep") == 2
+    assert await pending_count(redis, settings) == 1  # keep: recorded, still leased
+    assert await q.record(lease, [accepted(i) for i in range(10)], "ack") == 8
+    assert await pending_count(redis, settings) == 0
+    st = await Client(settings=settings, redis=redis).status(cid)
+    assert st.counts == {"accepted": 10}
+    row = await redis.hget(Keys(settings.prefix).results(cid), "0")
+    assert orjson.loads(row or b"")[:3] == [NUMBERS[0], "accepted", "0"]
+
+
+async def test_requeue_sends_only_the_rest(redis: Redis, settings: Settings) -> None:
+    _, q = await setup(redis, settings)
+    lease = (await q.read(1, 100))[0]
+    await q.record(lease, [accepted(i) for i in range(4)], "requeue")
+    again = [le for le in await q.read(10, 100) if le.chunk == 0]
+    assert len(again) == 1 and again[0].attempt == 1 and again[0].redelivered
+    data = await q.load(again[0])
+    assert data is not None
+    assert [r.index for r in data.recipients] == list(range(4, 10))
+
+
+async def test_takeover_after_the_lease_and_lost_lease(redis: Redis, settings: Settings) -> None:
+    _, first = await setup(redis, settings, "first")
+    k = Keys(settings.prefix)
+    second = Queue(redis, k, "second", [k.queue("cloudaten")])
+    leases = await first.read(10, 100)
+    assert await second.claim(10, 60_000) == []  # not idle long enough
+    assert await first.extend(leases) == set()
+    taken = await second.claim(10, 0)
+    assert {le.entry_id for le in taken} == {le.entry_id for le in leases}
+    assert all(le.redelivered for le in taken)
+    assert await first.extend(leases) == {le.entry_id for le in leases}
+
+
+async def test_hold_pauses_and_resume_requeues(redis: Redis, settings: Settings) -> None:
+    cid, q = await setup(redis, settings)
+    client = Client(settings=settings, redis=redis)
+    lease = (await q.read(1, 100))[0]
+    await q.record(lease, [accepted(0)], "hold", "INVALID_API_KEY from cloudaten account x")
+    st = await client.status(cid)
+    assert st.state == "paused" and st.reason == "INVALID_API_KEY from cloudaten account x"
+    assert await client.wait(cid, 5) == st  # a paused campaign does not keep a waiter waiting
+    assert await client.resume(cid) == 1
+    assert (await client.status(cid)).state == "queued"
+    assert await client.resume(cid) == -1
+    again = [le for le in await q.read(10, 100) if le.chunk == 0]
+    assert len(again) == 1

@@ -1,0 +1,96 @@
+"""Campaign records in a real Redis: atomic enqueue, idempotency, status and results."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from dispatcher.client import CampaignNotFound, Client
+from dispatcher.config import Settings
+from dispatcher.keys import GROUP, Keys
+from dispatcher.model import Campaign, CampaignError, Status
+
+NUMBERS = [f"+4479110{i:05d}" for i in range(25)]
+
+
+async def test_enqueue_writes_campaign_chunks_and_work(redis: Redis, settings: Settings) -> None:
+    client = Client(settings=settings, redis=redis)
+    answer = await client.enqueue(Campaign("cloudaten", "hi", [*NUMBERS, "junk", NUMBERS[0]]))
+    assert (answer.valid, answer.invalid, answer.duplicates, answer.chunks) == (25, 1, 1, 3)
+    assert answer.recipients == 26 and not answer.existing
+    k = Keys(settings.prefix)
+    assert await redis.xlen(k.queue("cloudaten")) == 3
+    assert await redis.hlen(k.chunks(answer.id)) == 4  # 3 chunks + the invalid index list
+    st = await client.status(answer.id)
+    assert (st.total, st.counts, st.pending, st.done, st.state) == (
+        26,
+        {"invalid": 1},
+        25,
+        False,
+        "queued",
+    )
+    assert st.duplicates == 1
+
+
+async def test_rejected_campaign_writes_nothing(redis: Redis, settings: Settings) -> None:
+    client = Client(settings=settings, redis=redis)
+    with pytest.raises(CampaignError, match="text"):
+        await client.enqueue({"provider": "cloudaten", "text": "", "recipients": NUMBERS})
+    with pytest.raises(CampaignError, match="provider"):
+        await client.enqueue({"provider": "pigeon", "text": "hi", "recipients": NUMBERS})
+    assert await redis.keys(f"{settings.prefix}*") == []
+
+
+async def test_idempotency_key_returns_the_first_id_even_when_racing(
+    redis: Redis, settings: Settings
+) -> None:
+    client = Client(settings=settings, redis=redis)
+    c = Campaign("cloudaten", "hi", NUMBERS, idempotency_key="order-42")
+    answers = await asyncio.gather(*(client.enqueue(c) for _ in range(8)))
+    ids = {a.id for a in answers}
+    assert len(ids) == 1
+    assert sum(not a.existing for a in answers) == 1
+    k = Keys(settings.prefix)
+    assert await redis.xlen(k.queue("cloudaten")) == 3  # one campaign's chunks, not eight
+    assert await redis.zcard(k.campaigns) == 1
+
+
+async def test_all_invalid_campaign_is_done_at_once(redis: Redis, settings: Settings) -> None:
+    client = Client(settings=settings, redis=redis)
+    answer = await client.enqueue(Campaign("cloudaten", "hi", ["nope", "+44"]))
+    st = await client.wait(answer.id, 5)
+    assert st.done and st.state == "done" and st.counts == {"invalid": 2}
+
+
+async def test_results_in_index_order_with_pending(redis: Redis, settings: Settings) -> None:
+    client = Client(settings=settings, redis=redis)
+    recipients = ["bad0", NUMBERS[0], NUMBERS[1], "bad3", *NUMBERS[2:12], "bad14"]
+    answer = await client.enqueue(Campaign("cloudaten", "hi", recipients))
+    got = [r async for r in client.results(answer.id)]
+    assert [r.index for r in got] == list(range(15))
+    assert [r.status for r in got if r.index in (0, 3, 14)] == [Status.INVALID] * 3
+    assert {r.status for r in got if r.index not in (0, 3, 14)} == {Status.PENDING}
+    assert got[1].number == NUMBERS[0]
+
+
+async def test_unknown_campaign(redis: Redis, settings: Settings) -> None:
+    client = Client(settings=settings, redis=redis)
+    with pytest.raises(CampaignNotFound):
+        await client.status("nope")
+    with pytest.raises(CampaignNotFound):
+        [r async for r in client.results("nope")]
+
+
+async def test_chunk_blobs_and_group(redis: Redis, settings: Settings) -> None:
+    client = Client(settings=settings, redis=redis)
+    answer = await client.enqueue(Campaign("cloudaten", "hi", NUMBERS[:2]))
+    k = Keys(settings.prefix)
+    assert orjson.loads(await redis.hget(k.chunks(answer.id), "0") or b"") == [
+        [0, NUMBERS[0]],
+        [1, NUMBERS[1]],
+    ]
+    groups = await redis.xinfo_groups(k.queue("cloudaten"))
+    assert [g["name"] for g in groups] == [GROUP.encode()]
