@@ -1,0 +1,86 @@
+"""HTTP to the providers: one keep-alive aiohttp session per provider account.
+
+The transport knows URLs, headers, timeouts and TLS; it knows no provider's field names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+
+import aiohttp
+from yarl import URL
+
+from dispatcher.providers.base import HttpRequest
+
+
+class TransportError(Exception):
+    """No HTTP answer: the request may or may not have reached the provider."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Transport:
+    def __init__(
+        self,
+        base_url: str,
+        headers: dict[str, str],
+        *,
+        pool_size: int,
+        timeout: float,
+        connect_timeout: float,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._base = base_url.rstrip("/")
+        self._headers = headers
+        self._urls: dict[str, URL] = {}
+        self._pool_size = pool_size
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
+        self._ssl = ssl_context
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=self._pool_size,
+            limit_per_host=self._pool_size,
+            keepalive_timeout=30,
+            ssl=self._ssl if self._ssl is not None else True,
+        )
+        return aiohttp.ClientSession(
+            connector=connector,
+            headers=self._headers,
+            timeout=self._timeout,
+            raise_for_status=False,
+            auto_decompress=True,
+        )
+
+    def _url(self, path: str) -> URL:
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = URL(self._base + path, encoded=False)
+        return url
+
+    async def send(self, request: HttpRequest) -> tuple[int, bytes]:
+        """The status and body of the answer, or TransportError if none came."""
+        if self._session is None:
+            self._session = self._open()
+        try:
+            async with self._session.request(
+                request.method, self._url(request.path), data=request.body
+            ) as resp:
+                return resp.status, await resp.read()
+        except TimeoutError:
+            raise TransportError("TIMEOUT", "no answer within the timeout") from None
+        except aiohttp.ClientError as exc:
+            raise TransportError("CONNECTION", f"{type(exc).__name__}: {exc}") from None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+async def close_all(transports: list[Transport]) -> None:
+    await asyncio.gather(*(t.close() for t in transports), return_exceptions=True)
