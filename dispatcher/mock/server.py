@@ -1,0 +1,150 @@
+"""The mock provider server: every provider under its own path prefix, plus /_mock controls.
+
+``python -m dispatcher mock`` serves it; tests start it in-process with :func:`start`.
+Once listening it prints ``mock listening on http://HOST:PORT`` so a parent process can wait
+for that line instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import signal
+import sys
+from dataclasses import replace
+from typing import Any
+
+import orjson
+import uvloop
+from aiohttp import web
+
+from dispatcher.mock.cloudaten import CloudAten
+from dispatcher.mock.state import PROVIDERS, MockSettings, MockState
+
+STATE = web.AppKey("state", MockState)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+async def stats(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    return _json({"providers": {n: r.stats.as_dict() for n, r in state.recorders.items()}})
+
+
+async def messages(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    wanted = request.query.get("provider")
+    if wanted is not None and wanted not in state.recorders:
+        return _json({"error": f"unknown provider {wanted!r}"}, 404)
+    names = [wanted] if wanted else list(state.recorders)
+    return _json([{"provider": n, **m} for n in names for m in state.recorders[n].messages])
+
+
+async def reset(request: web.Request) -> web.Response:
+    request.app[STATE].reset()
+    return _json({"reset": True})
+
+
+async def change_settings(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        return _json({"error": "body must be JSON"}, 400)
+    if not isinstance(body, dict):
+        return _json({"error": "body must be a JSON object"}, 400)
+    for key in body:
+        if key not in MockSettings.RUNTIME:
+            return _json({"error": f"{key}: not a runtime setting"}, 400)
+    changes: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in body.items()}
+    state.settings = replace(state.settings, **changes)
+    if "balance" in body:
+        state.balance = float(body["balance"])
+    return _json(state.settings.public())
+
+
+def build_app(settings: MockSettings) -> web.Application:
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    state = MockState(settings)
+    app[STATE] = state
+    app.add_routes(
+        [
+            web.get("/_mock/stats", stats),
+            web.get("/_mock/messages", messages),
+            web.post("/_mock/reset", reset),
+            web.post("/_mock/settings", change_settings),
+        ]
+    )
+    for provider in (CloudAten(state),):
+        assert provider.name in PROVIDERS
+        app.add_routes(provider.routes())
+    return app
+
+
+async def start(settings: MockSettings) -> tuple[web.AppRunner, int]:
+    """Serve on loopback; returns the runner (``await runner.cleanup()``) and the bound port."""
+    runner = web.AppRunner(build_app(settings), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
+    await site.start()
+    server = site._server
+    assert server is not None
+    port = int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
+    return runner, port
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
+    parser.add_argument("--port", type=int, default=8090, help="0 picks a free port")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="answer delay")
+    parser.add_argument("--latency-jitter-ms", type=float, default=0.0, help="± uniform jitter")
+    parser.add_argument("--cloudaten-key", action="append", help="accepted X-API-Key (repeatable)")
+    parser.add_argument("--balance", type=float, default=1e12, help="starting balance")
+
+
+async def _serve(settings: MockSettings) -> None:
+    runner, port = await start(settings)
+    print(f"mock listening on http://{settings.host}:{port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def run(args: argparse.Namespace) -> int:
+    if not is_loopback(args.host):
+        print(f"error: --host {args.host}: only loopback addresses are allowed", file=sys.stderr)
+        return 2
+    settings = MockSettings(
+        host=args.host,
+        port=args.port,
+        latency_ms=args.latency_ms,
+        latency_jitter_ms=args.latency_jitter_ms,
+        balance=args.balance,
+    )
+    if args.cloudaten_key:
+        settings = replace(settings, cloudaten_keys=tuple(args.cloudaten_key))
+    uvloop.run(_serve(settings))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dispatcher mock", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
