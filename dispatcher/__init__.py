@@ -1,0 +1,28 @@
+"""dispatcher: a high-throughput asyncio bulk campaign dispatcher.
+
+Apps enqueue campaigns with :class:`Client`; ``python -m dispatcher worker`` sends them.
+"""
+
+from dispatcher.client import CampaignNotFound, Client
+from dispatcher.model import (
+    Campaign,
+    CampaignError,
+    CampaignStatus,
+    Enqueued,
+    Recipient,
+    Result,
+    Status,
+)
+
+__all__ = [
+    "Campaign",
+    "CampaignError",
+    "CampaignNotFound",
+    "CampaignStatus",
+    "Client",
+    "Enqueued",
+    "Recipient",
+    "Result",
+    "Status",
+]
+__version__ = "0.1.0"

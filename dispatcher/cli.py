@@ -1,0 +1,238 @@
+"""``python -m dispatcher …``: argument parsing and output only; the work lives elsewhere."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from dispatcher.client import CampaignNotFound, Client
+from dispatcher.config import ConfigError, Settings, load_settings, with_overrides
+from dispatcher.embedded import EmbeddedRedisError
+from dispatcher.model import ROW_FIELDS, Campaign, CampaignError, CampaignStatus
+from dispatcher.recipients_file import read_recipients
+from dispatcher.runtime import connect, redis_url, run, setup_logging
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dispatcher", description=__doc__)
+    p.add_argument("--config", help="settings file (default: $DISPATCHER_CONFIG or config/)")
+    p.add_argument("--log-level", default="INFO")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    w = sub.add_parser("worker", help="send queued campaigns")
+    w.add_argument("--processes", type=int, default=1, help="worker processes (default 1)")
+    w.add_argument(
+        "--concurrency", type=int, help="HTTP requests in flight per account and process"
+    )
+    w.add_argument("--chunks", type=int, help="chunks one process works on at once")
+    w.add_argument("--lease-seconds", type=float, help="idle time before a chunk is taken over")
+    w.add_argument("--drain-timeout", type=float, help="SIGTERM: seconds to finish in-flight")
+    w.add_argument("--provider", action="append", help="only these providers (repeatable)")
+    w.add_argument("--rate-share", type=int, default=1, help=argparse.SUPPRESS)
+
+    e = sub.add_parser("enqueue", help="enqueue a campaign; prints its id")
+    e.add_argument("campaign_file", nargs="?", help="a JSON campaign file")
+    e.add_argument("--provider")
+    e.add_argument("--text")
+    e.add_argument("--recipients", help="CSV file, or one number a line")
+    e.add_argument("--account", default="default")
+    e.add_argument("--signature")
+    e.add_argument("--name")
+    e.add_argument("--region", help="default region for numbers without +country code")
+    e.add_argument("--idempotency-key")
+    e.add_argument("--json", action="store_true", help="print the whole answer as JSON")
+
+    s = sub.add_parser("status", help="a campaign's progress")
+    s.add_argument("campaign_id")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--watch", action="store_true", help="live progress bar until done")
+
+    r = sub.add_parser("results", help="every recipient's result")
+    r.add_argument("campaign_id")
+    r.add_argument("--csv", action="store_true", help="CSV instead of JSON lines")
+    r.add_argument("--output", "-o", help="write to this file instead of stdout")
+
+    rs = sub.add_parser("resume", help="resume a paused campaign")
+    rs.add_argument("campaign_id")
+
+    m = sub.add_parser("mock", help="the mock provider server")
+    from dispatcher.mock.server import add_arguments
+
+    add_arguments(m)
+
+    d = sub.add_parser("run", help="the demo: Redis, mock, worker and a 10,000-recipient campaign")
+    d.add_argument("--recipients", type=int, default=10_000)
+    d.add_argument("--processes", type=int, default=1)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    raw = sys.argv[1:] if argv is None else argv
+    args = _parser().parse_args(raw)
+    setup_logging(args.log_level)
+    try:
+        return _dispatch(args, raw)
+    except (CampaignError, ConfigError, EmbeddedRedisError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except CampaignNotFound as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(args.config)
+
+
+def _dispatch(args: argparse.Namespace, raw: list[str]) -> int:
+    cmd = args.command
+    if cmd == "mock":
+        from dispatcher.mock.server import run as run_mock
+
+        return run_mock(args)
+    if cmd == "run":
+        from dispatcher.demo import demo
+
+        return demo(args.recipients, args.processes)
+    settings = _settings(args)
+    if cmd == "worker":
+        return _worker(args, settings, raw)
+    with redis_url() as url:
+        return run(_client_command(args, settings, url))
+
+
+def _worker(args: argparse.Namespace, settings: Settings, raw: list[str]) -> int:
+    from dispatcher.supervisor import run_many, run_single
+
+    if args.processes < 1:
+        raise CampaignError("--processes", "must be at least 1")
+    if args.processes > 1:
+        return run_many(_strip_processes(raw), args.processes)
+    settings = with_overrides(
+        settings,
+        chunks_in_flight=args.chunks,
+        lease_seconds=args.lease_seconds,
+        drain_timeout_seconds=args.drain_timeout,
+    )
+    if args.concurrency:
+        providers = settings.providers.items()
+        settings = replace(
+            settings, providers={n: replace(p, concurrency=args.concurrency) for n, p in providers}
+        )
+    return run_single(settings, args.provider, args.rate_share)
+
+
+def _strip_processes(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--processes":
+            skip = True
+            continue
+        if a.startswith("--processes="):
+            continue
+        out.append(a)
+    return out
+
+
+def _campaign(args: argparse.Namespace) -> Campaign:
+    if args.campaign_file:
+        if args.provider or args.text or args.recipients:
+            raise CampaignError("campaign_file", "give a file or --provider/--text/--recipients")
+        try:
+            data = orjson.loads(Path(args.campaign_file).read_bytes())
+        except OSError as exc:
+            raise CampaignError("campaign_file", f"cannot read: {exc.strerror}") from None
+        except orjson.JSONDecodeError as exc:
+            raise CampaignError("campaign_file", f"not valid JSON: {exc}") from None
+        return Campaign.from_dict(data)
+    for name in ("provider", "text", "recipients"):
+        if getattr(args, name) is None:
+            raise CampaignError(name, f"--{name} is required without a campaign file")
+    return Campaign(
+        provider=args.provider,
+        text=args.text,
+        recipients=list(read_recipients(args.recipients)),
+        account=args.account,
+        signature=args.signature,
+        name=args.name,
+        idempotency_key=args.idempotency_key,
+        default_region=args.region,
+    )
+
+
+async def _client_command(args: argparse.Namespace, settings: Settings, url: str) -> int:
+    client = Client(settings=settings, redis=connect(url))
+    try:
+        if args.command == "enqueue":
+            answer = await client.enqueue(_campaign(args))
+            if args.json:
+                print(orjson.dumps(asdict(answer)).decode())
+            else:
+                print(answer.id)
+                note = " (existing campaign for this idempotency key)" if answer.existing else ""
+                print(
+                    f"enqueued {answer.valid} recipient(s) in {answer.chunks} chunk(s); "
+                    f"{answer.invalid} invalid, {answer.duplicates} duplicate(s){note}",
+                    file=sys.stderr,
+                )
+            return 0
+        if args.command == "status":
+            if args.watch:
+                from dispatcher.progress import watch
+
+                st = await watch(client, args.campaign_id)
+            else:
+                st = await client.status(args.campaign_id)
+            _print_status(st, args.json)
+            return 0
+        if args.command == "results":
+            return await _results(client, args)
+        if args.command == "resume":
+            n = await client.resume(args.campaign_id)
+            if n < 0:
+                print("campaign is not paused", file=sys.stderr)
+                return 1
+            print(f"resumed: {n} chunk(s) queued again")
+            return 0
+        raise AssertionError(args.command)
+    finally:
+        await client.redis.aclose()
+
+
+def _print_status(st: CampaignStatus, as_json: bool) -> None:
+    if as_json:
+        print(orjson.dumps(st.as_dict()).decode())
+        return
+    print(f"campaign {st.id}  {st.provider}/{st.account}  state: {st.state}")
+    counts = "  ".join(f"{k} {v}" for k, v in sorted(st.counts.items()))
+    print(f"total {st.total}  {counts}  pending {st.pending}")
+    if st.reason:
+        print(f"reason: {st.reason}")
+
+
+async def _results(client: Client, args: argparse.Namespace) -> int:
+    # A command-line tool writing its own output file: nothing else shares this loop.
+    out: Any = open(args.output, "w", newline="") if args.output else sys.stdout  # noqa: ASYNC230, SIM115
+    try:
+        if args.csv:
+            writer = csv.writer(out)
+            writer.writerow(["index", *ROW_FIELDS])
+            async for r in client.results(args.campaign_id):
+                writer.writerow([r.index, *("" if v is None else v for v in r.row())])
+        else:
+            async for r in client.results(args.campaign_id):
+                out.write(orjson.dumps(r.as_dict()).decode() + "\n")
+    finally:
+        if args.output:
+            out.close()
+    return 0

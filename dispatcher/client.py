@@ -1,0 +1,106 @@
+"""The Python client for other apps: enqueue campaigns, follow them, read their results."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any
+
+from redis.asyncio import Redis
+
+from dispatcher.config import Settings, load_settings
+from dispatcher.intake import prepare
+from dispatcher.keys import Keys
+from dispatcher.model import Campaign, CampaignStatus, Enqueued, Result
+from dispatcher.store import Store
+
+
+class CampaignNotFound(KeyError):
+    def __init__(self, campaign_id: str) -> None:
+        super().__init__(campaign_id)
+        self.campaign_id = campaign_id
+
+    def __str__(self) -> str:
+        return f"no campaign {self.campaign_id!r}"
+
+
+class Client:
+    """``Client(redis_url)``; use as ``async with`` or call ``close()``.
+
+    ``settings`` default to ``load_settings()`` (``$DISPATCHER_CONFIG`` or
+    ``config/dispatcher.toml``); they give the providers, accounts and chunk sizes.
+    """
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        *,
+        settings: Settings | None = None,
+        redis: Redis | None = None,
+    ) -> None:
+        self.settings = settings if settings is not None else load_settings()
+        if redis is None:
+            url = redis_url or os.environ.get("REDIS_URL")
+            if not url:
+                raise ValueError("redis_url is required (or set REDIS_URL)")
+            redis = Redis.from_url(url)
+            self._owns_redis = True
+        else:
+            self._owns_redis = False
+        self.redis = redis
+        self.store = Store(redis, Keys(self.settings.prefix))
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._owns_redis:
+            await self.redis.aclose()
+
+    async def enqueue(self, campaign: Campaign | dict[str, Any]) -> Enqueued:
+        """Validate and enqueue; raises CampaignError (naming the field) and writes nothing.
+
+        Returns the campaign id with the validation counts. With ``idempotency_key`` set,
+        a repeat returns the first campaign's answer (``existing=True``) and enqueues nothing.
+        """
+        if not isinstance(campaign, Campaign):
+            campaign = Campaign.from_dict(campaign)
+        # Number validation is CPU work: keep the app's event loop responsive meanwhile.
+        prepared = await asyncio.to_thread(prepare, campaign, self.settings)
+        return await self.store.enqueue(prepared, self.settings.idempotency_ttl_seconds)
+
+    async def status(self, campaign_id: str) -> CampaignStatus:
+        st = await self.store.status(campaign_id)
+        if st is None:
+            raise CampaignNotFound(campaign_id)
+        return st
+
+    async def results(self, campaign_id: str) -> AsyncIterator[Result]:
+        """Every recipient's result in index order (``pending`` where none yet)."""
+        await self.status(campaign_id)
+        async for result in self.store.results(campaign_id):
+            yield result
+
+    async def wait(self, campaign_id: str, seconds: float) -> CampaignStatus:
+        """Wait until the campaign is done or paused, at most ``seconds``; its status."""
+        st = await self.store.wait(campaign_id, seconds)
+        if st is None:
+            raise CampaignNotFound(campaign_id)
+        return st
+
+    async def resume(self, campaign_id: str) -> int:
+        """Re-queue a paused campaign's held chunks; the number re-queued, -1 if not paused."""
+        try:
+            return await self.store.resume(campaign_id)
+        except KeyError:
+            raise CampaignNotFound(campaign_id) from None

@@ -1,0 +1,142 @@
+"""The command line as a user runs it: real processes, a real Redis, exit codes and messages."""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from tests.conftest import MOCK_KEY, repo_root, subprocess_env
+
+
+class Cli:
+    def __init__(self, tmp: Path, redis_url: str, prefix: str) -> None:
+        self.tmp = tmp
+        self.prefix = prefix
+        config = tmp / "c.toml"
+        config.write_text(
+            f'prefix = "{prefix}"\n[providers.cloudaten]\nbase_url = "http://127.0.0.1:9"\n'
+            f'[providers.cloudaten.accounts.default]\napi_key = "{MOCK_KEY}"\n'
+        )
+        self.env = subprocess_env(REDIS_URL=redis_url, DISPATCHER_CONFIG=str(config))
+
+    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "dispatcher", *args],
+            check=False,
+            env=self.env,
+            cwd=repo_root(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def file(self, name: str, content: str | bytes) -> str:
+        path = self.tmp / name
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+        return str(path)
+
+
+@pytest.fixture
+def cli(tmp_path: Path, redis_url: str, prefix: str) -> Cli:
+    return Cli(tmp_path, redis_url, prefix)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--provider", "pigeon", "--text", "hi"], "error: provider: unknown provider 'pigeon'"),
+        (["--provider", "cloudaten", "--text", ""], "error: text: must not be empty"),
+        (["--provider", "cloudaten", "--text", "hi", "--account", "x"], "error: account: 'x'"),
+    ],
+)
+async def test_bad_campaigns_exit_2_and_enqueue_nothing(
+    cli: Cli, redis: Redis, args: list[str], message: str
+) -> None:
+    numbers = cli.file("n.txt", "+447901614024\n")
+    done = cli("enqueue", *args, "--recipients", numbers)
+    assert done.returncode == 2
+    assert done.stderr.startswith(message)
+    assert done.stdout == ""
+    assert await redis.keys(f"{cli.prefix}*") == []
+
+
+async def test_malformed_recipients_line_is_named(cli: Cli, redis: Redis) -> None:
+    path = cli.file("n.csv", "number,name\n+447901614024,Ann\n+447911000001,Bob,oops\n")
+    done = cli("enqueue", "--provider", "cloudaten", "--text", "hi", "--recipients", path)
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"error: recipients: {path} line 3: 3 columns, expected 2"
+    assert await redis.keys(f"{cli.prefix}*") == []
+
+
+async def test_campaign_file_errors_name_the_field(cli: Cli, redis: Redis) -> None:
+    bad = cli.file(
+        "c.json", orjson.dumps({"provider": "cloudaten", "text": "hi", "recipients": [1]})
+    )
+    done = cli("enqueue", bad)
+    assert (done.returncode, done.stderr.strip()) == (
+        2,
+        "error: recipients[0]: must be a number string or an object with 'number'",
+    )
+    broken = cli.file("b.json", b"{")
+    assert cli("enqueue", broken).stderr.startswith("error: campaign_file: not valid JSON")
+    assert await redis.keys(f"{cli.prefix}*") == []
+
+
+def test_invalid_numbers_are_counted_and_have_results(cli: Cli) -> None:
+    path = cli.file("n.txt", "+447901614024\nnot a phone\n+44 7901 614024\n")
+    done = cli("enqueue", "--provider", "cloudaten", "--text", "hi", "--recipients", path, "--json")
+    assert done.returncode == 0, done.stderr
+    answer = orjson.loads(done.stdout)
+    assert (answer["valid"], answer["invalid"], answer["duplicates"]) == (1, 1, 1)
+    plain = cli("enqueue", "--provider", "cloudaten", "--text", "hi", "--recipients", path)
+    assert len(plain.stdout.split()) == 1  # just the id, for scripts
+    assert "1 invalid, 1 duplicate(s)" in plain.stderr
+    status = orjson.loads(cli("status", answer["id"], "--json").stdout)
+    assert status["counts"] == {"invalid": 1} and status["pending"] == 1
+    rows = list(csv.reader(io.StringIO(cli("results", answer["id"], "--csv").stdout)))
+    assert rows[0][:4] == ["index", "number", "status", "message_id"]
+    assert [r[:3] for r in rows[1:]] == [
+        ["0", "+447901614024", "pending"],
+        ["1", "not a phone", "invalid"],
+    ]
+    assert rows[2][5] == "not a phone number"
+    lines = cli("results", answer["id"]).stdout.splitlines()
+    assert [orjson.loads(x)["status"] for x in lines] == ["pending", "invalid"]
+
+
+def test_campaign_file_with_idempotency_key(cli: Cli) -> None:
+    path = cli.file(
+        "c.json",
+        orjson.dumps(
+            {
+                "provider": "cloudaten",
+                "text": "hi",
+                "recipients": ["+447901614024", {"number": "07911 000001", "name": "Ann"}],
+                "default_region": "GB",
+                "idempotency_key": "k-1",
+            }
+        ),
+    )
+    first = orjson.loads(cli("enqueue", path, "--json").stdout)
+    again = orjson.loads(cli("enqueue", path, "--json").stdout)
+    assert first["valid"] == 2 and not first["existing"]
+    assert again["id"] == first["id"] and again["existing"]
+
+
+def test_unknown_campaign_and_resume(cli: Cli) -> None:
+    done = cli("status", "nope")
+    assert (done.returncode, done.stderr.strip()) == (1, "error: no campaign 'nope'")
+    path = cli.file("n.txt", "+447901614024\n")
+    cid = cli("enqueue", "--provider", "cloudaten", "--text", "hi", "--recipients", path).stdout
+    done = cli("resume", cid.strip())
+    assert (done.returncode, done.stderr.strip()) == (1, "campaign is not paused")
