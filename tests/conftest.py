@@ -7,6 +7,8 @@ default uses, and tests isolate themselves by key prefix instead of flushing.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -72,6 +74,19 @@ def settings(prefix: str) -> Settings:
 
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+def run_dispatcher(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m dispatcher ARGS`` as a user would run it, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "dispatcher", *args],
+        check=False,
+        env=env,
+        cwd=repo_root(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:

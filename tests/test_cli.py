@@ -5,14 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import subprocess
-import sys
 from pathlib import Path
 
 import orjson
 import pytest
 from redis.asyncio import Redis
 
-from tests.conftest import MOCK_KEY, repo_root, subprocess_env
+from tests.conftest import MOCK_KEY, run_dispatcher, subprocess_env
 
 
 class Cli:
@@ -27,15 +26,7 @@ class Cli:
         self.env = subprocess_env(REDIS_URL=redis_url, DISPATCHER_CONFIG=str(config))
 
     def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "dispatcher", *args],
-            check=False,
-            env=self.env,
-            cwd=repo_root(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        return run_dispatcher(self.env, *args)
 
     def file(self, name: str, content: str | bytes) -> str:
         path = self.tmp / name

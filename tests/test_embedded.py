@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import orjson
 from redis import Redis
 
 from dispatcher.embedded import shared_server
-from tests.conftest import repo_root, subprocess_env
+from tests.conftest import run_dispatcher, subprocess_env
 
 
 def pid_of(data: Path) -> int:
@@ -49,15 +47,7 @@ def test_shared_then_stopped_by_the_last_user_and_data_survives(tmp_path: Path) 
 def test_a_command_without_redis_url_starts_and_stops_its_own(tmp_path: Path) -> None:
     """`python -m dispatcher status` with REDIS_URL unset uses, then stops, the embedded server."""
     env = subprocess_env(DISPATCHER_DATA_DIR=str(tmp_path / "d"))
-    done = subprocess.run(
-        [sys.executable, "-m", "dispatcher", "status", "nope"],
-        check=False,
-        env=env,
-        cwd=repo_root(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_dispatcher(env, "status", "nope")
     assert done.returncode == 1
     assert "no campaign 'nope'" in done.stderr
     assert not (tmp_path / "d" / "server.json").exists()

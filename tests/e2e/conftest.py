@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from dispatcher.demo import DEMO_KEY_ENV, start_mock, stop
-from tests.conftest import MOCK_KEY, repo_root, subprocess_env
+from tests.conftest import MOCK_KEY, repo_root, run_dispatcher, subprocess_env
 
 
 class System:
@@ -59,15 +59,7 @@ class System:
         return proc
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [sys.executable, "-m", "dispatcher", *args],
-            check=False,
-            env=self.env,
-            cwd=repo_root(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        done = run_dispatcher(self.env, *args)
         if check and done.returncode != 0:
             raise AssertionError(f"{args}: exit {done.returncode}\n{done.stderr}")
         return done
