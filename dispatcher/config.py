@@ -48,6 +48,7 @@ class AccountSettings:
     name: str
     api_key_env: str | None = None
     api_key: Secret | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # provider-specific defaults
 
     def key(self, provider: str) -> str:
         """The account's key, or a clear error naming where it should come from."""
@@ -75,7 +76,12 @@ class ProviderSettings:
     connect_timeout_seconds: float = 5.0
     max_attempts: int = 3  # sends of one request before its recipients are failed
     backoff_seconds: float = 0.5  # first retry delay; doubles, with jitter
+    retry_later_seconds: float = 600.0  # when the provider says "busy, come back later"
     callback_url: str | None = None
+    price_per_segment: float | None = None  # for estimates
+    tls_cert: str | None = None  # client certificate (two-way TLS, CloudSMS)
+    tls_key: str | None = None
+    tls_ca: str | None = None  # CA bundle that signed the provider's certificate
     accounts: dict[str, AccountSettings] = field(default_factory=dict)
 
     def account(self, name: str) -> AccountSettings:
@@ -116,7 +122,27 @@ BUILTIN_PROVIDERS: dict[str, dict[str, Any]] = {
         "chunk_size": 100,
         "accounts": {"default": {"api_key_env": "CLOUDATEN_API_KEY"}},
     },
+    "ycloud": {
+        "base_url": "https://api.ycloud.com",
+        "chunk_size": 100,
+        "accounts": {"default": {"api_key_env": "YCLOUD_API_KEY"}},
+    },
+    "cloudsms": {
+        "base_url": "https://cloudsms-new.jegotrip.com.cn:1815",
+        "chunk_size": 1000,  # five packets of 200 numbers
+        "accounts": {"default": {"api_key_env": "CLOUDSMS_AUTH_KEY"}},
+    },
+    "smsclouds": {
+        "base_url": "https://smsclouds.cloud",
+        "chunk_size": 30_000,  # the seed's optimum; 50,000 at most
+        "concurrency": 4,
+        "timeout_seconds": 600,  # the seed allows a request 10 minutes
+        "accounts": {"default": {"api_key_env": "SMSCLOUDS_TOKEN"}},
+    },
 }
+
+#: What each provider's codec accepts as options: name → type. Filled by load_settings.
+Schemas = dict[str, dict[str, type]]
 
 
 def _check_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
@@ -146,20 +172,25 @@ def _typed(cls: type[Any], table: dict[str, Any], where: str, skip: set[str]) ->
     return out
 
 
-def _account(provider: str, name: str, table: Any) -> AccountSettings:
+def _account(provider: str, name: str, table: Any, schema: dict[str, type]) -> AccountSettings:
     where = f"providers.{provider}.accounts.{name}."
     if not isinstance(table, dict):
         raise ConfigError(f"{where[:-1]}: must be a table")
-    _check_keys(table, {"api_key_env", "api_key"}, where)
+    _check_keys(table, {"api_key_env", "api_key", *schema}, where)
+    options = {k: v for k, v in table.items() if k in schema}
+    for key, value in options.items():
+        if not isinstance(value, schema[key]) or isinstance(value, bool):
+            raise ConfigError(f"{where}{key}: expected {schema[key].__name__}, got {value!r}")
     key = table.get("api_key")
     return AccountSettings(
         name=name,
         api_key_env=table.get("api_key_env"),
         api_key=Secret(key) if isinstance(key, str) else None,
+        options=options,
     )
 
 
-def _provider(name: str, table: dict[str, Any]) -> ProviderSettings:
+def _provider(name: str, table: dict[str, Any], schema: dict[str, type]) -> ProviderSettings:
     where = f"providers.{name}."
     allowed = {f.name for f in fields(ProviderSettings)} - {"name"}
     _check_keys(table, allowed, where)
@@ -167,12 +198,20 @@ def _provider(name: str, table: dict[str, Any]) -> ProviderSettings:
     accounts_table = table.get("accounts", {})
     if not isinstance(accounts_table, dict):
         raise ConfigError(f"{where}accounts: must be a table")
-    accounts = {n: _account(name, n, t) for n, t in accounts_table.items()}
+    accounts = {n: _account(name, n, t, schema) for n, t in accounts_table.items()}
     return ProviderSettings(name=name, accounts=accounts, **values)
 
 
-def parse_settings(data: dict[str, Any], known_providers: set[str] | None = None) -> Settings:
-    """Settings from decoded TOML, on top of the built-in provider defaults."""
+def parse_settings(
+    data: dict[str, Any],
+    schemas: Schemas | None = None,
+    max_chunks: dict[str, int | None] | None = None,
+) -> Settings:
+    """Settings from decoded TOML, on top of the built-in provider defaults.
+
+    ``schemas`` (provider → option types) and ``max_chunks`` come from the codecs; without
+    them any provider name passes and accounts take no options.
+    """
     _check_keys(
         data, {"prefix", "default_region", "idempotency_ttl_seconds", "worker", "providers"}, ""
     )
@@ -187,18 +226,30 @@ def parse_settings(data: dict[str, Any], known_providers: set[str] | None = None
         merged.setdefault(name, {}).update(table)
     providers = {}
     for name, table in merged.items():
-        if known_providers is not None and name not in known_providers:
+        if schemas is not None and name not in schemas:
             raise ConfigError(f"providers.{name}: unknown provider")
         if "base_url" not in table:
             raise ConfigError(f"providers.{name}.base_url: is required")
-        providers[name] = _provider(name, table)
+        providers[name] = _provider(name, table, (schemas or {}).get(name, {}))
+        most = (max_chunks or {}).get(name)
+        if most is not None and providers[name].chunk_size > most:
+            raise ConfigError(f"providers.{name}.chunk_size: at most {most} for {name}")
     return Settings(worker=worker, providers=providers, **top)
+
+
+def parse_with_codecs(data: dict[str, Any]) -> Settings:
+    """parse_settings, checking provider names, options and chunk sizes against the codecs."""
+    from dispatcher.providers import CODECS
+
+    return parse_settings(
+        data,
+        {n: dict(c.options) for n, c in CODECS.items()},
+        {n: c.max_chunk for n, c in CODECS.items()},
+    )
 
 
 def load_settings(path: str | Path | None = None) -> Settings:
     """Read ``path``, or ``$DISPATCHER_CONFIG``, or ``config/dispatcher.toml`` if present."""
-    from dispatcher.providers import CODECS
-
     chosen = path or os.environ.get("DISPATCHER_CONFIG")
     if chosen is None and DEFAULT_CONFIG.exists():
         chosen = DEFAULT_CONFIG
@@ -211,7 +262,7 @@ def load_settings(path: str | Path | None = None) -> Settings:
             raise ConfigError(f"cannot read config {chosen}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config {chosen}: {exc}") from None
-    return parse_settings(data, set(CODECS))
+    return parse_with_codecs(data)
 
 
 def with_overrides(settings: Settings, **worker: Any) -> Settings:

@@ -8,6 +8,7 @@ with the reason, so the sender sees exactly what was not sent and why.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 import phonenumbers
@@ -15,6 +16,7 @@ from phonenumbers import NumberParseException
 
 from dispatcher.config import Settings
 from dispatcher.model import Campaign, CampaignError, Recipient, Result, Status
+from dispatcher.providers import CODECS
 
 INVALID_NUMBER = "INVALID_NUMBER"
 
@@ -47,6 +49,7 @@ class Prepared:
     """A validated campaign, ready to be written in one transaction."""
 
     campaign: Campaign
+    options: dict[str, Any]  # the account's options with the campaign's over them
     chunks: list[bytes]  # orjson [[index, e164, fields?], …] per chunk
     invalid: list[Result]
     valid: int
@@ -55,6 +58,22 @@ class Prepared:
     @property
     def total(self) -> int:
         return self.valid + len(self.invalid)
+
+
+def _options(campaign: Campaign, settings: Settings) -> dict[str, Any]:
+    """The account's options overridden by the campaign's, checked by the provider's codec."""
+    codec = CODECS[campaign.provider]
+    account = settings.provider(campaign.provider).account(campaign.account)
+    merged = {**account.options, **campaign.options}
+    for key, value in campaign.options.items():
+        kind = codec.options.get(key)
+        if kind is None:
+            known = ", ".join(sorted(codec.options)) or "none"
+            raise CampaignError(f"options.{key}", f"unknown for {campaign.provider} ({known})")
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise CampaignError(f"options.{key}", f"must be {kind.__name__}")
+    codec.check(campaign.text, campaign.signature, merged)
+    return merged
 
 
 def _check_fields(campaign: Campaign, settings: Settings) -> None:
@@ -82,6 +101,7 @@ def _check_fields(campaign: Campaign, settings: Settings) -> None:
 def prepare(campaign: Campaign, settings: Settings) -> Prepared:
     """Validate ``campaign`` and cut its recipients into the provider's chunks."""
     _check_fields(campaign, settings)
+    options = _options(campaign, settings)
     chunk_size = settings.provider(campaign.provider).chunk_size
     region = (campaign.default_region or settings.default_region or "").upper() or None
     seen: set[str] = set()
@@ -107,4 +127,4 @@ def prepare(campaign: Campaign, settings: Settings) -> Prepared:
             current = []
     if current:
         chunks.append(orjson.dumps(current))
-    return Prepared(campaign, chunks, invalid, len(seen), duplicates)
+    return Prepared(campaign, options, chunks, invalid, len(seen), duplicates)

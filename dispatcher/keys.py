@@ -10,6 +10,8 @@ key                        type    holds
 ``q:<provider>``           stream  work: one entry per chunk to send (fields c, n, a);
                                    consumer group ``workers``; the pending list is the lease
 ``events``                 stream  progress: chunk recorded, campaign done, campaign paused
+``delayed:<provider>``     zset    chunks to queue again later (``cid|chunk|attempt``), scored
+                                   by the time (ms) they are due: provider "busy" answers
 ``{cid}:meta``             hash    the campaign: provider, account, text, counters, state
 ``{cid}:chunks``           hash    chunk number → orjson ``[[index, number, fields?], …]``;
                                    field ``invalid`` → orjson list of invalid indices
@@ -43,6 +45,9 @@ class Keys:
 
     def queue(self, provider: str) -> str:
         return f"{self.prefix}q:{provider}"
+
+    def delayed(self, provider: str) -> str:
+        return f"{self.prefix}delayed:{provider}"
 
     def provider_of_queue(self, stream: str) -> str:
         return stream.removeprefix(f"{self.prefix}q:")

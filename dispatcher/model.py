@@ -57,6 +57,7 @@ class Campaign:
     name: str | None = None
     idempotency_key: str | None = None
     default_region: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # provider-specific, e.g. route
 
     @classmethod
     def from_dict(cls, data: Any) -> Campaign:
@@ -72,6 +73,7 @@ class Campaign:
             "name",
             "idempotency_key",
             "default_region",
+            "options",
         }
         unknown = sorted(set(data) - known)
         if unknown:
@@ -79,7 +81,10 @@ class Campaign:
         for key in ("provider", "text"):
             if key not in data:
                 raise CampaignError(key, "is required")
-        for key in known - {"recipients"}:
+        options = data.get("options", {})
+        if not isinstance(options, dict):
+            raise CampaignError("options", "must be an object")
+        for key in known - {"recipients", "options"}:
             value = data.get(key)
             if value is not None and not isinstance(value, str):
                 raise CampaignError(key, "must be a string")
@@ -98,6 +103,7 @@ class Campaign:
             name=data.get("name"),
             idempotency_key=data.get("idempotency_key"),
             default_region=data.get("default_region"),
+            options=options,
         )
 
 
@@ -146,6 +152,7 @@ ROW_FIELDS = (
     "segments",
     "price",
     "sent_at",
+    "batch_id",
 )
 
 
@@ -162,6 +169,7 @@ class Result:
     segments: int | None = None
     price: float | None = None
     sent_at: int | None = None
+    batch_id: str | None = None  # the provider's id for the request (a Smsclouds campaign)
 
     def row(self) -> list[Any]:
         return [
@@ -173,6 +181,7 @@ class Result:
             self.segments,
             self.price,
             self.sent_at,
+            self.batch_id,
         ]
 
     @classmethod

@@ -116,6 +116,7 @@ class Store:
                 "account": c.account,
                 "text": c.text,
                 "signature": c.signature or "",
+                "options": orjson.dumps(p.options),
                 "name": c.name or "",
                 "total": p.total,
                 "valid": p.valid,

@@ -14,6 +14,17 @@ from yarl import URL
 from dispatcher.providers.base import HttpRequest
 
 
+def client_tls(cert: str | None, key: str | None, ca: str | None) -> ssl.SSLContext | None:
+    """A TLS context with our client certificate (two-way TLS) and/or a private CA; None
+    when neither is configured, for the system's default verification."""
+    if not (cert or ca):
+        return None
+    context = ssl.create_default_context(cafile=ca)
+    if cert:
+        context.load_cert_chain(cert, key)
+    return context
+
+
 class TransportError(Exception):
     """No HTTP answer: the request may or may not have reached the provider."""
 

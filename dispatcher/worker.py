@@ -14,13 +14,16 @@ nothing else; shutdown is cooperative:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import random
 import socket
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import orjson
 from aiolimiter import AsyncLimiter
 from redis.asyncio import Redis
 
@@ -29,6 +32,7 @@ from dispatcher.keys import Keys
 from dispatcher.model import CampaignState, Result, Status
 from dispatcher.providers import CODECS
 from dispatcher.providers.base import (
+    BuildContext,
     ChunkRecipient,
     Codec,
     HttpRequest,
@@ -39,9 +43,11 @@ from dispatcher.providers.base import (
 )
 from dispatcher.queue import Lease, Queue
 from dispatcher.store import now_ms
-from dispatcher.transport import Transport, TransportError, close_all
+from dispatcher.transport import Transport, TransportError, client_tls, close_all
 
 log = logging.getLogger("dispatcher.worker")
+SERIAL_MAX = 65535
+PROMOTE_EVERY_S = 0.5
 
 
 def consumer_name() -> str:
@@ -58,6 +64,8 @@ class Account:
     transport: Transport
     limiter: AsyncLimiter
     slots: asyncio.Semaphore
+    api_key: str
+    serials: Iterator[int]  # packet serial numbers, 1…65535 and round again (CloudSMS)
 
 
 @dataclass
@@ -69,6 +77,7 @@ class ChunkRun:
     recipients: list[ChunkRecipient]
     outcomes: dict[int, Outcome] = field(default_factory=dict)
     pause_reason: str = ""
+    later: bool = False  # the provider asked us to come back later
     lost: bool = False
 
 
@@ -112,6 +121,7 @@ class Worker:
         duties = [
             asyncio.create_task(self._keep_leases(), name="leases"),
             asyncio.create_task(self._take_over(), name="takeover"),
+            asyncio.create_task(self._promote_delayed(), name="delayed"),
         ]
         try:
             await self._main_loop()
@@ -203,6 +213,15 @@ class Worker:
                     log.warning("takeover scan failed: %s", exc)
             await asyncio.sleep(max(0.05, self.settings.worker.lease_seconds / 4))
 
+    async def _promote_delayed(self) -> None:
+        """Queue again the chunks whose "come back later" time has come."""
+        while True:
+            try:
+                await self.queue.promote()
+            except (ConnectionError, OSError) as exc:
+                log.warning("could not move delayed chunks: %s", exc)
+            await asyncio.sleep(PROMOTE_EVERY_S)
+
     # -- one chunk ---------------------------------------------------------------------
 
     def _account(self, provider: str, account: str) -> Account:
@@ -211,12 +230,14 @@ class Worker:
         if acct is None:
             ps = self.settings.provider(provider)
             codec = CODECS[provider]
+            api_key = ps.account(account).key(provider)
             transport = Transport(
                 ps.base_url,
-                codec.headers(ps.account(account).key(provider)),
+                codec.headers(api_key),
                 pool_size=ps.concurrency,
                 timeout=ps.timeout_seconds,
                 connect_timeout=ps.connect_timeout_seconds,
+                ssl_context=client_tls(ps.tls_cert, ps.tls_key, ps.tls_ca),
             )
             rate = ps.rate_per_second / self.rate_share
             acct = Account(
@@ -226,6 +247,8 @@ class Worker:
                 transport,
                 AsyncLimiter(rate, 1.0),
                 asyncio.Semaphore(ps.concurrency),
+                api_key,
+                itertools.cycle(range(1, SERIAL_MAX + 1)),
             )
             self._accounts[key] = acct
         return acct
@@ -266,15 +289,19 @@ class Worker:
     async def _send_all(self, run: ChunkRun, meta: dict[str, str]) -> None:
         if not run.recipients:
             return
-        ps = run.account.provider
+        acct = run.account
         job = SendJob(
             campaign_id=run.lease.campaign_id,
             chunk=run.lease.chunk,
             text=meta["text"],
             signature=meta.get("signature") or None,
-            callback_url=ps.callback_url,
+            callback_url=acct.provider.callback_url,
+            options=orjson.loads(meta.get("options") or "{}"),
         )
-        requests = run.account.codec.build(job, run.recipients)
+        ctx = BuildContext(acct.api_key, lambda: next(acct.serials), time.time())
+        built = acct.codec.build(job, run.recipients, ctx)
+        run.outcomes.update(built.refused)
+        requests = built.requests
         scope = asyncio.timeout(None)
         self._deadlines.add(scope)
         try:
@@ -287,7 +314,7 @@ class Worker:
             self._deadlines.discard(scope)
 
     def _should_send(self, run: ChunkRun) -> bool:
-        return not (self._halting or run.lost or run.pause_reason)
+        return not (self._halting or run.lost or run.pause_reason or run.later)
 
     async def _send(self, run: ChunkRun, request: HttpRequest) -> None:
         acct = run.account
@@ -313,6 +340,9 @@ class Worker:
                         f"{first.error_code} from {ps.name} account {acct.name}: {first.error}"
                     )
                 return  # not sent: these recipients wait for the campaign to resume
+            if any(o.verdict is Verdict.RETRY and o.later for o in outcomes):
+                run.later = True
+                return  # not sent: the chunk comes back after retry_later_seconds
             if not any(o.verdict is Verdict.RETRY for o in outcomes):
                 break
             if attempt + 1 < ps.max_attempts:
@@ -338,6 +368,7 @@ class Worker:
                     o.segments,
                     o.price,
                     sent_at,
+                    o.batch_id,
                 )
             )
         complete = len(run.outcomes) == len(run.recipients)
@@ -348,6 +379,16 @@ class Worker:
             log.error("campaign %s paused: %s", run.lease.campaign_id, run.pause_reason)
         elif complete:
             mode = "ack"
+        elif run.later:
+            mode = "delay"
+            log.warning(
+                "campaign %s chunk %d: %s is busy; trying again in %.0f s",
+                run.lease.campaign_id,
+                run.lease.chunk,
+                run.account.provider.name,
+                run.account.provider.retry_later_seconds,
+            )
         else:
             mode = "requeue"
-        await self.queue.record(run.lease, results, mode, run.pause_reason)
+        delay = run.account.provider.retry_later_seconds
+        await self.queue.record(run.lease, results, mode, run.pause_reason, delay)

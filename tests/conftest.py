@@ -17,10 +17,17 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from dispatcher.config import Settings, parse_settings
+from dispatcher.config import Settings, parse_with_codecs
 from dispatcher.embedded import RedisProcess, free_port
 
 MOCK_KEY = "mock-cloudaten-key"
+#: The mock's default credentials, and the options each provider needs to send.
+MOCK_ACCOUNTS: dict[str, dict[str, Any]] = {
+    "cloudaten": {"api_key": MOCK_KEY},
+    "ycloud": {"api_key": "mock-ycloud-key"},
+    "cloudsms": {"api_key": "mock-cloudsms-auth-key", "route_id": "VerifyCode_516"},
+    "smsclouds": {"api_key": "mock-smsclouds-token", "route": 87, "country": 1},
+}
 
 
 @pytest.fixture(scope="session")
@@ -58,11 +65,31 @@ def make_settings(prefix: str, base_url: str = "http://127.0.0.1:9", **provider:
         "accounts": {"default": {"api_key": MOCK_KEY}, "wrong": {"api_key": "not-the-key"}},
     }
     cloudaten.update(provider)
-    return parse_settings(
+    return parse_with_codecs(
         {
             "prefix": prefix,
             "worker": {"lease_seconds": 2, "block_ms": 100, "drain_timeout_seconds": 5},
             "providers": {"cloudaten": cloudaten},
+        }
+    )
+
+
+def all_providers(prefix: str, mock_url: str, **overrides: dict[str, Any]) -> Settings:
+    """Settings with every provider pointed at the mock at ``mock_url``."""
+    providers: dict[str, Any] = {}
+    for name, account in MOCK_ACCOUNTS.items():
+        providers[name] = {
+            "base_url": f"{mock_url}/{name}",
+            "rate_per_second": 100_000,
+            "backoff_seconds": 0.01,
+            "accounts": {"default": dict(account), "wrong": {**account, "api_key": "wrong"}},
+            **overrides.get(name, {}),
+        }
+    return parse_with_codecs(
+        {
+            "prefix": prefix,
+            "worker": {"lease_seconds": 2, "block_ms": 100, "drain_timeout_seconds": 5},
+            "providers": providers,
         }
     )
 

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.config import ConfigError, Secret, load_settings, parse_settings, with_overrides
+from dispatcher.config import (
+    ConfigError,
+    Secret,
+    load_settings,
+    parse_settings,
+    parse_with_codecs,
+    with_overrides,
+)
 
 
 def test_builtin_defaults_without_a_file() -> None:
@@ -48,7 +55,7 @@ def test_file_overrides_and_worker_overrides(tmp_path: Path) -> None:
 )
 def test_errors_name_the_setting(data: dict[str, object], words: str) -> None:
     with pytest.raises(ConfigError, match=words.replace(".", r"\.")):
-        parse_settings(data, {"cloudaten"})
+        parse_with_codecs(data)
 
 
 def test_bad_toml_is_reported(tmp_path: Path) -> None:

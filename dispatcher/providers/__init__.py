@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dispatcher.providers.base import Codec
 from dispatcher.providers.cloudaten import CloudAtenCodec
+from dispatcher.providers.cloudsms import CloudSmsCodec
+from dispatcher.providers.smsclouds import SmscloudsCodec
+from dispatcher.providers.ycloud import YCloudCodec
 
 CODECS: dict[str, Codec] = {
-    CloudAtenCodec.name: CloudAtenCodec(),
+    c.name: c for c in (CloudAtenCodec(), YCloudCodec(), CloudSmsCodec(), SmscloudsCodec())
 }
-
-
-def codec(name: str) -> Codec:
-    return CODECS[name]

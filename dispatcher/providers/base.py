@@ -1,23 +1,29 @@
-"""What every provider codec has in common: the request it builds and the verdicts it gives.
+"""What every provider codec has in common: the requests it builds and the verdicts it gives.
 
 A codec is pure: data in, data out. It never opens a socket, sleeps or touches Redis, so it
-can be tested against the examples in the providers' documents alone.
+can be tested against the examples in the providers' documents alone. What varies per send
+(the account's key, the packet serial, the clock) comes in through :class:`BuildContext`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
+
+import phonenumbers
 
 from dispatcher.model import Status
+
+#: ITU country calling codes. They are prefix-free, so an E.164 number splits one way only.
+_CALLING_CODES = frozenset(str(c) for c in phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
 
 
 class Verdict(StrEnum):
     OK = "ok"  # the provider took the message
     PERMANENT = "permanent"  # this recipient will never succeed: record it, do not resend
-    RETRY = "retry"  # transient: send the same request again later
+    RETRY = "retry"  # transient: send the same request again
     ACCOUNT = "account"  # the account cannot send (bad key, no balance): pause the campaign
 
 
@@ -30,6 +36,8 @@ class Outcome:
     error: str | None = None
     segments: int | None = None
     price: float | None = None
+    batch_id: str | None = None  # the provider's id for the whole request (a campaign)
+    later: bool = False  # RETRY: the provider asked us to come back much later (busy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +56,14 @@ class SendJob:
     text: str
     signature: str | None = None
     callback_url: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)  # provider-specific, validated
+
+
+@dataclass(frozen=True, slots=True)
+class BuildContext:
+    api_key: str
+    serial: Callable[[], int] = lambda: 1  # next packet serial number (CloudSMS)
+    now: float = 0.0  # Unix seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,14 +74,37 @@ class HttpRequest:
     positions: tuple[int, ...]  # which of the chunk's recipients this request carries
 
 
+@dataclass(slots=True)
+class Built:
+    requests: list[HttpRequest] = field(default_factory=list)
+    refused: dict[int, Outcome] = field(default_factory=dict)  # refused before sending
+
+
 class Codec(Protocol):
     name: str
+    #: Options a campaign (or an account's settings) may set, with their types.
+    options: Mapping[str, type]
+    #: The most recipients one chunk may hold (one request for batch APIs); None: any.
+    max_chunk: int | None
+    #: Read-only account queries for the command line: name → GET path.
+    queries: Mapping[str, str]
 
     def headers(self, api_key: str) -> dict[str, str]:
         """Authentication and content headers for every request of an account."""
         ...
 
-    def build(self, job: SendJob, recipients: Sequence[ChunkRecipient]) -> list[HttpRequest]:
+    def check(self, text: str, signature: str | None, options: Mapping[str, Any]) -> None:
+        """Refuse at enqueue what the provider would refuse for every recipient.
+
+        Raises ``CampaignError`` naming the field.
+        """
+        ...
+
+    def segments(self, text: str, signature: str | None, options: Mapping[str, Any]) -> int:
+        """The segments one recipient's (rendered) text is billed as."""
+        ...
+
+    def build(self, job: SendJob, recipients: Sequence[ChunkRecipient], ctx: BuildContext) -> Built:
         """The requests that send ``recipients``; positions index into that sequence."""
         ...
 
@@ -77,3 +116,19 @@ class Codec(Protocol):
 def transient(error_code: str, error: str) -> Outcome:
     """The outcome of a request that did not get an answer (timeout, connection reset)."""
     return Outcome(Verdict.RETRY, Status.FAILED, error_code=error_code, error=error)
+
+
+def refused(error_code: str, error: str) -> Outcome:
+    """A recipient refused before sending, by the provider's documented rules."""
+    return Outcome(Verdict.PERMANENT, Status.REJECTED, error_code=error_code, error=error)
+
+
+def split_e164(number: str) -> tuple[int, str]:
+    """``+85267001111`` → ``(852, "67001111")``: the calling code and the national
+    (significant) number. Numbers were validated at enqueue, so this only has to cut, and
+    does so without a full phonenumbers parse on the send path."""
+    digits = number[1:]
+    for size in (1, 2, 3):
+        if digits[:size] in _CALLING_CODES:
+            return int(digits[:size]), digits[size:]
+    raise ValueError(f"{number!r} has no known country calling code")

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from dispatcher.model import Status
-from dispatcher.providers.base import ChunkRecipient, HttpRequest, SendJob, Verdict
+from dispatcher.providers.base import BuildContext, ChunkRecipient, HttpRequest, SendJob, Verdict
 from dispatcher.providers.cloudaten import CODES, CloudAtenCodec, parse_uid, uid
 
 codec = CloudAtenCodec()
@@ -38,8 +38,11 @@ UNAUTHORIZED = b"""{
 }"""
 
 
+CTX = BuildContext(api_key="K")
+
+
 def one_request() -> HttpRequest:
-    return codec.build(JOB, [ChunkRecipient(7, "+447901614024")])[0]
+    return codec.build(JOB, [ChunkRecipient(7, "+447901614024")], CTX).requests[0]
 
 
 def test_request_matches_the_seed_example_plus_our_uid() -> None:
@@ -56,8 +59,8 @@ def test_request_matches_the_seed_example_plus_our_uid() -> None:
 def test_one_request_per_mobile_with_signature_and_callback() -> None:
     job = SendJob("abc", 0, "Hello world", signature="YCSMS", callback_url="https://x.test/cb")
     reqs = codec.build(
-        job, [ChunkRecipient(0, "+447901614024"), ChunkRecipient(5, "+8613800138000")]
-    )
+        job, [ChunkRecipient(0, "+447901614024"), ChunkRecipient(5, "+8613800138000")], CTX
+    ).requests
     assert [r.positions for r in reqs] == [(0,), (1,)]
     bodies = [orjson.loads(r.body or b"") for r in reqs]
     assert [b["mobile"] for b in bodies] == ["+447901614024", "+8613800138000"]

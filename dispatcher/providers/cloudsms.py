@@ -1,0 +1,253 @@
+"""CloudSMS UIP wire format (seed 002): one ``SMS_SEND_REQUEST`` packet per request.
+
+A packet carries up to 200 numbers that share one text, so recipients are grouped by their
+rendered text. Each number is split into ``COUNTRY_CODE`` and ``DEST_MSISDN``; ``SERIAL``
+counts 1…65535 and wraps; ``TIME`` is UTC+8. ``CUSTOMER_BODY`` carries our campaign and
+chunk, and comes back unchanged in every delivery report.
+
+The seed's number rules are applied before sending: mainland China numbers must have 11
+digits (else Invalid_parameter), Singapore numbers must have 8 digits and start with 8 or 9
+(else the platform rejects them locally, LOCAL_REJECTED).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import orjson
+
+from dispatcher.model import CampaignError, Status
+from dispatcher.providers.base import (
+    BuildContext,
+    Built,
+    ChunkRecipient,
+    HttpRequest,
+    Outcome,
+    SendJob,
+    Verdict,
+    refused,
+    split_e164,
+)
+from dispatcher.render import render
+from dispatcher.segments import measure
+
+PATH = "/dave/io"
+VERSION = "2021-01-01"
+MAX_NUMBERS = 200
+SERIAL_MAX = 65535
+UTC8 = 8 * 3600
+
+OK = 0x01
+#: RESULT_CODE → (RESULT_DESC, verdict, come back later). The seed's table; "later" codes
+#: ask to try again in 10 minutes (configurable as the provider's retry_later_seconds).
+CODES: dict[int, tuple[str, Verdict, bool]] = {
+    0x01: ("OK", Verdict.OK, False),
+    0x02: ("Unknown_error", Verdict.RETRY, False),
+    0x03: ("Busy", Verdict.RETRY, True),
+    0x04: ("Empty_data", Verdict.PERMANENT, False),
+    0x05: ("Channel_not_exist", Verdict.ACCOUNT, False),
+    0x10000001: ("Invalid_parameter", Verdict.PERMANENT, False),
+    0x10000003: ("Invalid_context", Verdict.PERMANENT, False),
+    0x10000004: ("Send_failed", Verdict.PERMANENT, False),
+    0x10000005: ("Queue_too_large", Verdict.RETRY, True),
+    0x10000006: ("Intercept", Verdict.RETRY, True),
+    0x10000007: ("Lost_info", Verdict.PERMANENT, False),
+    0x1000000D: ("Empty_data", Verdict.PERMANENT, False),
+    0x1000000E: ("DB_not_find", Verdict.RETRY, True),
+    0x1000000F: ("Unpriced_area", Verdict.PERMANENT, False),
+    0x10000010: ("Invalid_Version", Verdict.ACCOUNT, False),
+}
+#: Refused for this recipient (its number or its text), rather than failed.
+RECIPIENT_FAULTS = {0x10000001, 0x10000003, 0x1000000F}
+
+SIGNATURE_FORMS = {
+    1: "【{s}】{t}",
+    2: "{t}【{s}】",
+    3: "[{s}] {t}",
+    4: "{t}[{s}]",
+    5: "{t}",  # the text already carries it
+}
+
+
+def uip_time(now: float) -> str:
+    """``YYYY-MM-DD HH:MM:SS`` in UTC+8 (Beijing / Hong Kong time)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now + UTC8))
+
+
+def number_rule(country: int, national: str) -> Outcome | None:
+    """The seed's local number rules; None when the number may be sent."""
+    if country == 86 and len(national) != 11:
+        return refused("Invalid_parameter", "mainland China numbers have 11 digits")
+    if country == 65 and (len(national) != 8 or national[0] not in "89"):
+        return refused("LOCAL_REJECTED", "Singapore numbers have 8 digits and start with 8 or 9")
+    return None
+
+
+def as_code(value: Any) -> int | None:
+    """RESULT_CODE as an int; the seed writes them in hex, so accept "0x…" strings too."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value, 0)
+        except ValueError:
+            return None
+    return None
+
+
+def classify(code: int | None, desc: str) -> Outcome:
+    if code is None:
+        return Outcome(Verdict.PERMANENT, Status.FAILED, error_code="BAD_RESPONSE", error=desc)
+    name, verdict, later = CODES.get(code, (f"CODE_{code:#x}", Verdict.PERMANENT, False))
+    if verdict is Verdict.OK:
+        return Outcome(Verdict.OK, Status.ACCEPTED)
+    status = Status.REJECTED if code in RECIPIENT_FAULTS else Status.FAILED
+    return Outcome(verdict, status, error_code=name, error=desc or name, later=later)
+
+
+class CloudSmsCodec:
+    name = "cloudsms"
+    options: Mapping[str, type] = {
+        "route_id": str,
+        "signature_type": int,
+        "priority": int,
+        "original_addr": str,
+    }
+    max_chunk: int | None = None
+    queries: Mapping[str, str] = {}
+
+    def headers(self, api_key: str) -> dict[str, str]:
+        return {"Content-Type": "application/json;charset=utf-8"}  # AUTH_KEY is in the body
+
+    def content(self, text: str, signature: str | None, options: Mapping[str, Any]) -> str:
+        """The text as the handset will show it, signature included."""
+        if not signature:
+            return text
+        form = SIGNATURE_FORMS[int(options.get("signature_type", 1))]
+        return form.format(s=signature, t=text)
+
+    def segments(self, text: str, signature: str | None, options: Mapping[str, Any]) -> int:
+        return measure(self.content(text, signature, options)).segments
+
+    def check(self, text: str, signature: str | None, options: Mapping[str, Any]) -> None:
+        if not options.get("route_id"):
+            raise CampaignError("options.route_id", "is required for CloudSMS")
+        sig_type = options.get("signature_type", 1)
+        if sig_type not in SIGNATURE_FORMS:
+            raise CampaignError("options.signature_type", "must be 1, 2, 3, 4 or 5")
+        if signature and len(signature.encode()) > 64:
+            raise CampaignError("signature", "longer than CloudSMS's 64 bytes")
+        if options.get("priority", 0) not in (0, 1):
+            raise CampaignError("options.priority", "must be 0 (normal) or 1 (high)")
+        if len(str(options.get("original_addr", "")).encode()) > 32:
+            raise CampaignError("options.original_addr", "longer than 32 bytes")
+        length = measure(self.content(text, signature, options))
+        if length.too_long:
+            raise CampaignError("text", f"{length.segments} segments; CloudSMS sends at most 10")
+
+    def build(self, job: SendJob, recipients: Sequence[ChunkRecipient], ctx: BuildContext) -> Built:
+        built = Built()
+        groups: dict[str, list[tuple[int, int, str]]] = {}
+        too_long: dict[str, bool] = {}  # per distinct text: most campaigns have one
+        for pos, rcpt in enumerate(recipients):
+            country, national = split_e164(rcpt.number)
+            rule = number_rule(country, national)
+            if rule is not None:
+                built.refused[pos] = rule
+                continue
+            text = render(job.text, rcpt.fields)
+            long = too_long.get(text)
+            if long is None:
+                content = self.content(text, job.signature, job.options)
+                long = too_long[text] = measure(content).too_long
+            if long:
+                built.refused[pos] = refused("Invalid_context", "text longer than 10 segments")
+                continue
+            groups.setdefault(text, []).append((pos, country, national))
+        for text, members in groups.items():
+            for start in range(0, len(members), MAX_NUMBERS):
+                part = members[start : start + MAX_NUMBERS]
+                body = self.packet(job, ctx, text, [(c, n) for _, c, n in part])
+                positions = tuple(p for p, _, _ in part)
+                built.requests.append(HttpRequest("POST", PATH, orjson.dumps(body), positions))
+        return built
+
+    def packet(
+        self, job: SendJob, ctx: BuildContext, text: str, numbers: list[tuple[int, str]]
+    ) -> dict[str, Any]:
+        """One SMS_SEND_REQUEST. The signature is sent apart: the platform places it."""
+        packet: dict[str, Any] = {
+            "METHOD": "SMS_SEND_REQUEST",
+            "TYPE": "REQUEST",
+            "SERIAL": ctx.serial(),
+            "TIME": uip_time(ctx.now),
+            "AUTH_KEY": ctx.api_key,
+            "ROUTE_ID": str(job.options["route_id"]),
+            "MULTI_MSISDN_LIST": [{"DEST_MSISDN": n, "COUNTRY_CODE": c} for c, n in numbers],
+            "SMS_CONTENT": text,
+            "VERSION": VERSION,
+            "PRIORITY": int(job.options.get("priority", 0)),
+            "CUSTOMER_BODY": {"campaign": job.campaign_id, "chunk": job.chunk},
+        }
+        if job.signature:
+            packet["SIGNATURE"] = job.signature
+            packet["SIGNATURE_TYPE"] = int(job.options.get("signature_type", 1))
+        if job.options.get("original_addr"):
+            packet["ORIGINAL_ADDR"] = str(job.options["original_addr"])
+        return packet
+
+    def parse(self, request: HttpRequest, status: int, body: bytes) -> list[Outcome]:
+        n = len(request.positions)
+        if status != 200:
+            verdict = (
+                Verdict.RETRY
+                if status == 429 or status >= 500
+                else Verdict.ACCOUNT
+                if status in (401, 403, 404)
+                else Verdict.PERMANENT
+            )
+            return [Outcome(verdict, Status.FAILED, error_code=f"HTTP_{status}")] * n
+        try:
+            answer = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            answer = None
+        if not isinstance(answer, dict):
+            return [classify(None, "answer is not a UIP packet")] * n
+        code = as_code(answer.get("RESULT_CODE"))
+        desc = str(answer.get("RESULT_DESC", "")).strip("'")
+        if code != OK:
+            return [classify(code, desc)] * n
+        return self._per_number(request, answer.get("DETAIL_LIST"))
+
+    def _per_number(self, request: HttpRequest, details: Any) -> list[Outcome]:
+        sent = orjson.loads(request.body or b"{}")["MULTI_MSISDN_LIST"]
+        by_number: dict[tuple[int, str], dict[str, Any]] = {}
+        for item in details if isinstance(details, list) else []:
+            if isinstance(item, dict):
+                cc = as_code(item.get("COUNTRY_CODE"))
+                by_number[(cc or 0, str(item.get("DEST_MSISDN", "")))] = item
+        outcomes = []
+        for number in sent:
+            item = by_number.get((number["COUNTRY_CODE"], number["DEST_MSISDN"]))
+            if item is None:
+                outcomes.append(
+                    Outcome(
+                        Verdict.PERMANENT,
+                        Status.FAILED,
+                        error_code="MISSING_IN_ANSWER",
+                        error="the answer has no result for this number; not resent",
+                    )
+                )
+                continue
+            uid = item.get("SMS_UID")
+            message_id = str(uid).strip("*") if uid else None
+            code = as_code(item.get("RESULT_CODE"))
+            if code == OK:  # the common case, kept cheap
+                outcomes.append(Outcome(Verdict.OK, Status.ACCEPTED, message_id=message_id))
+                continue
+            outcome = classify(code, str(item.get("RESULT_DESC", "")).strip("'"))
+            outcomes.append(replace(outcome, message_id=message_id))
+        return outcomes

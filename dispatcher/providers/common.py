@@ -1,0 +1,156 @@
+"""The request/answer shape Cloud Aten and YCloud share: one mobile per JSON request,
+answered by ``{"code", "msg", "data"}``, with a 401 body on a bad key.
+
+The two providers differ in the auth header, a few fields and their code tables; each has a
+small module that sets those and inherits the rest from :class:`OneMobileCodec`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from dispatcher.model import Status
+from dispatcher.providers.base import (
+    BuildContext,
+    Built,
+    ChunkRecipient,
+    HttpRequest,
+    Outcome,
+    SendJob,
+    Verdict,
+)
+from dispatcher.render import render
+from dispatcher.segments import measure
+
+
+def uid(campaign_id: str, index: int) -> str:
+    """Our ``uid``: echoed in reports and list records, it leads back to the recipient."""
+    return f"{campaign_id}.{index}"
+
+
+def parse_uid(value: str) -> tuple[str, int] | None:
+    """The campaign id and recipient index carried by a ``uid``, or None if it is not ours."""
+    campaign_id, _, index = value.rpartition(".")
+    if not campaign_id or not index.isdigit():
+        return None
+    return campaign_id, int(index)
+
+
+def http_outcome(status: int, body: bytes) -> Outcome | None:
+    """The verdict for a non-200 answer; None when the body should be read as an answer.
+
+    401 carries ``{"message": "INVALID_API_KEY"}``; 404/403 mean a wrong base URL or a
+    blocked account, which no retry mends, so they pause too.
+    """
+    if status == 200:
+        return None
+    if status == 401:
+        code = "INVALID_API_KEY"
+        try:
+            data = orjson.loads(body)
+            if isinstance(data, dict) and isinstance(data.get("message"), str):
+                code = data["message"]
+        except orjson.JSONDecodeError:
+            pass
+        return Outcome(Verdict.ACCOUNT, Status.FAILED, error_code=code, error="HTTP 401")
+    code, error = f"HTTP_{status}", f"HTTP {status}"
+    if status in (403, 404):
+        return Outcome(Verdict.ACCOUNT, Status.FAILED, error_code=code, error=error)
+    if status == 429 or status >= 500:
+        return Outcome(Verdict.RETRY, Status.FAILED, error_code=code, error=error)
+    return Outcome(Verdict.PERMANENT, Status.FAILED, error_code=code, error=error)
+
+
+def message_outcome(data: Any, codes: Mapping[int, tuple[str, Verdict]]) -> Outcome:
+    """The verdict for a ``{"code", "msg", "data"}`` answer about one message."""
+    if not isinstance(data, dict) or not isinstance(data.get("code"), int):
+        return Outcome(
+            Verdict.PERMANENT,
+            Status.FAILED,
+            error_code="BAD_RESPONSE",
+            error="answer without a code; not resent, to avoid a double send",
+        )
+    code: int = data["code"]
+    msg = str(data.get("msg", ""))
+    if code == 0:
+        message = data.get("data")
+        if not isinstance(message, dict):
+            message = {}
+        status = str(message.get("status", "accepted")).lower()
+        if status in ("unaccepted", "failed"):
+            return Outcome(
+                Verdict.PERMANENT,
+                Status.REJECTED if status == "unaccepted" else Status.FAILED,
+                message_id=_str(message.get("sid")),
+                error_code=status.upper(),
+                error=msg or status,
+            )
+        count, price = message.get("count"), message.get("price")
+        return Outcome(
+            Verdict.OK,
+            Status.ACCEPTED,
+            message_id=_str(message.get("sid")),
+            segments=count if isinstance(count, int) else None,
+            price=float(price) if isinstance(price, int | float) else None,
+        )
+    name, verdict = codes.get(code, (f"CODE_{code}", Verdict.PERMANENT))
+    status_ = Status.REJECTED if verdict is Verdict.PERMANENT else Status.FAILED
+    return Outcome(verdict, status_, error_code=name, error=msg or name)
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+class OneMobileCodec:
+    """One ``send_messages`` request per recipient; the text rendered for each."""
+
+    name: str
+    send_path = "/v1/sms/send_messages"
+    codes: Mapping[int, tuple[str, Verdict]]
+    options: Mapping[str, type] = {}
+    max_chunk: int | None = None
+    queries: Mapping[str, str] = {"balance": "/v1/account/balance"}
+
+    def auth_header(self, api_key: str) -> dict[str, str]:
+        raise NotImplementedError
+
+    def headers(self, api_key: str) -> dict[str, str]:
+        return {**self.auth_header(api_key), "Content-Type": "application/json;charset=utf-8"}
+
+    def check(self, text: str, signature: str | None, options: Mapping[str, Any]) -> None:
+        return None
+
+    def extra_fields(self, job: SendJob) -> dict[str, Any]:
+        return {}
+
+    def segments(self, text: str, signature: str | None, options: Mapping[str, Any]) -> int:
+        return measure(text).segments
+
+    def build(self, job: SendJob, recipients: Sequence[ChunkRecipient], ctx: BuildContext) -> Built:
+        base: dict[str, Any] = self.extra_fields(job)
+        if job.callback_url:
+            base["callback_url"] = job.callback_url
+        built = Built()
+        for pos, rcpt in enumerate(recipients):
+            body = {
+                "mobile": rcpt.number,
+                "text": render(job.text, rcpt.fields),
+                "uid": uid(job.campaign_id, rcpt.index),
+                **base,
+            }
+            built.requests.append(HttpRequest("POST", self.send_path, orjson.dumps(body), (pos,)))
+        return built
+
+    def parse(self, request: HttpRequest, status: int, body: bytes) -> list[Outcome]:
+        outcome = http_outcome(status, body)
+        if outcome is None:
+            try:
+                data = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                data = None
+            outcome = message_outcome(data, self.codes)
+        return [outcome] * len(request.positions)

@@ -1,0 +1,215 @@
+"""Smsclouds v3 SMS wire format (seed 004, "Send Messages MT", "Errors", routes/countries).
+
+One ``POST api/v3/campaign`` carries a whole chunk (30,000 recipients by default, 50,000 at
+most). Smsclouds fills the ``<+B+>``…``<+F+>`` tokens itself from each recipient's ``name``
+and ``field1``…``field4``, so the text is sent as written. ``cellphone`` is the national
+number of the route's country (``dial_code``, 52 for Mexico by default); a number from
+another country is refused before sending. The text decides the flags, by the longest
+rendered text of the chunk:
+
+=========================  ====================  ==========
+text                       flag                  at most
+=========================  ====================  ==========
+GSM characters             (none)                160
+GSM characters             ``long_message``      306
+accents, other characters  ``encode``            70
+accents, other characters  ``encode_2``          128
+accents, other characters  ``encode_3``          192
+=========================  ====================  ==========
+
+``campaign_name`` carries our campaign and chunk; the campaign id Smsclouds returns is kept
+as each result's ``batch_id``, for status polling.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from dispatcher.model import FIELD_NAMES, CampaignError, Status
+from dispatcher.providers.base import (
+    BuildContext,
+    Built,
+    ChunkRecipient,
+    HttpRequest,
+    Outcome,
+    SendJob,
+    Verdict,
+    refused,
+    split_e164,
+)
+from dispatcher.render import render
+from dispatcher.segments import Encoding, measure
+
+PATH = "/api/v3/campaign"
+MAX_RECIPIENTS = 50_000
+#: (flag, most units, segments billed), in the order they are tried.
+GSM_FLAGS = [(None, 160, 1), ("long_message", 306, 2)]
+OTHER_FLAGS = [("encode", 70, 1), ("encode_2", 128, 2), ("encode_3", 192, 3)]
+ALL_FLAGS = ("encode", "encode_2", "encode_3", "long_message")
+DATE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
+
+
+def campaign_name(campaign_id: str, chunk: int) -> str:
+    return f"dsp:{campaign_id}:{chunk}"
+
+
+def _units(text: str, gsm: bool) -> int:
+    m = measure(text)
+    return m.units if gsm else len(text.encode("utf-16-le")) // 2
+
+
+def flag_for(texts: Sequence[str]) -> tuple[str | None, int] | None:
+    """The one flag that fits every text of a request, with its billed segments; None if
+    none does. One non-GSM text puts the whole request in the ``encode`` family."""
+    gsm = all(measure(t).encoding is Encoding.GSM7 for t in texts)
+    longest = max((_units(t, gsm) for t in texts), default=0)
+    for flag, most, segments in GSM_FLAGS if gsm else OTHER_FLAGS:
+        if longest <= most:
+            return flag, segments
+    return None
+
+
+def _too_long(text: str) -> str:
+    gsm = measure(text).encoding is Encoding.GSM7
+    most = 306 if gsm else 192
+    return f"{_units(text, gsm)} characters; Smsclouds sends at most {most} for this text"
+
+
+def error_outcome(status: int, body: bytes) -> Outcome:
+    """The seed's errors: 400/401/404/422/500 with ``{"error": {"information", …}}``."""
+    info = f"HTTP {status}"
+    try:
+        data = orjson.loads(body)
+        if isinstance(data, dict) and isinstance(data.get("error"), dict):
+            info = str(data["error"].get("information", info))
+    except orjson.JSONDecodeError:
+        pass
+    code = f"HTTP_{status}"
+    if status in (401, 403, 404):
+        return Outcome(Verdict.ACCOUNT, Status.FAILED, error_code=code, error=info)
+    if status == 429 or status >= 500:
+        return Outcome(Verdict.RETRY, Status.FAILED, error_code=code, error=info)
+    return Outcome(Verdict.PERMANENT, Status.REJECTED, error_code=code, error=info)
+
+
+class SmscloudsCodec:
+    name = "smsclouds"
+    options: Mapping[str, type] = {
+        "route": int,
+        "country": int,
+        "dial_code": int,
+        "scheduled_date": str,
+    }
+    max_chunk: int | None = MAX_RECIPIENTS
+    queries: Mapping[str, str] = {
+        "routes": "/api/v3/user/routes",
+        "countries": "/api/v3/user/countries",
+        "user": "/api/v1/user",
+    }
+
+    def headers(self, api_key: str) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {api_key}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+
+    def segments(self, text: str, signature: str | None, options: Mapping[str, Any]) -> int:
+        """Billed by the flag the text needs (see the table above)."""
+        fit = flag_for([text])
+        return fit[1] if fit else measure(text).segments
+
+    def check(self, text: str, signature: str | None, options: Mapping[str, Any]) -> None:
+        if options.get("route") is None and options.get("country") is None:
+            raise CampaignError("options.route", "route or country is required for Smsclouds")
+        date = options.get("scheduled_date")
+        if date is not None and not DATE.match(str(date)):
+            raise CampaignError("options.scheduled_date", "must be YYYY-MM-DD HH:mm:ss")
+        if signature:
+            raise CampaignError("signature", "Smsclouds has no signature field")
+        if flag_for([render(text, None)]) is None:
+            raise CampaignError("text", _too_long(text))
+
+    def build(self, job: SendJob, recipients: Sequence[ChunkRecipient], ctx: BuildContext) -> Built:
+        built = Built()
+        dial_code = int(job.options.get("dial_code", 52))
+        texts: dict[int, str] = {}
+        members: dict[int, dict[str, str]] = {}
+        fits: dict[str, bool] = {}  # per distinct text: most campaigns have one
+        for pos, rcpt in enumerate(recipients):
+            country, national = split_e164(rcpt.number)
+            if country != dial_code:
+                built.refused[pos] = refused(
+                    "WRONG_COUNTRY", f"not a +{dial_code} number, the route's country"
+                )
+                continue
+            text = render(job.text, rcpt.fields)
+            fits_alone = fits.get(text)
+            if fits_alone is None:
+                fits_alone = fits[text] = flag_for([text]) is not None
+            if not fits_alone:
+                built.refused[pos] = refused("TEXT_TOO_LONG", _too_long(text))
+                continue
+            member = {"cellphone": national}
+            member.update({k: v for k, v in (rcpt.fields or {}).items() if k in FIELD_NAMES})
+            texts[pos], members[pos] = text, member
+        # A GSM text that fits alone may not fit beside a non-GSM one: refuse it too.
+        if texts and flag_for(list(set(texts.values()))) is None:
+            most = OTHER_FLAGS[-1][1]
+            for pos, text in list(texts.items()):
+                if _units(text, gsm=False) > most:
+                    built.refused[pos] = refused(
+                        "TEXT_TOO_LONG",
+                        f"{len(text)} characters in a request with accented texts; "
+                        f"Smsclouds sends at most {most}",
+                    )
+                    del texts[pos], members[pos]
+        positions = list(members)
+        for start in range(0, len(positions), MAX_RECIPIENTS):
+            part = positions[start : start + MAX_RECIPIENTS]
+            flag = (flag_for(list({texts[p] for p in part})) or (None, 1))[0]
+            body = self.campaign(job, [members[p] for p in part], flag)
+            built.requests.append(HttpRequest("POST", PATH, orjson.dumps(body), tuple(part)))
+        return built
+
+    def campaign(
+        self, job: SendJob, members: list[dict[str, str]], flag: str | None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "text": job.text,
+            "recipients": members,
+            "campaign_name": campaign_name(job.campaign_id, job.chunk),
+            **{f: f == flag for f in ALL_FLAGS},
+        }
+        for key in ("route", "country"):
+            if job.options.get(key) is not None:
+                body[key] = int(job.options[key])
+        if job.options.get("scheduled_date"):
+            body["scheduled_date"] = str(job.options["scheduled_date"])
+        return body
+
+    def parse(self, request: HttpRequest, status: int, body: bytes) -> list[Outcome]:
+        n = len(request.positions)
+        if status != 200:
+            return [error_outcome(status, body)] * n
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            data = None
+        campaign = data.get("campaign") if isinstance(data, dict) else None
+        if campaign is None:
+            return [
+                Outcome(
+                    Verdict.PERMANENT,
+                    Status.FAILED,
+                    error_code="BAD_RESPONSE",
+                    error="answer without a campaign id; not resent, to avoid a double send",
+                )
+            ] * n
+        sent = orjson.loads(request.body or b"{}")
+        segments = next((s for f, _, s in GSM_FLAGS + OTHER_FLAGS if f and sent.get(f)), 1)
+        return [Outcome(Verdict.OK, Status.ACCEPTED, segments=segments, batch_id=str(campaign))] * n

@@ -1,0 +1,45 @@
+"""YCloud SMS wire format (seed 001, §1, §2.1 and the appendices).
+
+Like Cloud Aten, one mobile per request with our ``uid``; the key goes in
+``Authorization`` as it is, and a campaign may carry ``extend`` (digits only). A message
+answered with status ``unaccepted`` was refused by YCloud.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from dispatcher.model import CampaignError
+from dispatcher.providers.base import SendJob, Verdict
+from dispatcher.providers.common import OneMobileCodec
+
+#: Appendix 1.code
+CODES: dict[int, tuple[str, Verdict]] = {
+    -2: ("NO_BASE_PRICE", Verdict.PERMANENT),
+    -1: ("INVALID_API_KEY", Verdict.ACCOUNT),
+    0: ("SUCCESS", Verdict.OK),
+    1: ("ARGUMENT_MISSING", Verdict.PERMANENT),
+    2: ("BAD_ARGUMENT", Verdict.PERMANENT),
+    3: ("NO_BALANCE", Verdict.ACCOUNT),
+}
+
+
+class YCloudCodec(OneMobileCodec):
+    name = "ycloud"
+    codes = CODES
+    options: Mapping[str, type] = {"extend": str}
+
+    def auth_header(self, api_key: str) -> dict[str, str]:
+        return {"Authorization": api_key}
+
+    def check(self, text: str, signature: str | None, options: Mapping[str, Any]) -> None:
+        extend = options.get("extend")
+        if extend is not None and not str(extend).isdigit():
+            raise CampaignError("options.extend", "must be digits only")
+        if signature:
+            raise CampaignError("signature", "YCloud has no signature field")
+
+    def extra_fields(self, job: SendJob) -> dict[str, Any]:
+        extend = job.options.get("extend")
+        return {"extend": str(extend)} if extend is not None else {}
