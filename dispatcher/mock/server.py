@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import ipaddress
 import signal
+import ssl
 import sys
 from dataclasses import replace
 from typing import Any
@@ -20,9 +21,13 @@ import uvloop
 from aiohttp import web
 
 from dispatcher.mock.cloudaten import CloudAten
+from dispatcher.mock.cloudsms import CloudSms
+from dispatcher.mock.smsclouds import Smsclouds
 from dispatcher.mock.state import PROVIDERS, MockSettings, MockState
+from dispatcher.mock.ycloud import YCloud
 
 STATE = web.AppKey("state", MockState)
+CLOUDSMS = web.AppKey("cloudsms", CloudSms)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -41,6 +46,12 @@ async def messages(request: web.Request) -> web.Response:
         return _json({"error": f"unknown provider {wanted!r}"}, 404)
     names = [wanted] if wanted else list(state.recorders)
     return _json([{"provider": n, **m} for n in names for m in state.recorders[n].messages])
+
+
+async def cloudsms_packets(request: web.Request) -> web.Response:
+    """(time, RESULT_CODE) of every CloudSMS packet answered: when Busy was said, and when
+    the next packet came."""
+    return _json(request.app[CLOUDSMS].packets)
 
 
 async def reset(request: web.Request) -> web.Response:
@@ -75,12 +86,15 @@ def build_app(settings: MockSettings) -> web.Application:
             web.get("/_mock/stats", stats),
             web.get("/_mock/messages", messages),
             web.post("/_mock/reset", reset),
+            web.get("/_mock/cloudsms/packets", cloudsms_packets),
             web.post("/_mock/settings", change_settings),
         ]
     )
-    for provider in (CloudAten(state),):
+    providers = (CloudAten(state), YCloud(state), CloudSms(state), Smsclouds(state))
+    for provider in providers:
         assert provider.name in PROVIDERS
         app.add_routes(provider.routes())
+    app[CLOUDSMS] = providers[2]
     return app
 
 
@@ -88,12 +102,27 @@ async def start(settings: MockSettings) -> tuple[web.AppRunner, int]:
     """Serve on loopback; returns the runner (``await runner.cleanup()``) and the bound port."""
     runner = web.AppRunner(build_app(settings), access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
+    site = web.TCPSite(
+        runner, settings.host, settings.port, backlog=1024, ssl_context=server_tls(settings)
+    )
     await site.start()
     server = site._server
     assert server is not None
     port = int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
     return runner, port
+
+
+def server_tls(settings: MockSettings) -> ssl.SSLContext | None:
+    """TLS for the whole mock when a certificate is given; with a client CA, two-way TLS
+    as CloudSMS asks for: a client without a certificate signed by it is refused."""
+    if not settings.tls_cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    if settings.tls_client_ca:
+        context.load_verify_locations(settings.tls_client_ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
 
 
 def is_loopback(host: str) -> bool:
@@ -110,13 +139,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8090, help="0 picks a free port")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="answer delay")
     parser.add_argument("--latency-jitter-ms", type=float, default=0.0, help="± uniform jitter")
-    parser.add_argument("--cloudaten-key", action="append", help="accepted X-API-Key (repeatable)")
+    parser.add_argument("--cloudaten-key", action="append", help="accepted X-API-Key")
+    parser.add_argument("--ycloud-key", action="append", help="accepted Authorization")
+    parser.add_argument("--cloudsms-key", action="append", help="accepted AUTH_KEY")
+    parser.add_argument("--smsclouds-token", action="append", help="accepted Bearer token")
+    parser.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
+    parser.add_argument("--tls-key", help="the certificate's private key (PEM)")
+    parser.add_argument("--tls-client-ca", help="require client certificates from this CA")
     parser.add_argument("--balance", type=float, default=1e12, help="starting balance")
 
 
 async def _serve(settings: MockSettings) -> None:
     runner, port = await start(settings)
-    print(f"mock listening on http://{settings.host}:{port}", flush=True)
+    scheme = "https" if settings.tls_cert else "http"
+    print(f"mock listening on {scheme}://{settings.host}:{port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -137,9 +173,18 @@ def run(args: argparse.Namespace) -> int:
         latency_ms=args.latency_ms,
         latency_jitter_ms=args.latency_jitter_ms,
         balance=args.balance,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
     )
-    if args.cloudaten_key:
-        settings = replace(settings, cloudaten_keys=tuple(args.cloudaten_key))
+    keys = {
+        "cloudaten_keys": args.cloudaten_key,
+        "ycloud_keys": args.ycloud_key,
+        "cloudsms_keys": args.cloudsms_key,
+        "smsclouds_tokens": args.smsclouds_token,
+    }
+    given: dict[str, Any] = {k: tuple(v) for k, v in keys.items() if v}
+    settings = replace(settings, **given)
     uvloop.run(_serve(settings))
     return 0
 

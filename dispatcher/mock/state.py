@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, fields
 
 from dispatcher.mock.stats import Recorder
 
-PROVIDERS = ("cloudaten",)
+PROVIDERS = ("cloudaten", "ycloud", "cloudsms", "smsclouds")
 
 
 @dataclass
@@ -18,6 +18,13 @@ class MockSettings:
     latency_ms: float = 0.0
     latency_jitter_ms: float = 0.0
     cloudaten_keys: tuple[str, ...] = ("mock-cloudaten-key",)
+    ycloud_keys: tuple[str, ...] = ("mock-ycloud-key",)
+    cloudsms_keys: tuple[str, ...] = ("mock-cloudsms-auth-key",)
+    smsclouds_tokens: tuple[str, ...] = ("mock-smsclouds-token",)
+    cloudsms_busy: int = 0  # answer the next N CloudSMS packets with Busy (0x03)
+    tls_cert: str | None = None  # serve over TLS with this certificate …
+    tls_key: str | None = None
+    tls_client_ca: str | None = None  # … and require client certificates signed by this CA
     balance: float = 1e12
     price: float = 0.0087  # per segment, every priced region
     sensitive_words: tuple[str, ...] = ()
@@ -31,11 +38,13 @@ class MockSettings:
         "price",
         "sensitive_words",
         "unpriced_regions",
+        "cloudsms_busy",
     )
 
     def public(self) -> dict[str, object]:
         """The settings without the API keys, for answers."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.endswith("_keys")}
+        secret = ("_keys", "_tokens")
+        return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.endswith(secret)}
 
 
 @dataclass

@@ -1,0 +1,193 @@
+"""Smsclouds v3, as its integration manual describes it (seed 004: Create Token, User
+Credentials, Errors, Send Messages "MT", API "ID route" and "ID Country").
+
+Bearer tokens; errors as ``{"error": {"information", "status_code"}}`` with 400 (no JSON),
+401 (bad token), 422 (a wrong parameter). A campaign takes 1–50,000 recipients; the text
+is 1–160 characters, or up to 306 with ``long_message``, 70 / 128 / 192 with ``encode`` /
+``encode_2`` / ``encode_3``; ``route`` is required when ``country`` is absent and the other
+way round. The mock fills ``<+B+>``…``<+F+>`` from each recipient (name, field1…field4) and
+keeps every message as the handset would get it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from dispatcher.mock.onemobile import json_response
+from dispatcher.mock.segments import GSM_BASIC, GSM_EXTENDED
+from dispatcher.mock.state import MockState
+
+PREFIX = "/smsclouds"
+ROUTES = [
+    {"route": 77, "name": "Mixta 1 Masiva", "country": "Mexico", "price": 0.012,
+     "description": "74342, Long Code"},
+    {"route": 79, "name": "Mixta 2 Masiva", "country": "Mexico", "price": 0.012,
+     "description": "98766, Long Code"},
+    {"route": 87, "name": "Premium 2 Masiva", "country": "Mexico", "price": 1,
+     "description": "74342"},
+]  # fmt: skip
+COUNTRIES = [{"country": 1, "name": "Mexico"}, {"country": 2, "name": "USA"}]
+TOKENS = {"<+B+>": "name", "<+C+>": "field1", "<+D+>": "field2", "<+E+>": "field3",
+          "<+F+>": "field4"}  # fmt: skip
+LIMITS = {"encode": 70, "encode_2": 128, "encode_3": 192, "long_message": 306}
+DATE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
+MAX_RECIPIENTS = 50_000
+
+
+def error(status: int, information: str) -> web.Response:
+    return json_response({"error": {"information": information, "status_code": status}}, status)
+
+
+class Invalid(Exception):
+    pass
+
+
+def fill(text: str, recipient: dict[str, Any]) -> str:
+    for token, field in TOKENS.items():
+        text = text.replace(token, str(recipient.get(field, "")))
+    return text
+
+
+class Smsclouds:
+    name = "smsclouds"
+
+    def __init__(self, state: MockState) -> None:
+        self.state = state
+        self.recorder = state.recorder(self.name)
+        self._campaign = 11060007
+        self._message = 46608336
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post(f"{PREFIX}/api/v3/campaign", self.campaign),
+            web.get(f"{PREFIX}/api/v3/user/routes", self.user_routes),
+            web.get(f"{PREFIX}/api/v3/user/countries", self.user_countries),
+            web.get(f"{PREFIX}/api/v1/user", self.user),
+        ]
+
+    def unauthorised(self, request: web.Request) -> web.Response | None:
+        auth = request.headers.get("Authorization", "")
+        token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
+        if token in self.state.settings.smsclouds_tokens:
+            return None
+        self.recorder.stats.unauthorized += 1
+        return error(401, "Unauthenticated.")
+
+    async def _enter(self, request: web.Request) -> web.Response | None:
+        self.recorder.stats.requests += 1
+        await self.state.delay()
+        return self.unauthorised(request)
+
+    async def user_routes(self, request: web.Request) -> web.Response:
+        return await self._enter(request) or json_response(ROUTES)
+
+    async def user_countries(self, request: web.Request) -> web.Response:
+        return await self._enter(request) or json_response(COUNTRIES)
+
+    async def user(self, request: web.Request) -> web.Response:
+        data = {
+            "information": "User Found",
+            "user": "mock@smsclouds.test",
+            "name": "Mock",
+            "surname": "User",
+            "credit": round(self.state.balance, 2),
+            "API_settings": [{"name": "mock", "creation": "2021-07-09 10:00:26",
+                              "expires": "2099-07-09 10:00:26"}],
+        }  # fmt: skip
+        return await self._enter(request) or json_response({"data": data})
+
+    async def campaign(self, request: web.Request) -> web.Response:
+        refused = await self._enter(request)
+        if refused is not None:
+            return refused
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            body = None
+        if not isinstance(body, dict):
+            self.recorder.stats.rejected += 1
+            return error(400, "The request must carry a JSON body.")
+        try:
+            return json_response(self.create(body))
+        except Invalid as exc:
+            self.recorder.stats.rejected += 1
+            return error(422, str(exc))
+
+    @staticmethod
+    def limit(text: str, body: dict[str, Any]) -> int:
+        """Plain text: 160, or 306 with long_message. Accents and other special characters
+        need encode (70), encode_2 (128) or encode_3 (192)."""
+        if all(c in GSM_BASIC or c in GSM_EXTENDED for c in text):
+            return 306 if body.get("long_message") is True else 160
+        allowed = [n for flag, n in LIMITS.items() if flag != "long_message" and body.get(flag)]
+        if not allowed:
+            raise Invalid("The text has special characters: set encode, encode_2 or encode_3.")
+        return max(allowed)
+
+    def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        text = body.get("text")
+        if not isinstance(text, str) or not text:
+            raise Invalid("The text field is required.")
+        recipients = body.get("recipients")
+        if not isinstance(recipients, list) or not recipients:
+            raise Invalid("The recipients field is required.")
+        if len(recipients) > MAX_RECIPIENTS:
+            raise Invalid(f"The recipients may not have more than {MAX_RECIPIENTS} items.")
+        route, country = body.get("route"), body.get("country")
+        if route is None and country is None:
+            raise Invalid("El campo route es obligatorio cuando country no esta presente")
+        chosen = next((r for r in ROUTES if r["route"] == route), None)
+        if route is not None and chosen is None:
+            raise Invalid("The selected route is invalid.")
+        if country is not None and country not in {c["country"] for c in COUNTRIES}:
+            raise Invalid("The selected country is invalid.")
+        date = body.get("scheduled_date")
+        if date is not None and not (isinstance(date, str) and DATE.match(date)):
+            raise Invalid("The scheduled date does not match the format Y-m-d H:i:s.")
+        texts = []
+        for i, r in enumerate(recipients):
+            cell = r.get("cellphone") if isinstance(r, dict) else None
+            if not (isinstance(cell, str | int) and str(cell).isdigit() and len(str(cell)) == 10):
+                raise Invalid(f"The recipients.{i}.cellphone must be a 10-digit number.")
+            filled = fill(text, r)
+            limit = self.limit(filled, body)
+            if len(filled) > limit:
+                raise Invalid(f"The text may not be greater than {limit} characters.")
+            texts.append(filled)
+        route_info = chosen or ROUTES[0]
+        cost = float(route_info["price"]) * len(recipients)  # type: ignore[arg-type]
+        if not self.state.charge(cost):
+            raise Invalid("Saldo insuficiente.")
+        self._campaign += 1
+        now = int(time.time() * 1000)
+        for r, filled in zip(recipients, texts, strict=True):
+            self._message += 1
+            self.recorder.accept(
+                {
+                    "mobile": str(r["cellphone"]),
+                    "text": filled,
+                    "uid": None,
+                    "sid": str(self._message),
+                    "campaign": self._campaign,
+                    "campaign_name": body.get("campaign_name"),
+                    "timestamp": now,
+                }
+            )
+        self.recorder.batch(len(recipients))
+        flags = {flag: bool(body.get(flag)) for flag in ("encode", "long_message")}
+        return {
+            "message": "Completado Correctamente",
+            "campaign": self._campaign,
+            "campaign_name": body.get("campaign_name"),
+            "route": route_info["name"],
+            "country": "Mexico" if country in (None, 1) else "USA",
+            "scheduled_date": date,
+            "recipients_count": len(recipients),
+            **flags,
+            "balance": round(self.state.balance, 3),
+        }
