@@ -1,20 +1,23 @@
-"""Dispatcher throughput against the bare-client ceiling, measured side by side in one run.
+"""Dispatcher throughput against the bare-client ceiling, per provider, side by side in one run.
 
-1. ceiling: a bare aiohttp client (uvloop, no queue, no Redis) sends N Cloud Aten requests
-   (the same bodies the worker sends) to the mock with the same concurrency;
+For each provider (Cloud Aten, YCloud, CloudSMS, Smsclouds):
+
+1. ceiling: a bare aiohttp client (uvloop, no queue, no Redis) sends the very requests our
+   codec builds for N recipients to the mock, with the same concurrency;
 2. dispatcher: N recipients are enqueued and one worker process sends them to the same mock.
 
-Both use one client process against the same mock process, so the ratio compares the cost of
-the queue, the rate limiter and the result recording, not the machine. Prints recipients per
-second and the ratio, and writes them as JSON under benchmarks/results/.
+Both use one client process against the same mock process, so each ratio measures the cost
+of the queue, the rate limiter and the result recording, not the machine. Prints recipients
+per second and the ratios, and writes them as JSON under benchmarks/results/.
 
-    python benchmarks/bench_send.py [--recipients 100000] [--concurrency 64]
+    python benchmarks/bench_send.py [--recipients 100000] [--concurrency 64] [--provider …]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import platform
 import subprocess
@@ -31,41 +34,83 @@ import uvloop
 
 from dispatcher.client import Client
 from dispatcher.config import load_settings
-from dispatcher.demo import DEMO_KEY_ENV, MOCK_KEY, start_mock, stop
+from dispatcher.demo import start_mock, stop
 from dispatcher.embedded import RedisProcess, free_port
 from dispatcher.model import Campaign
+from dispatcher.providers import CODECS
+from dispatcher.providers.base import BuildContext, ChunkRecipient, SendJob, Verdict
 from dispatcher.runtime import connect
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TEXT = "Benchmark message from dispatcher."
 TIME_LIMIT_S = 600.0  # each phase gives up after this long
+FIRST_NUMBER = {
+    "cloudaten": 447911000000,
+    "ycloud": 447911000000,
+    "cloudsms": 85261000000,
+    "smsclouds": 524498000000,
+}
+ACCOUNTS: dict[str, dict[str, Any]] = {
+    "cloudaten": {"api_key": "mock-cloudaten-key"},
+    "ycloud": {"api_key": "mock-ycloud-key"},
+    "cloudsms": {"api_key": "mock-cloudsms-auth-key", "route_id": "VerifyCode_516"},
+    "smsclouds": {"api_key": "mock-smsclouds-token", "route": 77, "country": 1},
+}
 
 
-def numbers(n: int) -> list[str]:
-    return [f"+447911{i:06d}" for i in range(n)]
+def numbers(provider: str, n: int) -> list[str]:
+    first = FIRST_NUMBER[provider]
+    return [f"+{first + i}" for i in range(n)]
 
 
-async def ceiling(mock_url: str, n: int, concurrency: int) -> float:
-    """Recipients per second of a bare aiohttp client: the most any sender could reach."""
-    url = f"{mock_url}/cloudaten/v1/sms/send_messages"
-    headers = {"X-API-Key": MOCK_KEY, "Content-Type": "application/json;charset=utf-8"}
-    bodies = [
-        orjson.dumps({"mobile": m, "uid": f"bare.{i}", "text": TEXT})
-        for i, m in enumerate(numbers(n))
-    ]
-    next_index = 0
+def toml_value(value: Any) -> str:
+    return f'"{value}"' if isinstance(value, str) else str(value)
+
+
+def write_config(path: Path, mock_url: str, concurrency: int) -> None:
+    lines = ['prefix = "bench:"', "[worker]", "chunks_in_flight = 8"]
+    for name, account in ACCOUNTS.items():
+        lines += [
+            f"[providers.{name}]",
+            f'base_url = "{mock_url}/{name}"',
+            "rate_per_second = 1000000",
+            f"concurrency = {concurrency}",
+            f"[providers.{name}.accounts.default]",
+            *(f"{k} = {toml_value(v)}" for k, v in account.items()),
+        ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+async def ceiling(mock_url: str, provider: str, n: int, concurrency: int) -> float:
+    """Recipients per second of a bare aiohttp client sending what the codec builds."""
+    codec = CODECS[provider]
+    account = ACCOUNTS[provider]
+    options = {k: v for k, v in account.items() if k != "api_key"}
+    serials = itertools.cycle(range(1, 65536))
+    ctx = BuildContext(account["api_key"], lambda: next(serials), time.time())
+    size = codec.max_chunk or n
+    requests = []
+    for start in range(0, n, size):
+        members = [
+            ChunkRecipient(start + i, number)
+            for i, number in enumerate(numbers(provider, n)[start : start + size])
+        ]
+        job = SendJob("bare", start // size, TEXT, options=options)
+        requests += codec.build(job, members, ctx).requests
+    base = f"{mock_url}/{provider}"
+    pending = iter(requests)
     deadline = time.monotonic() + TIME_LIMIT_S
 
     async def sender(session: aiohttp.ClientSession) -> None:
-        nonlocal next_index
-        while next_index < n and time.monotonic() < deadline:
-            body = bodies[next_index]
-            next_index += 1
-            async with session.post(url, data=body) as resp:
-                data = orjson.loads(await resp.read())
-                assert data["code"] == 0, data
+        for request in pending:
+            if time.monotonic() > deadline:
+                return
+            async with session.request(request.method, base + request.path, data=request.body) as r:
+                outcomes = codec.parse(request, r.status, await r.read())
+                assert all(o.verdict is Verdict.OK for o in outcomes), outcomes[0]
 
     connector = aiohttp.TCPConnector(limit=concurrency)
+    headers = codec.headers(account["api_key"])
     async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
         started = time.monotonic()
         await asyncio.gather(*(sender(session) for _ in range(concurrency)))
@@ -78,29 +123,28 @@ async def mock_call(mock_url: str, method: str, path: str) -> Any:
         return orjson.loads(await resp.read())
 
 
-async def through_dispatcher(redis_url: str, config: Path, n: int) -> tuple[float, float]:
+async def through_dispatcher(
+    redis_url: str, config: Path, provider: str, n: int
+) -> tuple[float, float]:
     """(enqueue seconds, recipients per second from the enqueue's commit to the last result)."""
     client = Client(settings=load_settings(config), redis=connect(redis_url))
     try:
         t0 = time.monotonic()
-        answer = await client.enqueue(Campaign("cloudaten", TEXT, list(numbers(n))))
+        answer = await client.enqueue(Campaign(provider, TEXT, numbers(provider, n)))
         t1 = time.monotonic()
         st = await client.wait(answer.id, TIME_LIMIT_S)
         t2 = time.monotonic()
         if not st.done or st.counts.get("accepted") != n:
-            raise SystemExit(f"dispatcher run incomplete: {st.as_dict()}")
+            raise SystemExit(f"{provider}: dispatcher run incomplete: {st.as_dict()}")
         return t1 - t0, n / (t2 - t1)
     finally:
         await client.redis.aclose()
 
 
-def start_worker(env: dict[str, str], concurrency: int) -> subprocess.Popen[str]:
+def start_worker(env: dict[str, str]) -> subprocess.Popen[str]:
     """Start a worker and wait for its 'ready' log line, so start-up is not measured."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dispatcher", "worker", "--concurrency", str(concurrency)],
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
+        [sys.executable, "-m", "dispatcher", "worker"], env=env, stderr=subprocess.PIPE, text=True
     )
     assert proc.stderr is not None
     for line in proc.stderr:
@@ -117,12 +161,36 @@ def _copy(stream: Any) -> None:
         sys.stderr.write(line)
 
 
+def measure(
+    provider: str, n: int, conc: int, *, mock_url: str, redis_url: str, config: Path
+) -> dict[str, Any]:
+    print(f"{provider}: bare client …", flush=True)
+    bare = uvloop.run(ceiling(mock_url, provider, n, conc))
+    uvloop.run(mock_call(mock_url, "POST", "/_mock/reset"))
+    print(f"{provider}: dispatcher …", flush=True)
+    enqueue_s, rate = uvloop.run(through_dispatcher(redis_url, config, provider, n))
+    stats = uvloop.run(mock_call(mock_url, "GET", "/_mock/stats"))["providers"][provider]
+    uvloop.run(mock_call(mock_url, "POST", "/_mock/reset"))
+    return {
+        "bare_client_rps": round(bare, 1),
+        "dispatcher_rps": round(rate, 1),
+        "ratio": round(rate / bare, 3),
+        "enqueue_seconds": round(enqueue_s, 2),
+        "mock_accepted": stats["accepted"],
+        "mock_repeated": stats["mobiles_repeated"],
+        "largest_batch": stats["largest_batch"],
+    }
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--recipients", type=int, default=100_000)
     p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument("--provider", action="append", choices=sorted(ACCOUNTS))
     args = p.parse_args()
     n, conc = args.recipients, args.concurrency
+    providers = args.provider or list(ACCOUNTS)
+    report: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="dispatcher-bench-") as tmp:
         redis = RedisProcess(Path(tmp) / "redis", free_port())
         redis.start()
@@ -130,55 +198,42 @@ def main() -> int:
         worker: subprocess.Popen[str] | None = None
         try:
             config = Path(tmp) / "bench.toml"
-            config.write_text(
-                'prefix = "bench:"\n[worker]\nchunks_in_flight = 8\n'
-                f'[providers.cloudaten]\nbase_url = "{mock_url}/cloudaten"\n'
-                f"rate_per_second = 1000000\nconcurrency = {conc}\nchunk_size = 100\n"
-                f'[providers.cloudaten.accounts.default]\napi_key_env = "{DEMO_KEY_ENV}"\n'
-            )
-            env = {
-                **os.environ,
-                "REDIS_URL": redis.url,
-                "DISPATCHER_CONFIG": str(config),
-                DEMO_KEY_ENV: MOCK_KEY,
-            }
-            print(f"ceiling: bare aiohttp client, {n:,} requests, concurrency {conc} …")
-            bare = uvloop.run(ceiling(mock_url, n, conc))
-            uvloop.run(mock_call(mock_url, "POST", "/_mock/reset"))
-            print(f"dispatcher: enqueue {n:,} recipients, one worker process …")
-            worker = start_worker(env, conc)
-            enqueue_s, rate = uvloop.run(through_dispatcher(redis.url, config, n))
-            stats = uvloop.run(mock_call(mock_url, "GET", "/_mock/stats"))["providers"]["cloudaten"]
+            write_config(config, mock_url, conc)
+            env = {**os.environ, "REDIS_URL": redis.url, "DISPATCHER_CONFIG": str(config)}
+            worker = start_worker(env)
+            for provider in providers:
+                report[provider] = measure(
+                    provider, n, conc, mock_url=mock_url, redis_url=redis.url, config=config
+                )
         finally:
             if worker is not None:
                 stop(worker)
             stop(mock)
             redis.stop()
-    ratio = rate / bare
-    print(f"\n  bare aiohttp client : {bare:10,.0f} recipients/s")
-    print(f"  dispatcher worker   : {rate:10,.0f} recipients/s  (enqueue took {enqueue_s:.1f} s)")
-    print(f"  ratio               : {ratio:10.2f}  (target ≥ 0.50)")
-    print(f"  mock: {stats['accepted']:,} accepted, {stats['uids_repeated']} repeated uids")
-    report = {
-        "benchmark": "cloudaten_send",
+    print(f"\n{n:,} recipients per provider, concurrency {conc}, one client process each")
+    print(f"{'provider':<11}{'bare client/s':>15}{'dispatcher/s':>15}{'ratio':>8}{'repeats':>9}")
+    ok = True
+    for provider, r in report.items():
+        print(
+            f"{provider:<11}{r['bare_client_rps']:>15,.0f}{r['dispatcher_rps']:>15,.0f}"
+            f"{r['ratio']:>8.2f}{r['mock_repeated']:>9}"
+        )
+        ok = ok and r["mock_accepted"] == n and r["mock_repeated"] == 0
+    summary = {
+        "benchmark": "send",
         "recipients": n,
         "concurrency": conc,
-        "bare_client_rps": round(bare, 1),
-        "dispatcher_rps": round(rate, 1),
-        "ratio": round(ratio, 3),
-        "enqueue_seconds": round(enqueue_s, 2),
-        "mock_accepted": stats["accepted"],
-        "mock_uids_repeated": stats["uids_repeated"],
+        "providers": report,
         "python": platform.python_version(),
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"cloudaten-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
-    print(f"  written to {out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out}")
-    return 0 if stats["accepted"] == n and stats["uids_repeated"] == 0 else 1
+    out = RESULTS / f"send-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+    print(f"written to {out}")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

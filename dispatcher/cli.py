@@ -11,10 +11,13 @@ from typing import Any
 
 import orjson
 
+from dispatcher.account_api import QueryError, query
 from dispatcher.client import CampaignNotFound, Client
 from dispatcher.config import ConfigError, Settings, load_settings, with_overrides
 from dispatcher.embedded import EmbeddedRedisError
+from dispatcher.estimate import estimate
 from dispatcher.model import ROW_FIELDS, Campaign, CampaignError, CampaignStatus
+from dispatcher.providers import CODECS
 from dispatcher.recipients_file import read_recipients
 from dispatcher.runtime import connect, redis_url, run, setup_logging
 
@@ -37,16 +40,18 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--rate-share", type=int, default=1, help=argparse.SUPPRESS)
 
     e = sub.add_parser("enqueue", help="enqueue a campaign; prints its id")
-    e.add_argument("campaign_file", nargs="?", help="a JSON campaign file")
-    e.add_argument("--provider")
-    e.add_argument("--text")
-    e.add_argument("--recipients", help="CSV file, or one number a line")
-    e.add_argument("--account", default="default")
-    e.add_argument("--signature")
-    e.add_argument("--name")
-    e.add_argument("--region", help="default region for numbers without +country code")
+    _campaign_arguments(e)
     e.add_argument("--idempotency-key")
-    e.add_argument("--json", action="store_true", help="print the whole answer as JSON")
+
+    est = sub.add_parser("estimate", help="recipients, segments and cost, before sending")
+    _campaign_arguments(est)
+
+    q = sub.add_parser("provider", help="account queries, e.g. 'provider smsclouds routes'")
+    q.add_argument("provider_name")
+    q.add_argument(
+        "query", help="routes, countries, user (Smsclouds); balance (Cloud Aten, YCloud)"
+    )
+    q.add_argument("--account", default="default")
 
     s = sub.add_parser("status", help="a campaign's progress")
     s.add_argument("campaign_id")
@@ -72,6 +77,21 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _campaign_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("campaign_file", nargs="?", help="a JSON campaign file")
+    p.add_argument("--provider")
+    p.add_argument("--text")
+    p.add_argument("--recipients", help="CSV file, or one number a line")
+    p.add_argument("--account", default="default")
+    p.add_argument("--signature")
+    p.add_argument("--name")
+    p.add_argument("--region", help="default region for numbers without +country code")
+    p.add_argument(
+        "--option", action="append", default=[], metavar="KEY=VALUE", help="provider option"
+    )
+    p.add_argument("--json", action="store_true", help="print the whole answer as JSON")
+
+
 def main(argv: list[str] | None = None) -> int:
     raw = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(raw)
@@ -81,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     except (CampaignError, ConfigError, EmbeddedRedisError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except QueryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except CampaignNotFound as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -103,6 +126,12 @@ def _dispatch(args: argparse.Namespace, raw: list[str]) -> int:
     settings = _settings(args)
     if cmd == "worker":
         return _worker(args, settings, raw)
+    if cmd == "estimate":
+        return _estimate(args, settings)
+    if cmd == "provider":
+        answer = run(query(settings, args.provider_name, args.account, args.query))
+        print(orjson.dumps(answer, option=orjson.OPT_INDENT_2).decode())
+        return 0
     with redis_url() as url:
         return run(_client_command(args, settings, url))
 
@@ -165,9 +194,44 @@ def _campaign(args: argparse.Namespace) -> Campaign:
         account=args.account,
         signature=args.signature,
         name=args.name,
-        idempotency_key=args.idempotency_key,
+        idempotency_key=getattr(args, "idempotency_key", None),
         default_region=args.region,
+        options=_options(args.provider, args.option),
     )
+
+
+def _options(provider: str, given: list[str]) -> dict[str, Any]:
+    """``--option key=value``, typed as the provider's codec expects."""
+    codec = CODECS.get(provider)
+    out: dict[str, Any] = {}
+    for item in given:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CampaignError("--option", f"{item!r}: expected KEY=VALUE")
+        kind = codec.options.get(key) if codec else None
+        if kind is int:
+            if not value.lstrip("-").isdigit():
+                raise CampaignError(f"options.{key}", "must be int")
+            out[key] = int(value)
+        else:
+            out[key] = value
+    return out
+
+
+def _estimate(args: argparse.Namespace, settings: Settings) -> int:
+    est = estimate(_campaign(args), settings)
+    if args.json:
+        print(orjson.dumps(est.as_dict()).decode())
+        return 0
+    print(f"{est.provider}: {est.recipients} recipient(s) to send", end="")
+    print(f" ({est.invalid} invalid, {est.duplicates} duplicate(s) left out)")
+    parts = ", ".join(f"{n} × {s} segment(s)" for s, n in sorted(est.by_segments.items()))
+    print(f"segments: {est.segments}" + (f" ({parts})" if parts else ""))
+    if est.cost is None:
+        print(f"cost: unknown (set providers.{est.provider}.price_per_segment)")
+    else:
+        print(f"cost: {est.cost:.4f} at {est.price_per_segment} a segment")
+    return 0
 
 
 async def _client_command(args: argparse.Namespace, settings: Settings, url: str) -> int:

@@ -11,6 +11,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
+from dispatcher.demo import start_mock, stop
 from tests.conftest import MOCK_KEY, run_dispatcher, subprocess_env
 
 
@@ -131,3 +132,61 @@ def test_unknown_campaign_and_resume(cli: Cli) -> None:
     cid = cli("enqueue", "--provider", "cloudaten", "--text", "hi", "--recipients", path).stdout
     done = cli("resume", cid.strip())
     assert (done.returncode, done.stderr.strip()) == (1, "campaign is not paused")
+
+
+def test_estimate_prints_segments_and_cost(cli: Cli) -> None:
+    path = cli.file("n.csv", "number,name\n+447901614024,Ann\n+447911000001," + "B" * 200 + "\n")
+    done = cli(
+        "estimate", "--provider", "cloudaten", "--text", "Hi <+B+>", "--recipients", path, "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    est = orjson.loads(done.stdout)
+    assert (est["recipients"], est["segments"], est["cost"]) == (2, 3, None)
+    plain = cli("estimate", "--provider", "cloudaten", "--text", "Hi", "--recipients", path)
+    assert "segments: 2" in plain.stdout and "price_per_segment" in plain.stdout
+
+
+def test_options_are_typed_and_checked(cli: Cli) -> None:
+    path = cli.file("n.txt", "+447901614024\n")
+    done = cli(
+        "estimate",
+        "--provider",
+        "cloudaten",
+        "--text",
+        "hi",
+        "--recipients",
+        path,
+        "--option",
+        "route=5",
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: options.route: unknown for cloudaten")
+    bad = cli(
+        "estimate", "--provider", "cloudaten", "--text", "hi", "--recipients", path, "--option", "x"
+    )
+    assert bad.stderr.startswith("error: --option: 'x': expected KEY=VALUE")
+
+
+def test_provider_queries_against_the_mock(tmp_path: Path, redis_url: str, prefix: str) -> None:
+    mock, url = start_mock([], subprocess_env())
+    try:
+        config = tmp_path / "c.toml"
+        config.write_text(
+            f'[providers.smsclouds]\nbase_url = "{url}/smsclouds"\n'
+            '[providers.smsclouds.accounts.default]\napi_key = "mock-smsclouds-token"\n'
+            f'[providers.ycloud]\nbase_url = "{url}/ycloud"\n'
+            '[providers.ycloud.accounts.default]\napi_key = "mock-ycloud-key"\n'
+        )
+        env = subprocess_env(DISPATCHER_CONFIG=str(config))
+        routes = run_dispatcher(env, "provider", "smsclouds", "routes")
+        assert routes.returncode == 0, routes.stderr
+        assert {r["route"] for r in orjson.loads(routes.stdout)} >= {77, 79}
+        user = orjson.loads(run_dispatcher(env, "provider", "smsclouds", "user").stdout)
+        assert "credit" in user["data"]
+        balance = orjson.loads(run_dispatcher(env, "provider", "ycloud", "balance").stdout)
+        assert balance["data"]["currency"] == "USD"
+        unknown = run_dispatcher(env, "provider", "smsclouds", "nope")
+        assert unknown.returncode == 2
+        assert "known: countries, routes, user" in unknown.stderr
+    finally:
+        stop(mock)

@@ -11,7 +11,17 @@ from typing import Any
 import pytest
 
 from dispatcher.demo import DEMO_KEY_ENV, start_mock, stop
-from tests.conftest import MOCK_KEY, repo_root, run_dispatcher, subprocess_env
+from tests.conftest import MOCK_ACCOUNTS, MOCK_KEY, repo_root, run_dispatcher, subprocess_env
+
+
+def toml(value: Any) -> str:
+    return (
+        f'"{value}"'
+        if isinstance(value, str)
+        else str(value).lower()
+        if isinstance(value, bool)
+        else str(value)
+    )
 
 
 class System:
@@ -25,14 +35,8 @@ class System:
         self.prefix = prefix
         self.workers: list[subprocess.Popen[bytes]] = []
 
-    def write_config(self, **cloudaten: Any) -> None:
-        values = {
-            "base_url": f'"{self.mock_url}/cloudaten"',
-            "chunk_size": 100,
-            "rate_per_second": 100000,
-            "concurrency": 32,
-        }
-        values.update({k: (f'"{v}"' if isinstance(v, str) else v) for k, v in cloudaten.items()})
+    def write_config(self, **providers: dict[str, Any]) -> None:
+        """Every provider at the mock; ``providers`` override settings per provider."""
         lines = [
             f'prefix = "{self.prefix}"',
             "[worker]",
@@ -40,19 +44,30 @@ class System:
             "drain_timeout_seconds = 10",
             "block_ms = 200",
             "chunks_in_flight = 4",
-            "[providers.cloudaten]",
-            *(f"{k} = {v}" for k, v in values.items()),
-            "[providers.cloudaten.accounts.default]",
-            f'api_key_env = "{DEMO_KEY_ENV}"',
-            "[providers.cloudaten.accounts.wrong]",
-            'api_key_env = "E2E_WRONG_KEY"',
         ]
+        for name, account in MOCK_ACCOUNTS.items():
+            values = {
+                "base_url": f"{self.mock_url}/{name}",
+                "chunk_size": 100,
+                "rate_per_second": 100000,
+                "concurrency": 32,
+                **providers.get(name, {}),
+            }
+            lines += [f"[providers.{name}]", *(f"{k} = {toml(v)}" for k, v in values.items())]
+            default = dict(account)
+            if name == "cloudaten":  # one account reads its key from the environment
+                del default["api_key"]
+                default["api_key_env"] = DEMO_KEY_ENV
+            lines += [f"[providers.{name}.accounts.default]"]
+            lines += [f"{k} = {toml(v)}" for k, v in default.items()]
+            lines += [f"[providers.{name}.accounts.wrong]"]
+            lines += [f"{k} = {toml(v)}" for k, v in {**account, "api_key": "wrong-key"}.items()]
         self.config.write_text("\n".join(lines) + "\n")
 
     def worker(self, *args: str) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(
             [sys.executable, "-m", "dispatcher", "worker", *args],
-            env={**self.env, "E2E_WRONG_KEY": "wrong-key"},
+            env=self.env,
             cwd=repo_root(),
         )
         self.workers.append(proc)
@@ -66,8 +81,14 @@ class System:
 
 
 @pytest.fixture
-def system(tmp_path: Path, redis_url: str, prefix: str) -> Iterator[System]:
-    mock, mock_url = start_mock(["--latency-ms", "2"], subprocess_env())
+def mock_args() -> list[str]:
+    """Extra arguments for the mock process; a test module may override this fixture."""
+    return []
+
+
+@pytest.fixture
+def system(tmp_path: Path, redis_url: str, prefix: str, mock_args: list[str]) -> Iterator[System]:
+    mock, mock_url = start_mock(["--latency-ms", "2", *mock_args], subprocess_env())
     s = System(tmp_path, redis_url, prefix, mock_url)
     s.write_config()
     try:

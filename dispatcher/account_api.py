@@ -1,0 +1,46 @@
+"""Read-only account queries (``python -m dispatcher provider NAME QUERY``): Smsclouds'
+routes, countries and user credit, Cloud Aten's and YCloud's balance."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from dispatcher.config import ConfigError, Settings
+from dispatcher.providers import CODECS
+from dispatcher.providers.base import HttpRequest
+from dispatcher.transport import Transport, TransportError, client_tls
+
+
+class QueryError(RuntimeError):
+    pass
+
+
+async def query(settings: Settings, provider: str, account: str, name: str) -> Any:
+    ps = settings.provider(provider)
+    codec = CODECS[provider]
+    path = codec.queries.get(name)
+    if path is None:
+        known = ", ".join(sorted(codec.queries)) or "none"
+        raise ConfigError(f"{provider} has no query {name!r} (known: {known})")
+    transport = Transport(
+        ps.base_url,
+        codec.headers(ps.account(account).key(provider)),
+        pool_size=1,
+        timeout=ps.timeout_seconds,
+        connect_timeout=ps.connect_timeout_seconds,
+        ssl_context=client_tls(ps.tls_cert, ps.tls_key, ps.tls_ca),
+    )
+    try:
+        status, body = await transport.send(HttpRequest("GET", path, None, ()))
+    except TransportError as exc:
+        raise QueryError(f"{provider} {name}: {exc}") from None
+    finally:
+        await transport.close()
+    if status != 200:
+        raise QueryError(f"{provider} {name}: HTTP {status}: {body[:300].decode(errors='replace')}")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise QueryError(f"{provider} {name}: the answer is not JSON") from None

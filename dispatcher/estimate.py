@@ -1,0 +1,71 @@
+"""``python -m dispatcher estimate``: what a campaign will cost, before sending it.
+
+Validates the campaign exactly as enqueue does (nothing is written), renders each
+recipient's text, and counts segments the way the provider bills them. The cost needs the
+provider's ``price_per_segment`` in the settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from dispatcher.config import Settings
+from dispatcher.intake import prepare
+from dispatcher.model import Campaign
+from dispatcher.providers import CODECS
+from dispatcher.render import render
+
+
+@dataclass
+class Estimate:
+    provider: str
+    recipients: int  # unique valid numbers: what will be sent
+    invalid: int
+    duplicates: int
+    segments: int
+    by_segments: dict[int, int] = field(default_factory=dict)  # segments → recipients
+    price_per_segment: float | None = None
+
+    @property
+    def cost(self) -> float | None:
+        if self.price_per_segment is None:
+            return None
+        return round(self.segments * self.price_per_segment, 6)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "recipients": self.recipients,
+            "invalid": self.invalid,
+            "duplicates": self.duplicates,
+            "segments": self.segments,
+            "by_segments": {str(k): v for k, v in sorted(self.by_segments.items())},
+            "price_per_segment": self.price_per_segment,
+            "cost": self.cost,
+        }
+
+
+def estimate(campaign: Campaign, settings: Settings) -> Estimate:
+    prepared = prepare(campaign, settings)
+    codec = CODECS[campaign.provider]
+    result = Estimate(
+        provider=campaign.provider,
+        recipients=prepared.valid,
+        invalid=len(prepared.invalid),
+        duplicates=prepared.duplicates,
+        segments=0,
+        price_per_segment=settings.provider(campaign.provider).price_per_segment,
+    )
+    cache: dict[str, int] = {}
+    for blob in prepared.chunks:
+        for member in orjson.loads(blob):
+            text = render(campaign.text, member[2] if len(member) > 2 else None)
+            n = cache.get(text)
+            if n is None:
+                n = cache[text] = codec.segments(text, campaign.signature, prepared.options)
+            result.segments += n
+            result.by_segments[n] = result.by_segments.get(n, 0) + 1
+    return result
