@@ -134,7 +134,7 @@ async def through_dispatcher(
         t1 = time.monotonic()
         st = await client.wait(answer.id, TIME_LIMIT_S)
         t2 = time.monotonic()
-        if not st.done or st.counts.get("accepted") != n:
+        if not st.sent or st.counts.get("accepted") != n:
             raise SystemExit(f"{provider}: dispatcher run incomplete: {st.as_dict()}")
         return t1 - t0, n / (t2 - t1)
     finally:

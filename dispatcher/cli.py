@@ -38,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--drain-timeout", type=float, help="SIGTERM: seconds to finish in-flight")
     w.add_argument("--provider", action="append", help="only these providers (repeatable)")
     w.add_argument("--rate-share", type=int, default=1, help=argparse.SUPPRESS)
+    w.add_argument("--no-poll", action="store_true", help="do not poll list APIs here")
 
     e = sub.add_parser("enqueue", help="enqueue a campaign; prints its id")
     _campaign_arguments(e)
@@ -65,6 +66,14 @@ def _parser() -> argparse.ArgumentParser:
 
     rs = sub.add_parser("resume", help="resume a paused campaign")
     rs.add_argument("campaign_id")
+
+    h = sub.add_parser("webhooks", help="receive delivery reports and inbound messages")
+    h.add_argument("--host", help="address to bind (default: webhooks.host)")
+    h.add_argument("--port", type=int, help="port (default: webhooks.port; 0 picks one)")
+
+    i = sub.add_parser("inbound", help="list inbound SMS and MO messages")
+    i.add_argument("--count", type=int, default=100, help="the latest N (default 100)")
+    i.add_argument("--json", action="store_true")
 
     m = sub.add_parser("mock", help="the mock provider server")
     from dispatcher.mock.server import add_arguments
@@ -128,6 +137,16 @@ def _dispatch(args: argparse.Namespace, raw: list[str]) -> int:
         return _worker(args, settings, raw)
     if cmd == "estimate":
         return _estimate(args, settings)
+    if cmd == "webhooks":
+        from dispatcher.webhooks.server import serve
+
+        hooks = settings.webhooks
+        host = args.host or hooks.host
+        port = hooks.port if args.port is None else args.port
+        hooks.secret()  # refuse to start without one
+        with redis_url() as url:
+            run(serve(settings, url, host, port))
+        return 0
     if cmd == "provider":
         answer = run(query(settings, args.provider_name, args.account, args.query))
         print(orjson.dumps(answer, option=orjson.OPT_INDENT_2).decode())
@@ -154,7 +173,7 @@ def _worker(args: argparse.Namespace, settings: Settings, raw: list[str]) -> int
         settings = replace(
             settings, providers={n: replace(p, concurrency=args.concurrency) for n, p in providers}
         )
-    return run_single(settings, args.provider, args.rate_share)
+    return run_single(settings, args.provider, args.rate_share, poll=not args.no_poll)
 
 
 def _strip_processes(argv: list[str]) -> list[str]:
@@ -261,6 +280,14 @@ async def _client_command(args: argparse.Namespace, settings: Settings, url: str
             return 0
         if args.command == "results":
             return await _results(client, args)
+        if args.command == "inbound":
+            for entry in await client.inbound(args.count):
+                if args.json:
+                    print(orjson.dumps(entry).decode())
+                else:
+                    extra = f" (keyword {entry['keyword']})" if entry.get("keyword") else ""
+                    print(f"{entry['provider']:<10} {entry['mobile']:<16} {entry['text']}{extra}")
+            return 0
         if args.command == "resume":
             n = await client.resume(args.campaign_id)
             if n < 0:
@@ -290,9 +317,10 @@ async def _results(client: Client, args: argparse.Namespace) -> int:
     try:
         if args.csv:
             writer = csv.writer(out)
-            writer.writerow(["index", *ROW_FIELDS])
+            writer.writerow(["index", *ROW_FIELDS, "raw_status", "status_at"])
             async for r in client.results(args.campaign_id):
-                writer.writerow([r.index, *("" if v is None else v for v in r.row())])
+                values = [*r.row(), r.raw_status, r.status_at]
+                writer.writerow([r.index, *("" if v is None else v for v in values)])
         else:
             async for r in client.results(args.campaign_id):
                 out.write(orjson.dumps(r.as_dict()).decode() + "\n")

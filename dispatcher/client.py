@@ -14,7 +14,7 @@ from dispatcher.config import Settings, load_settings
 from dispatcher.intake import prepare
 from dispatcher.keys import Keys
 from dispatcher.model import Campaign, CampaignStatus, Enqueued, Result
-from dispatcher.store import Store
+from dispatcher.store import Store, as_str
 
 
 class CampaignNotFound(KeyError):
@@ -91,12 +91,24 @@ class Client:
         async for result in self.store.results(campaign_id):
             yield result
 
-    async def wait(self, campaign_id: str, seconds: float) -> CampaignStatus:
-        """Wait until the campaign is done or paused, at most ``seconds``; its status."""
-        st = await self.store.wait(campaign_id, seconds)
+    async def wait(
+        self, campaign_id: str, seconds: float, *, final: bool = False
+    ) -> CampaignStatus:
+        """Wait, at most ``seconds``, until every recipient has a send result (with
+        ``final``: a final status, delivery reports included) or the campaign is paused."""
+        st = await self.store.wait(campaign_id, seconds, final=final)
         if st is None:
             raise CampaignNotFound(campaign_id)
         return st
+
+    async def inbound(self, count: int = 100) -> list[dict[str, str]]:
+        """The latest ``count`` inbound messages, oldest first. Apps that want every message
+        read the stream ``<prefix>inbound`` with their own consumer group."""
+        entries: Any = await self.redis.xrevrange(self.store.keys.inbound, count=count)
+        return [
+            {"entry": as_str(eid), **{as_str(k): as_str(v) for k, v in fields.items()}}
+            for eid, fields in reversed(entries or [])
+        ]
 
     async def resume(self, campaign_id: str) -> int:
         """Re-queue a paused campaign's held chunks; the number re-queued, -1 if not paused."""

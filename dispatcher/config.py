@@ -77,6 +77,8 @@ class ProviderSettings:
     max_attempts: int = 3  # sends of one request before its recipients are failed
     backoff_seconds: float = 0.5  # first retry delay; doubles, with jitter
     retry_later_seconds: float = 600.0  # when the provider says "busy, come back later"
+    poll_interval_seconds: float = 65.0  # one list call per account at most this often
+    poll_after_seconds: float = 120.0  # poll a message once this old (pushes come first)
     callback_url: str | None = None
     price_per_segment: float | None = None  # for estimates
     tls_cert: str | None = None  # client certificate (two-way TLS, CloudSMS)
@@ -100,12 +102,42 @@ class WorkerSettings:
 
 
 @dataclass(frozen=True)
+class WebhookSettings:
+    host: str = "127.0.0.1"
+    port: int = 8091
+    #: How providers reach the receiver, e.g. https://hooks.example.com; when set, each
+    #: provider's callback_url defaults to <public_url>/hooks/<secret>/<provider>/dlr.
+    public_url: str | None = None
+    secret_env: str = "DISPATCHER_WEBHOOK_SECRET"
+    max_body_bytes: int = 65536
+    keyword_response: str = "Gracias, hemos recibido tu mensaje."
+
+    def secret(self) -> str:
+        value = os.environ.get(self.secret_env, "")
+        if len(value) < 16:
+            raise ConfigError(
+                f"webhooks.secret_env: {self.secret_env} must hold a secret of 16+ characters"
+            )
+        return value
+
+
+@dataclass(frozen=True)
 class Settings:
     prefix: str = "dsp:"
     default_region: str | None = None  # region for numbers written without +country code
     idempotency_ttl_seconds: int = 7 * 24 * 3600
     worker: WorkerSettings = field(default_factory=WorkerSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     providers: dict[str, ProviderSettings] = field(default_factory=dict)
+
+    def callback_url(self, provider: str) -> str | None:
+        """Where the provider pushes delivery reports: set per provider, or built from
+        ``webhooks.public_url`` and the secret path segment."""
+        explicit = self.provider(provider).callback_url
+        if explicit or not self.webhooks.public_url:
+            return explicit
+        base = self.webhooks.public_url.rstrip("/")
+        return f"{base}/hooks/{self.webhooks.secret()}/{provider}/dlr"
 
     def provider(self, name: str) -> ProviderSettings:
         try:
@@ -145,6 +177,10 @@ BUILTIN_PROVIDERS: dict[str, dict[str, Any]] = {
 Schemas = dict[str, dict[str, type]]
 
 
+#: Settings for which 0 means something ("at once", "no wait").
+ZERO_ALLOWED = {"poll_after_seconds", "backoff_seconds", "retry_later_seconds"}
+
+
 def _check_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
     for key in table:
         if key not in allowed:
@@ -166,7 +202,8 @@ def _typed(cls: type[Any], table: dict[str, Any], where: str, skip: set[str]) ->
         )
         if not ok:
             raise ConfigError(f"{where}{key}: expected {want}, got {value!r}")
-        if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if number and (value < 0 or (value == 0 and key not in ZERO_ALLOWED)):
             raise ConfigError(f"{where}{key}: must be positive")
         out[key] = value
     return out
@@ -213,12 +250,17 @@ def parse_settings(
     them any provider name passes and accounts take no options.
     """
     _check_keys(
-        data, {"prefix", "default_region", "idempotency_ttl_seconds", "worker", "providers"}, ""
+        data,
+        {"prefix", "default_region", "idempotency_ttl_seconds", "worker", "webhooks", "providers"},
+        "",
     )
-    top = _typed(Settings, data, "", {"worker", "providers"})
+    top = _typed(Settings, data, "", {"worker", "webhooks", "providers"})
     worker_table = data.get("worker", {})
     _check_keys(worker_table, {f.name for f in fields(WorkerSettings)}, "worker.")
     worker = WorkerSettings(**_typed(WorkerSettings, worker_table, "worker.", set()))
+    hooks_table = data.get("webhooks", {})
+    _check_keys(hooks_table, {f.name for f in fields(WebhookSettings)}, "webhooks.")
+    webhooks = WebhookSettings(**_typed(WebhookSettings, hooks_table, "webhooks.", set()))
     merged: dict[str, dict[str, Any]] = {k: dict(v) for k, v in BUILTIN_PROVIDERS.items()}
     for name, table in data.get("providers", {}).items():
         if not isinstance(table, dict):
@@ -234,7 +276,7 @@ def parse_settings(
         most = (max_chunks or {}).get(name)
         if most is not None and providers[name].chunk_size > most:
             raise ConfigError(f"providers.{name}.chunk_size: at most {most} for {name}")
-    return Settings(worker=worker, providers=providers, **top)
+    return Settings(worker=worker, webhooks=webhooks, providers=providers, **top)
 
 
 def parse_with_codecs(data: dict[str, Any]) -> Settings:

@@ -18,6 +18,19 @@ key                        type    holds
 ``{cid}:results``          hash    recipient index → orjson result row (model.ROW_FIELDS)
 ``{cid}:counts``           hash    status → number of results with it
 ``{cid}:held``             set     chunk numbers set aside while the campaign is paused
+``{cid}:reports``          hash    recipient index → orjson ``[status, raw, error_code, error,
+                                   at_ms]``: the latest report, kept apart from the send result
+``{cid}:state``            hash    recipient index → rank (1 accepted, 2 on its way, 3 final):
+                                   a report is applied only if it moves the rank up
+``{cid}:finals``           hash    final status → number of recipients with it
+``msgidx:<provider>``      hash    provider message id → ``cid.index``, for reports that name
+                                   only the message (list APIs, Smsclouds)
+``open:<provider>:<acct>`` zset    campaigns with messages a list API may still update
+``batches:<prov>:<acct>``  zset    ``batch|cid|chunk`` of Smsclouds campaigns to poll
+``poll:<prov>:<acct>``     string  the poll lock: one list call per interval, across processes
+``pollcursor:<p>:<acct>``  hash    where the list pagination stands (from, until, page)
+``inbound``                stream  inbound SMS and MO messages, for apps to consume
+``seen:<provider>:<id>``   string  an inbound message already stored (pushes are retried)
 =========================  ======  ==========================================================
 """
 
@@ -66,3 +79,34 @@ class Keys:
 
     def held(self, cid: str) -> str:
         return f"{self.prefix}{{{cid}}}:held"
+
+    def reports(self, cid: str) -> str:
+        return f"{self.prefix}{{{cid}}}:reports"
+
+    def state(self, cid: str) -> str:
+        return f"{self.prefix}{{{cid}}}:state"
+
+    def finals(self, cid: str) -> str:
+        return f"{self.prefix}{{{cid}}}:finals"
+
+    def message_index(self, provider: str) -> str:
+        return f"{self.prefix}msgidx:{provider}"
+
+    def open(self, provider: str, account: str) -> str:
+        return f"{self.prefix}open:{provider}:{account}"
+
+    def batches(self, provider: str, account: str) -> str:
+        return f"{self.prefix}batches:{provider}:{account}"
+
+    def poll_lock(self, provider: str, account: str) -> str:
+        return f"{self.prefix}poll:{provider}:{account}"
+
+    def poll_cursor(self, provider: str, account: str) -> str:
+        return f"{self.prefix}pollcursor:{provider}:{account}"
+
+    @property
+    def inbound(self) -> str:
+        return f"{self.prefix}inbound"
+
+    def seen(self, provider: str, inbound_id: str) -> str:
+        return f"{self.prefix}seen:{provider}:{inbound_id}"

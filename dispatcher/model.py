@@ -15,19 +15,48 @@ FIELD_NAMES = ("name", "field1", "field2", "field3", "field4")
 
 
 class Status(StrEnum):
-    """One vocabulary for every provider; each result also keeps the provider's raw code."""
+    """One vocabulary for every provider; each result also keeps the provider's raw status."""
 
     PENDING = "pending"  # enqueued, no answer from the provider yet
     INVALID = "invalid"  # refused at enqueue (not a phone number, …); never sent
     ACCEPTED = "accepted"  # the provider took it; a delivery report may follow
-    REJECTED = "rejected"  # the provider refused this recipient for good
-    FAILED = "failed"  # could not be sent: transient errors outlasted every attempt
+    SENT = "sent"  # on its way: handed to a carrier, no final word yet
+    DELIVERED = "delivered"  # the handset has it
+    UNDELIVERED = "undelivered"  # the carrier could not deliver it
+    EXPIRED = "expired"  # not delivered within the validity period
+    REJECTED = "rejected"  # the provider or carrier refused this recipient for good
+    FAILED = "failed"  # could not be sent, or the provider gave up
+    SUBMITTED = "submitted"  # handed over; the provider reports nothing further (Smsclouds)
+    CANCELLED = "cancelled"
+
+
+#: Statuses after which nothing changes any more.
+FINAL = frozenset(
+    {
+        Status.INVALID,
+        Status.DELIVERED,
+        Status.UNDELIVERED,
+        Status.EXPIRED,
+        Status.REJECTED,
+        Status.FAILED,
+        Status.SUBMITTED,
+        Status.CANCELLED,
+    }
+)
+
+
+def rank(status: str) -> int:
+    """Status only moves forward: a report is applied only if its rank is higher."""
+    if status in FINAL:
+        return 3
+    return {Status.PENDING: 0, Status.ACCEPTED: 1, Status.SENT: 2}.get(Status(status), 2)
 
 
 class CampaignState(StrEnum):
     QUEUED = "queued"
     PAUSED = "paused"  # an account-level error (bad key, no balance): nothing more is sent
-    DONE = "done"
+    SENT = "sent"  # every recipient has a send result; delivery reports may still come
+    DONE = "done"  # every recipient has a final status
 
 
 class CampaignError(ValueError):
@@ -170,6 +199,9 @@ class Result:
     price: float | None = None
     sent_at: int | None = None
     batch_id: str | None = None  # the provider's id for the request (a Smsclouds campaign)
+    # From the latest delivery report, when there is one (not stored in the row):
+    raw_status: str | None = None  # the provider's own status word
+    status_at: int | None = None
 
     def row(self) -> list[Any]:
         return [
@@ -189,7 +221,12 @@ class Result:
         return cls(index, *row)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"index": self.index, **dict(zip(ROW_FIELDS, self.row(), strict=True))}
+        return {
+            "index": self.index,
+            **dict(zip(ROW_FIELDS, self.row(), strict=True)),
+            "raw_status": self.raw_status,
+            "status_at": self.status_at,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,10 +236,11 @@ class CampaignStatus:
     account: str
     state: str
     total: int
-    counts: dict[str, int]
+    counts: dict[str, int]  # send results by status
     created_at: int
     duplicates: int
     reason: str | None = None
+    finals: dict[str, int] = field(default_factory=dict)  # final statuses, reports included
 
     @property
     def recorded(self) -> int:
@@ -210,11 +248,23 @@ class CampaignStatus:
 
     @property
     def pending(self) -> int:
+        """Recipients without a send result yet."""
         return self.total - self.recorded
 
     @property
-    def done(self) -> bool:
+    def open(self) -> int:
+        """Recipients without a final status yet."""
+        return self.total - sum(self.finals.values())
+
+    @property
+    def sent(self) -> bool:
+        """Every recipient has a send result."""
         return self.pending == 0
+
+    @property
+    def done(self) -> bool:
+        """Every recipient has a final status."""
+        return self.open == 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -225,6 +275,9 @@ class CampaignStatus:
             "total": self.total,
             "counts": self.counts,
             "pending": self.pending,
+            "sent": self.sent,
+            "finals": self.finals,
+            "open": self.open,
             "done": self.done,
             "duplicates": self.duplicates,
             "reason": self.reason,

@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 from dispatcher.keys import GROUP, Keys
 from dispatcher.model import Result
 from dispatcher.providers.base import ChunkRecipient
-from dispatcher.store import EVENTS_MAXLEN, _text, ensure_group
+from dispatcher.store import EVENTS_MAXLEN, as_str, ensure_group
 
 
 @dataclass(slots=True)
@@ -35,6 +35,15 @@ class Lease:
     chunk: int
     attempt: int
     redelivered: bool  # taken over or re-queued: some recipients may have results already
+
+
+@dataclass(frozen=True, slots=True)
+class Track:
+    """What polling will need of a chunk's results (see the record script)."""
+
+    account: str
+    index_messages: bool = False  # list APIs name messages only by their id
+    list_open: bool = False  # the campaign's account is polled with a list API
 
 
 @dataclass(slots=True)
@@ -50,23 +59,52 @@ class ChunkData:
 #: mode: ack = chunk complete; requeue = ack and queue the rest again (shutdown);
 #: hold = ack and set aside until resume (paused); keep = record only (lease lost);
 #: delay = ack and queue the rest again after the delay (provider busy).
+#: For polling later: ARGV[10] ``message id<TAB>index`` lines for the message index,
+#: ARGV[11] "1" to list the campaign as open, ARGV[12] ``batch|cid|chunk`` lines.
 _RECORD = r"""
 local stream, results, counts, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local events, held, delayed = KEYS[5], KEYS[6], KEYS[7]
+local state, finals, msgidx, open, batches = KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12]
 local group, id, cid, chunk = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local mode, attempt, reason, delay = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
-local new = 0
-local tally = {}
+local FINAL = {invalid=1, delivered=1, undelivered=1, expired=1, rejected=1, failed=1,
+               submitted=1, cancelled=1}
+local new, final_new = 0, 0
+local tally, final_tally = {}, {}
 for index, status, row in string.gmatch(ARGV[9], '([^\t\n]+)\t([^\t\n]+)\t([^\n]+)') do
   if redis.call('HSETNX', results, index, row) == 1 then
     tally[status] = (tally[status] or 0) + 1
     new = new + 1
+    -- a report may have come first: the rank only moves up, and a final counts once
+    local rank = FINAL[status] and 3 or 1
+    if rank > tonumber(redis.call('HGET', state, index) or '0') then
+      redis.call('HSET', state, index, rank)
+      if rank == 3 then
+        final_tally[status] = (final_tally[status] or 0) + 1
+        final_new = final_new + 1
+      end
+    end
   end
 end
 for status, n in pairs(tally) do
   redis.call('HINCRBY', counts, status, n)
 end
+for status, n in pairs(final_tally) do
+  redis.call('HINCRBY', finals, status, n)
+end
 local recorded = redis.call('HINCRBY', meta, 'recorded', new)
+local final = redis.call('HINCRBY', meta, 'final', final_new)
+for mid, index in string.gmatch(ARGV[10], '([^\t\n]+)\t([^\n]+)') do
+  redis.call('HSET', msgidx, mid, cid .. '.' .. index)
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if ARGV[11] == '1' then
+  redis.call('ZADD', open, 'NX', now, cid)
+end
+for member in string.gmatch(ARGV[12], '([^\n]+)') do
+  redis.call('ZADD', batches, 'NX', now, member)
+end
 if mode ~= 'keep' then
   redis.call('XACK', stream, group, id)
   redis.call('XDEL', stream, id)
@@ -74,9 +112,7 @@ end
 if mode == 'requeue' then
   redis.call('XADD', stream, '*', 'c', cid, 'n', chunk, 'a', tonumber(attempt) + 1)
 elseif mode == 'delay' then
-  local t = redis.call('TIME')
-  local due = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + delay
-  redis.call('ZADD', delayed, due, cid .. '|' .. chunk .. '|' .. (tonumber(attempt) + 1))
+  redis.call('ZADD', delayed, now + delay, cid .. '|' .. chunk .. '|' .. (tonumber(attempt) + 1))
 elseif mode == 'hold' then
   redis.call('SADD', held, chunk)
   if reason ~= '' and redis.call('HGET', meta, 'state') ~= 'paused' then
@@ -86,7 +122,11 @@ elseif mode == 'hold' then
 end
 local total = tonumber(redis.call('HGET', meta, 'total'))
 local event = 'chunk'
-if new > 0 and recorded >= total then event = 'done' end
+if final_new > 0 and final >= total then
+  event = 'done'
+elseif new > 0 and recorded >= total then
+  event = 'sent'
+end
 redis.call('XADD', events, 'MAXLEN', '~', ARGV_MAXLEN, '*', 'c', cid, 'e', event, 'n', chunk)
 return new
 """.replace("ARGV_MAXLEN", str(EVENTS_MAXLEN))
@@ -120,11 +160,11 @@ return lost
 
 
 def _lease(stream: str, entry_id: Any, fields: dict[Any, Any], redelivered: bool) -> Lease:
-    f = {_text(a): _text(b) for a, b in fields.items()}
+    f = {as_str(a): as_str(b) for a, b in fields.items()}
     attempt = int(f.get("a", 0))
     return Lease(
         stream=stream,
-        entry_id=_text(entry_id),
+        entry_id=as_str(entry_id),
         campaign_id=f["c"],
         chunk=int(f["n"]),
         attempt=attempt,
@@ -156,7 +196,7 @@ class Queue:
         for stream, entries in got or []:
             for entry_id, fields in entries:
                 if fields:
-                    leases.append(_lease(_text(stream), entry_id, fields, False))
+                    leases.append(_lease(as_str(stream), entry_id, fields, False))
         return leases
 
     async def claim(self, count: int, min_idle_ms: int) -> list[Lease]:
@@ -173,7 +213,7 @@ class Queue:
                 start_id=self._claim_cursor[stream],
                 count=count - len(leases),
             )
-            self._claim_cursor[stream] = _text(cursor)
+            self._claim_cursor[stream] = as_str(cursor)
             for entry_id, fields in entries:
                 if fields:
                     leases.append(_lease(stream, entry_id, fields, True))
@@ -197,7 +237,7 @@ class Queue:
             by_stream.setdefault(lease.stream, []).append(lease.entry_id)
         for stream, ids in by_stream.items():
             got = await self._extend(keys=[stream], args=[GROUP, self.consumer, *ids])
-            lost.update(_text(x) for x in got)
+            lost.update(as_str(x) for x in got)
         return lost
 
     async def load(self, lease: Lease) -> ChunkData | None:
@@ -210,7 +250,7 @@ class Queue:
             raw_meta, blob = await pipe.execute()
         if not raw_meta or blob is None:
             return None
-        meta = {_text(a): _text(b) for a, b in raw_meta.items()}
+        meta = {as_str(a): as_str(b) for a, b in raw_meta.items()}
         members = orjson.loads(blob)
         recipients = [ChunkRecipient(m[0], m[1], m[2] if len(m) > 2 else None) for m in members]
         if lease.redelivered and recipients:
@@ -223,12 +263,33 @@ class Queue:
         lease: Lease,
         results: Sequence[Result],
         mode: str,
+        *,
         reason: str = "",
         delay_s: float = 0.0,
+        track: Track | None = None,
     ) -> int:
-        """Write ``results`` and settle the entry per ``mode``, atomically. Returns new results."""
+        """Write ``results`` and settle the entry per ``mode``, atomically. Returns new results.
+
+        ``track`` says what a later poll needs: message ids to index, the campaign to list
+        as open, the provider's batch ids.
+        """
         k = self.keys
         cid = lease.campaign_id
+        provider = k.provider_of_queue(lease.stream)
+        account = track.account if track else "-"
+        accepted = [r for r in results if r.status == "accepted"]
+        mids = (
+            b"\n".join(
+                b"%s\t%d" % (r.message_id.encode(), r.index) for r in accepted if r.message_id
+            )
+            if track and track.index_messages
+            else b""
+        )
+        batches = (
+            "\n".join(sorted({f"{r.batch_id}|{cid}|{lease.chunk}" for r in accepted if r.batch_id}))
+            if track
+            else ""
+        )
         args: list[Any] = [
             GROUP,
             lease.entry_id,
@@ -241,6 +302,9 @@ class Queue:
             b"\n".join(
                 b"%d\t%s\t%s" % (r.index, r.status.encode(), orjson.dumps(r.row())) for r in results
             ),
+            mids,
+            "1" if track and track.list_open and accepted else "",
+            batches,
         ]
         keys = [
             lease.stream,
@@ -249,7 +313,12 @@ class Queue:
             k.meta(cid),
             k.events,
             k.held(cid),
-            k.delayed(k.provider_of_queue(lease.stream)),
+            k.delayed(provider),
+            k.state(cid),
+            k.finals(cid),
+            k.message_index(provider),
+            k.open(provider, account),
+            k.batches(provider, account),
         ]
         return int(await self._record(keys=keys, args=args))
 

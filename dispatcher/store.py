@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -32,10 +33,11 @@ def new_campaign_id() -> str:
     return secrets.token_hex(8)
 
 
-def _text(value: bytes | str | None) -> str:
+def as_str(value: Any) -> str:
+    """Redis replies come as bytes (or str, or None): as text."""
     if value is None:
         return ""
-    return value.decode() if isinstance(value, bytes) else value
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 async def ensure_group(redis: Redis, stream: str) -> None:
@@ -59,6 +61,21 @@ redis.call('HSET', KEYS[1], 'state', 'queued', 'reason', '')
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', 100000, '*', 'c', ARGV[1], 'e', 'resumed')
 return #chunks
 """
+
+
+def with_report(result: Result, report: bytes | None) -> Result:
+    """A send result with the latest delivery report laid over it."""
+    if report is None:
+        return result
+    status, raw, error_code, error, at = orjson.loads(report)
+    return replace(
+        result,
+        status=status,
+        raw_status=raw,
+        error_code=error_code or result.error_code,
+        error=error or result.error,
+        status_at=at,
+    )
 
 
 class Store:
@@ -94,7 +111,7 @@ class Store:
                         await pipe.watch(idem)
                         existing = await pipe.get(idem)
                         if existing is not None:
-                            return await self._existing(_text(existing))
+                            return await self._existing(as_str(existing))
                     pipe.multi()  # type: ignore[no-untyped-call]
                     self._write(pipe, cid, prepared)
                     if idem is not None:
@@ -124,6 +141,8 @@ class Store:
                 "duplicates": p.duplicates,
                 "chunks": len(p.chunks),
                 "recorded": invalid_n,
+                "final": invalid_n,
+                "entries": len(c.recipients),
                 "state": CampaignState.QUEUED.value,
                 "reason": "",
                 "created_at": created,
@@ -140,6 +159,10 @@ class Store:
                     k.results(cid), mapping={str(r.index): orjson.dumps(r.row()) for r in batch_r}
                 )
             pipe.hincrby(k.counts(cid), Status.INVALID.value, invalid_n)
+            pipe.hincrby(k.finals(cid), Status.INVALID.value, invalid_n)
+            for start in range(0, invalid_n, _BATCH):
+                batch_s = p.invalid[start : start + _BATCH]
+                pipe.hset(k.state(cid), mapping={str(r.index): 3 for r in batch_s})
         stream = k.queue(c.provider)
         for n in range(len(p.chunks)):
             pipe.xadd(stream, {"c": cid, "n": n, "a": 0})
@@ -149,7 +172,7 @@ class Store:
 
     async def _existing(self, cid: str) -> Enqueued:
         meta = await self.redis.hgetall(self.keys.meta(cid))
-        m = {_text(a): _text(b) for a, b in meta.items()}
+        m = {as_str(a): as_str(b) for a, b in meta.items()}
         return Enqueued(
             id=cid,
             recipients=int(m.get("total", 0)),
@@ -162,21 +185,25 @@ class Store:
 
     async def meta(self, cid: str) -> dict[str, str]:
         raw = await self.redis.hgetall(self.keys.meta(cid))
-        return {_text(a): _text(b) for a, b in raw.items()}
+        return {as_str(a): as_str(b) for a, b in raw.items()}
 
     async def status(self, cid: str) -> CampaignStatus | None:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self.keys.meta(cid))
             pipe.hgetall(self.keys.counts(cid))
-            raw_meta, raw_counts = await pipe.execute()
+            pipe.hgetall(self.keys.finals(cid))
+            raw_meta, raw_counts, raw_finals = await pipe.execute()
         if not raw_meta:
             return None
-        m = {_text(a): _text(b) for a, b in raw_meta.items()}
-        counts = {_text(a): int(b) for a, b in raw_counts.items() if int(b)}
+        m = {as_str(a): as_str(b) for a, b in raw_meta.items()}
+        counts = {as_str(a): int(b) for a, b in raw_counts.items() if int(b)}
+        finals = {as_str(a): int(b) for a, b in raw_finals.items() if int(b)}
         total = int(m["total"])
         state = m["state"]
-        if state != CampaignState.PAUSED and sum(counts.values()) >= total:
+        if sum(finals.values()) >= total:
             state = CampaignState.DONE.value
+        elif state != CampaignState.PAUSED and sum(counts.values()) >= total:
+            state = CampaignState.SENT.value
         return CampaignStatus(
             id=cid,
             provider=m["provider"],
@@ -187,6 +214,7 @@ class Store:
             created_at=int(m["created_at"]),
             duplicates=int(m.get("duplicates", 0)),
             reason=m.get("reason") or None,
+            finals=finals,
         )
 
     async def results(self, cid: str, batch: int = 64) -> AsyncIterator[Result]:
@@ -219,14 +247,19 @@ class Store:
             numbers = [str(n) for n in range(first, min(first + batch, chunks))]
             blobs = await self.redis.hmget(k.chunks(cid), numbers)
             members: list[list[Any]] = [m for blob in blobs if blob for m in orjson.loads(blob)]
-            rows = await self.redis.hmget(k.results(cid), [str(m[0]) for m in members])
-            for member, row in zip(members, rows, strict=True):
+            indexes = [str(m[0]) for m in members]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hmget(k.results(cid), indexes)
+                pipe.hmget(k.reports(cid), indexes)
+                rows, reports = await pipe.execute()
+            for member, row, report in zip(members, rows, reports, strict=True):
                 for r in await invalid_upto(member[0]):
                     yield r
                 if row is None:
-                    yield Result(member[0], member[1], Status.PENDING)
+                    result = Result(member[0], member[1], Status.PENDING)
                 else:
-                    yield Result.from_row(member[0], orjson.loads(row))
+                    result = Result.from_row(member[0], orjson.loads(row))
+                yield with_report(result, report)
         for r in await invalid_upto(2**63):
             yield r
 
@@ -239,18 +272,21 @@ class Store:
         keys = [k.meta(cid), k.held(cid), k.queue(meta["provider"]), k.events]
         return int(await self._resume(keys=keys, args=[cid]))
 
-    async def wait(self, cid: str, seconds: float) -> CampaignStatus | None:
-        """Block until the campaign is done or paused, or ``seconds`` pass.
+    async def wait(self, cid: str, seconds: float, *, final: bool = False) -> CampaignStatus | None:
+        """Block until every recipient has a send result (with ``final``, a final status),
+        or the campaign is paused, or ``seconds`` pass.
 
         Reads the events stream from the id seen *before* checking the status, so an event
         that lands between the check and the read is not missed.
         """
         deadline = time.monotonic() + seconds
         last = await self.redis.xrevrange(self.keys.events, count=1)
-        cursor = _text(last[0][0]) if last else "0-0"
+        cursor = as_str(last[0][0]) if last else "0-0"
         while True:
             st = await self.status(cid)
-            if st is None or st.state in (CampaignState.DONE, CampaignState.PAUSED):
+            if st is None or st.done or st.state == CampaignState.PAUSED:
+                return st
+            if st.sent and not final:
                 return st
             left = deadline - time.monotonic()
             if left <= 0:
@@ -260,4 +296,4 @@ class Store:
             )
             for _stream, entries in got:
                 if entries:
-                    cursor = _text(entries[-1][0])
+                    cursor = as_str(entries[-1][0])

@@ -22,9 +22,11 @@ from dispatcher.worker import Worker
 log = logging.getLogger("dispatcher.worker")
 
 
-async def _one(url: str, settings: Settings, providers: list[str] | None, share: int) -> None:
+async def _one(
+    url: str, settings: Settings, providers: list[str] | None, share: int, poll: bool
+) -> None:
     redis = connect(url)
-    worker = Worker(redis, settings, providers=providers, rate_share=share)
+    worker = Worker(redis, settings, providers=providers, rate_share=share, poll=poll)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
@@ -38,9 +40,11 @@ async def _one(url: str, settings: Settings, providers: list[str] | None, share:
     log.info("worker %s stopped after %d chunk(s)", worker.queue.consumer, worker.chunks_done)
 
 
-def run_single(settings: Settings, providers: list[str] | None, share: int) -> int:
+def run_single(
+    settings: Settings, providers: list[str] | None, share: int, poll: bool = True
+) -> int:
     with redis_url() as url:
-        run(_one(url, settings, providers, share))
+        run(_one(url, settings, providers, share, poll))
     return 0
 
 

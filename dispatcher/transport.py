@@ -68,6 +68,8 @@ class Transport:
         )
 
     def _url(self, path: str) -> URL:
+        if "?" in path:  # a query (list calls): not worth keeping
+            return URL(self._base + path, encoded=False)
         url = self._urls.get(path)
         if url is None:
             url = self._urls[path] = URL(self._base + path, encoded=False)
@@ -82,9 +84,14 @@ class Transport:
                 request.method, self._url(request.path), data=request.body
             ) as resp:
                 return resp.status, await resp.read()
-        except TimeoutError:
-            raise TransportError("TIMEOUT", "no answer within the timeout") from None
-        except aiohttp.ClientError as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # We were cancelled (shutdown): aiohttp may report that as a timeout, but it
+                # must stay a cancellation or the caller would carry on as if nothing happened.
+                raise asyncio.CancelledError from None
+            if isinstance(exc, TimeoutError):
+                raise TransportError("TIMEOUT", "no answer within the timeout") from None
             raise TransportError("CONNECTION", f"{type(exc).__name__}: {exc}") from None
 
     async def close(self) -> None:

@@ -27,9 +27,11 @@ import orjson
 from aiolimiter import AsyncLimiter
 from redis.asyncio import Redis
 
+from dispatcher.aio import checkpoint
 from dispatcher.config import ConfigError, ProviderSettings, Settings
 from dispatcher.keys import Keys
 from dispatcher.model import CampaignState, Result, Status
+from dispatcher.poller import Poller
 from dispatcher.providers import CODECS
 from dispatcher.providers.base import (
     BuildContext,
@@ -41,7 +43,7 @@ from dispatcher.providers.base import (
     Verdict,
     transient,
 )
-from dispatcher.queue import Lease, Queue
+from dispatcher.queue import Lease, Queue, Track
 from dispatcher.store import now_ms
 from dispatcher.transport import Transport, TransportError, client_tls, close_all
 
@@ -90,6 +92,7 @@ class Worker:
         providers: list[str] | None = None,
         consumer: str | None = None,
         rate_share: int = 1,
+        poll: bool = True,
     ) -> None:
         self.redis = redis
         self.settings = settings
@@ -99,6 +102,7 @@ class Worker:
             redis, self.keys, consumer or consumer_name(), [self.keys.queue(p) for p in names]
         )
         self.rate_share = max(1, rate_share)
+        self.poller = Poller(redis, settings) if poll else None
         self._accounts: dict[tuple[str, str], Account] = {}
         self._runs: dict[str, ChunkRun] = {}  # entry id → run
         self._tasks: set[asyncio.Task[None]] = set()
@@ -123,13 +127,16 @@ class Worker:
             asyncio.create_task(self._take_over(), name="takeover"),
             asyncio.create_task(self._promote_delayed(), name="delayed"),
         ]
+        if self.poller is not None:
+            duties.append(asyncio.create_task(self.poller.run(), name="poller"))
         try:
             await self._main_loop()
         finally:
             for duty in duties:
                 duty.cancel()
             await self._drain()
-            await asyncio.gather(*duties, return_exceptions=True)
+            # A duty cancelled inside a Redis call checks in at its next checkpoint().
+            await asyncio.wait(duties, timeout=10)
             await close_all([a.transport for a in self._accounts.values()])
 
     async def _main_loop(self) -> None:
@@ -186,6 +193,7 @@ class Worker:
             except (ConnectionError, OSError) as exc:
                 log.warning("could not refresh leases: %s", exc)
                 continue
+            checkpoint()
             for run in runs:
                 # A run that finished meanwhile has acked its entry: that is not a loss.
                 if run.lease.entry_id in lost and self._runs.get(run.lease.entry_id) is run:
@@ -211,6 +219,7 @@ class Worker:
                         self._start(lease)
                 except (ConnectionError, OSError) as exc:
                     log.warning("takeover scan failed: %s", exc)
+                checkpoint()
             await asyncio.sleep(max(0.05, self.settings.worker.lease_seconds / 4))
 
     async def _promote_delayed(self) -> None:
@@ -220,6 +229,7 @@ class Worker:
                 await self.queue.promote()
             except (ConnectionError, OSError) as exc:
                 log.warning("could not move delayed chunks: %s", exc)
+            checkpoint()
             await asyncio.sleep(PROMOTE_EVERY_S)
 
     # -- one chunk ---------------------------------------------------------------------
@@ -270,7 +280,7 @@ class Worker:
             except ConfigError as exc:
                 # A missing key or account is mended by an operator, not by retrying.
                 log.error("campaign %s paused: %s", lease.campaign_id, exc)
-                await self.queue.record(lease, [], "hold", str(exc))
+                await self.queue.record(lease, [], "hold", reason=str(exc))
                 return
             run = ChunkRun(lease, account, data.recipients)
             self._runs[lease.entry_id] = run
@@ -295,7 +305,7 @@ class Worker:
             chunk=run.lease.chunk,
             text=meta["text"],
             signature=meta.get("signature") or None,
-            callback_url=acct.provider.callback_url,
+            callback_url=self.settings.callback_url(acct.provider.name),
             options=orjson.loads(meta.get("options") or "{}"),
         )
         ctx = BuildContext(acct.api_key, lambda: next(acct.serials), time.time())
@@ -390,5 +400,16 @@ class Worker:
             )
         else:
             mode = "requeue"
-        delay = run.account.provider.retry_later_seconds
-        await self.queue.record(run.lease, results, mode, run.pause_reason, delay)
+        acct = run.account
+        await self.queue.record(
+            run.lease,
+            results,
+            mode,
+            reason=run.pause_reason,
+            delay_s=acct.provider.retry_later_seconds,
+            track=Track(
+                acct.name,
+                index_messages=acct.codec.polling == "list",
+                list_open=acct.codec.polling == "list",
+            ),
+        )

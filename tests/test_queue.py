@@ -91,7 +91,7 @@ async def test_hold_pauses_and_resume_requeues(redis: Redis, settings: Settings)
     cid, q = await setup(redis, settings)
     client = Client(settings=settings, redis=redis)
     lease = (await q.read(1, 100))[0]
-    await q.record(lease, [accepted(0)], "hold", "INVALID_API_KEY from cloudaten account x")
+    await q.record(lease, [accepted(0)], "hold", reason="INVALID_API_KEY from cloudaten account x")
     st = await client.status(cid)
     assert st.state == "paused" and st.reason == "INVALID_API_KEY from cloudaten account x"
     assert await client.wait(cid, 5) == st  # a paused campaign does not keep a waiter waiting

@@ -25,7 +25,7 @@ async def test_enqueue_writes_campaign_chunks_and_work(redis: Redis, settings: S
     assert await redis.xlen(k.queue("cloudaten")) == 3
     assert await redis.hlen(k.chunks(answer.id)) == 4  # 3 chunks + the invalid index list
     st = await client.status(answer.id)
-    assert (st.total, st.counts, st.pending, st.done, st.state) == (
+    assert (st.total, st.counts, st.pending, st.sent, st.state) == (
         26,
         {"invalid": 1},
         25,

@@ -69,7 +69,7 @@ async def test_a_campaign_gets_one_result_per_recipient(
     answer = await client.enqueue(Campaign("cloudaten", "hello", [*NUMBERS, "nope"]))
     async with Running(redis, settings):
         st = await client.wait(answer.id, 30)
-    assert st.done and st.counts == {"accepted": 50, "invalid": 1}
+    assert st.sent and st.counts == {"accepted": 50, "invalid": 1}
     results = [r async for r in client.results(answer.id)]
     assert len(results) == 51
     accepted = [r for r in results if r.status == Status.ACCEPTED]
@@ -119,7 +119,7 @@ async def test_wrong_api_key_pauses_until_resumed(redis: Redis, prefix: str, moc
     assert await client.resume(answer.id) == 3
     async with Running(redis, fixed):
         st = await client.wait(answer.id, 30)
-    assert st.done and st.counts == {"accepted": 30}
+    assert st.sent and st.counts == {"accepted": 30}
     stats = (await mock_get(mock, "/_mock/stats"))["providers"]["cloudaten"]
     assert (stats["accepted"], stats["uids_repeated"]) == (30, 0)
 
@@ -172,6 +172,6 @@ async def test_stop_drains_and_leaves_nothing_taken(redis: Redis, prefix: str, m
     assert await redis.xlen(k.queue("cloudaten")) > 0  # the rest waits in the queue
     async with Running(redis, settings):
         st = await client.wait(answer.id, 60)
-    assert st.done and st.counts == {"accepted": 200}
+    assert st.sent and st.counts == {"accepted": 200}
     stats = (await mock_get(mock, "/_mock/stats"))["providers"]["cloudaten"]
     assert (stats["accepted"], stats["uids_repeated"]) == (200, 0)

@@ -64,7 +64,7 @@ async def test_personalised_campaign(redis: Redis, prefix: str, mock: str, provi
     ]
     answer = await client.enqueue(Campaign(provider, TEXT, people))
     st = await run_until_settled(redis, settings, answer.id)
-    assert st.done and st.counts == {"accepted": 30}
+    assert st.sent and st.counts == {"accepted": 30}
     messages = await mock_call(mock, "GET", f"/_mock/messages?provider={provider}")
     got = {m["mobile"][-4:]: m["text"] for m in messages}
     want = {p.number[-4:]: render(TEXT, p.fields) for p in people}
@@ -86,7 +86,7 @@ async def test_cloudsms_busy_comes_back_after_the_delay(
     client = Client(settings=settings, redis=redis)
     answer = await client.enqueue(Campaign("cloudsms", "hello", NUMBERS["cloudsms"][:5]))
     st = await run_until_settled(redis, settings, answer.id)
-    assert st.done and st.counts == {"accepted": 5}
+    assert st.sent and st.counts == {"accepted": 5}
     packets = await mock_call(mock, "GET", "/_mock/cloudsms/packets")
     assert [code for _, code in packets] == [3, 1]  # Busy, then the same numbers accepted
     assert packets[1][0] - packets[0][0] >= delay
@@ -112,7 +112,7 @@ async def test_smsclouds_chunk_is_one_campaign(redis: Redis, prefix: str, mock: 
     client = Client(settings=settings, redis=redis)
     answer = await client.enqueue(Campaign("smsclouds", "hi", NUMBERS["smsclouds"]))
     st = await run_until_settled(redis, settings, answer.id)
-    assert st.done and st.counts == {"accepted": 30}
+    assert st.sent and st.counts == {"accepted": 30}
     stats = (await mock_call(mock, "GET", "/_mock/stats"))["providers"]["smsclouds"]
     assert (stats["requests"], stats["largest_batch"]) == (3, 12)
     batches = {r.batch_id async for r in client.results(answer.id)}

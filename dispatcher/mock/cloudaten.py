@@ -5,7 +5,7 @@ Written from the document alone, never from our client codec, so that each check
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from aiohttp import web
 
@@ -15,6 +15,19 @@ from dispatcher.mock.onemobile import OneMobileMock, Refusal
 class CloudAten(OneMobileMock):
     name = "cloudaten"
     prefix = "/cloudaten"
+    # Appendix 2 has no "expired" status: Appendix 3 reports expiry as undelivered EXPIRED_*.
+    final_words: ClassVar[dict[str, tuple[str, str | None]]] = {
+        "delivered": ("delivered", None),
+        "undelivered": ("undelivered", "UNDELIV_0001"),
+        "expired": ("undelivered", "EXPIRED_0027"),
+        "rejected": ("failed", "YC:NOOP"),
+    }
+    on_the_way = "sent"
+    time_field = "status_timestamp"
+    page_param = "page_no"
+
+    def key_of(self, request: web.Request) -> str:
+        return request.headers.get("X-API-Key", "")
 
     def authorised(self, request: web.Request) -> bool:
         return request.headers.get("X-API-Key") in self.state.settings.cloudaten_keys

@@ -16,10 +16,12 @@ import secrets
 import time
 from typing import Any
 
+import aiohttp
 import orjson
 from aiohttp import web
 
 from dispatcher.mock.onemobile import json_response
+from dispatcher.mock.reports import decide, final_at_ms, now_ms
 from dispatcher.mock.segments import segments
 from dispatcher.mock.state import MockState
 
@@ -47,8 +49,18 @@ def utc8_now() -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(time.time() + 8 * 3600))
 
 
+#: our outcome → (SMS_STATE, RESULT_DESC)
+FINAL_STATES = {
+    "delivered": (2, "DELIVERED"),
+    "undelivered": (5, "UNDELIVERABLE"),
+    "expired": (3, "EXPIRED"),
+    "rejected": (8, "REJECTED"),
+}
+
+
 class CloudSms:
     name = "cloudsms"
+    _serial = 0
 
     def __init__(self, state: MockState) -> None:
         self.state = state
@@ -128,6 +140,71 @@ class CloudSms:
             return 0x10000001
         return None
 
+    # -- delivery reports ---------------------------------------------------------------
+
+    def next_serial(self) -> int:
+        self._serial = self._serial % 65535 + 1
+        return self._serial
+
+    def report_packet(self, message: dict[str, Any], state: int, desc: str) -> dict[str, Any]:
+        """An SMS_PUSH_REPORT for one SMS_UID ("pushed ... separately according to the
+        SMS_UID"), CUSTOMER_BODY returned unchanged."""
+        packet: dict[str, Any] = {
+            "METHOD": "SMS_PUSH_REPORT",
+            "TYPE": "REQUEST",
+            "SERIAL": self.next_serial(),
+            "TIME": utc8_now(),
+            "REPORT_TIME": utc8_now(),
+            "SOURCE_MSISDN": "CloudSMS",
+            "SMS_UID": message["sid"],
+            "SMS_RESULT_LIST": [
+                {
+                    "COUNTRY_CODE": message["country_code"],
+                    "DEST_MSISDN": message["dest_msisdn"],
+                    "SMS_STATE": state,
+                    "RESULT_DESC": desc,
+                }
+            ],
+        }
+        if message["customer_body"] is not None:
+            packet["CUSTOMER_BODY"] = message["customer_body"]
+        return packet
+
+    async def _push(self, session: aiohttp.ClientSession, packet: dict[str, Any]) -> bool:
+        """A push counts as received only when answered with an ANSWER echoing its SERIAL."""
+        url = self.state.settings.cloudsms_callback_url
+        if not url:
+            return True
+        async with session.post(url, data=orjson.dumps(packet)) as resp:
+            body = await resp.read()
+        if resp.status != 200:
+            return False
+        try:
+            answer = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            answer = None
+        ok = (
+            isinstance(answer, dict)
+            and answer.get("METHOD", "").strip() == "SMS_PUSH_REPORT"
+            and answer.get("TYPE") == "ANSWER"
+            and answer.get("SERIAL") == packet["SERIAL"]
+            and answer.get("RESULT_CODE") == 1
+        )
+        if not ok:
+            self.recorder.stats.bad_answers += 1
+        return ok
+
+    def push_reports(self, message: dict[str, Any]) -> None:
+        if not self.state.settings.cloudsms_callback_url:
+            return
+        delay = self.state.settings.dlr_delay_ms / 1000
+        state, desc = FINAL_STATES[message["final"]]
+        early = self.report_packet(message, 1, "ENROUTE")
+        final = self.report_packet(message, state, desc)
+        pusher = self.state.pusher
+        pusher.schedule(self.recorder, delay / 2, lambda s: self._push(s, early))
+        pusher.schedule(self.recorder, delay, lambda s: self._push(s, final))
+
     def number_code(self, item: Any) -> int:
         if not isinstance(item, dict):
             return 0x10000001
@@ -156,19 +233,27 @@ class CloudSms:
             if code == 0x01:
                 uid = secrets.token_hex(15).upper()
                 entry["SMS_UID"] = uid
-                self.recorder.accept(
-                    {
-                        "mobile": f"+{item['COUNTRY_CODE']}{item['DEST_MSISDN']}",
-                        "text": text,
-                        "uid": None,
-                        "sid": uid,
-                        "segments": segments(text),
-                        "route": p["ROUTE_ID"],
-                        "customer_body": p.get("CUSTOMER_BODY"),
-                        "serial": p["SERIAL"],
-                        "timestamp": int(time.time() * 1000),
-                    }
-                )
+                mobile = f"+{item['COUNTRY_CODE']}{item['DEST_MSISDN']}"
+                now = now_ms()
+                outcome = decide(self.state, f"{self.name}:{mobile}")
+                message = {
+                    "mobile": mobile,
+                    "country_code": item["COUNTRY_CODE"],
+                    "dest_msisdn": item["DEST_MSISDN"],
+                    "text": text,
+                    "uid": None,
+                    "sid": uid,
+                    "segments": segments(text),
+                    "route": p["ROUTE_ID"],
+                    "customer_body": p.get("CUSTOMER_BODY"),
+                    "serial": p["SERIAL"],
+                    "timestamp": now,
+                    "final": outcome,
+                    "final_status": FINAL_STATES[outcome][1],
+                    "final_at": final_at_ms(self.state, now),
+                }
+                self.recorder.accept(message)
+                self.push_reports(message)
             else:
                 self.recorder.stats.rejected += 1
             details.append(entry)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 import phonenumbers
 from aiohttp import web
 
+from dispatcher.mock.reports import decide, final_at_ms, now_ms, post_json
 from dispatcher.mock.segments import segments
 from dispatcher.mock.state import MockState
 
@@ -46,6 +47,7 @@ class OneMobileMock:
         return [
             web.post(f"{self.prefix}/v1/sms/send_messages", self.send_message),
             web.get(f"{self.prefix}/v1/account/balance", self.balance),
+            web.get(f"{self.prefix}/v1/sms/list", self.list_messages),
         ]
 
     def authorised(self, request: web.Request) -> bool:
@@ -124,18 +126,26 @@ class OneMobileMock:
             raise Refusal(3, "NO_BALANCE")
         self._sid += 1
         now = int(time.time() * 1000)
-        self.recorder.accept(
-            {
-                "mobile": mobile,
-                "text": text,
-                "uid": body.get("uid"),
-                "sid": str(self._sid),
-                "segments": count,
-                "callback_url": body.get("callback_url"),
-                "timestamp": now,
-            }
-        )
+        outcome = decide(self.state, f"{self.name}:{mobile}")
+        message = {
+            "mobile": mobile,
+            "text": text,
+            "uid": body.get("uid"),
+            "sid": str(self._sid),
+            "segments": count,
+            "price": price,
+            "region_code": region,
+            "callback_url": body.get("callback_url"),
+            "timestamp": now,
+            "final": outcome,
+            "final_status": self.final_words[outcome][0],
+            "final_error": self.final_words[outcome][1],
+            "final_at": final_at_ms(self.state, now),
+        }
+        self.recorder.accept(message)
         self.recorder.batch(1)
+        if message["callback_url"]:
+            self.push_reports(message)
         return {
             "code": 0,
             "data": {
@@ -149,6 +159,88 @@ class OneMobileMock:
             },
             "msg": "SUCCESS",
         }
+
+    # -- after the send: reports and records -----------------------------------------------
+
+    #: our outcome → (the provider's final status, its error code)
+    final_words: ClassVar[dict[str, tuple[str, str | None]]]
+    on_the_way: str  # the status pushed before the final one
+    time_field: str  # status_timestamp (Cloud Aten) or push_timestamp (YCloud)
+    page_param: str  # page_no (Cloud Aten) or page (YCloud)
+
+    def report(self, message: dict[str, Any], status: str, error: str | None) -> bytes:
+        body: dict[str, Any] = {
+            "sid": message["sid"],
+            "status": status,
+            self.time_field: now_ms(),
+            "mobile": message["mobile"],
+        }
+        if message["uid"] is not None:
+            body["uid"] = message["uid"]
+        if error:
+            body["error_code"] = error
+            body["error_msg"] = error
+        return orjson.dumps(body)
+
+    def push_reports(self, message: dict[str, Any]) -> None:
+        """§2.2: an intermediate status, then the final one, each with retries."""
+        url = message["callback_url"]
+        delay = self.state.settings.dlr_delay_ms / 1000
+        early = self.report(message, self.on_the_way, None)
+        final = self.report(message, message["final_status"], message["final_error"])
+        pusher = self.state.pusher
+        pusher.schedule(self.recorder, delay / 2, lambda s: post_json(s, url, early))
+        pusher.schedule(self.recorder, delay, lambda s: post_json(s, url, final))
+
+    def record_view(self, message: dict[str, Any], at: int) -> dict[str, Any]:
+        """A message object as §2.3 lists it: its status as of ``at``."""
+        done = at >= message["final_at"]
+        view = {
+            "status": message["final_status"] if done else self.on_the_way,
+            "price": message["price"],
+            "currency": "USD",
+            "count": message["segments"],
+            "mobile": message["mobile"],
+            "sid": message["sid"],
+            "text": message["text"],
+            "region_code": message["region_code"],
+            "create_timestamp": message["timestamp"],
+            "status_timestamp": message["final_at"] if done else message["timestamp"],
+        }
+        if done and message["final_error"]:
+            view["error_code"] = message["final_error"]
+        return view
+
+    async def list_messages(self, request: web.Request) -> web.Response:
+        """§2.3 SMS records: page through the window [from, until]; once a minute per key."""
+        self.recorder.stats.requests += 1
+        await self.state.delay()
+        refused = self.unauthorised(request)
+        if refused is not None:
+            return refused
+        q = request.query
+        try:
+            page = int(q[self.page_param])
+            size = int(q["page_size"])
+            start, until = int(q["from"]), int(q["until"])
+        except KeyError as exc:
+            return json_response({"code": 1, "msg": f"ARGUMENT_MISSING {exc.args[0]}"})
+        except ValueError:
+            return json_response({"code": 2, "msg": "BAD_ARGUMENT not a number"})
+        if page < 1 or not 1 <= size <= 5000:
+            return json_response({"code": 2, "msg": "BAD_ARGUMENT page or page_size"})
+        key = f"{self.name}:{self.key_of(request)}"
+        if not self.state.limiter.allow(key, self.recorder):
+            return json_response({"code": -100, "msg": "Request frequency limit"}, 429)
+        now = now_ms()
+        window = [m for m in self.recorder.messages if start <= m["timestamp"] <= until]
+        data = [self.record_view(m, now) for m in window[(page - 1) * size : page * size]]
+        answer = {"code": 0, "data": data, "msg": "SUCCESS", "count": len(window),
+                  "page_no": page, "page_size": size}  # fmt: skip
+        return json_response(answer)
+
+    def key_of(self, request: web.Request) -> str:
+        raise NotImplementedError
 
     async def balance(self, request: web.Request) -> web.Response:
         self.recorder.stats.requests += 1

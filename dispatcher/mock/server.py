@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
+import secrets
 import signal
 import ssl
 import sys
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -22,12 +24,14 @@ from aiohttp import web
 
 from dispatcher.mock.cloudaten import CloudAten
 from dispatcher.mock.cloudsms import CloudSms
+from dispatcher.mock.reports import ListLimiter, Pusher, get_query, post_json
 from dispatcher.mock.smsclouds import Smsclouds
 from dispatcher.mock.state import PROVIDERS, MockSettings, MockState
 from dispatcher.mock.ycloud import YCloud
 
 STATE = web.AppKey("state", MockState)
 CLOUDSMS = web.AppKey("cloudsms", CloudSms)
+SMSCLOUDS = web.AppKey("smsclouds", Smsclouds)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -56,7 +60,44 @@ async def cloudsms_packets(request: web.Request) -> web.Response:
 
 async def reset(request: web.Request) -> web.Response:
     request.app[STATE].reset()
+    request.app[CLOUDSMS].packets.clear()
+    request.app[SMSCLOUDS].campaigns.clear()
     return _json({"reset": True})
+
+
+async def inbound(request: web.Request) -> web.Response:
+    """Make a provider push an inbound message to the customer's URL, as a handset's reply
+    would: YCloud §2.4 (POST JSON), Smsclouds MO and keyword requests (GET)."""
+    state = request.app[STATE]
+    try:
+        body = orjson.loads(await request.read())
+        provider, mobile, text = body["provider"], str(body["mobile"]), str(body["text"])
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return _json({"error": "expected provider, mobile and text"}, 400)
+    settings = state.settings
+    recorder = state.recorder(provider) if provider in state.recorders else None
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+    if provider == "ycloud" and settings.ycloud_inbound_url and recorder:
+        url = settings.ycloud_inbound_url
+        push = orjson.dumps(
+            {"id": secrets.token_hex(8), "mobile": mobile, "text": text,
+             "inbound_timestamp": int(time.time() * 1000)}
+        )  # fmt: skip
+        state.pusher.schedule(recorder, 0, lambda s: post_json(s, url, push))
+        return _json({"pushed": True})
+    if provider == "smsclouds" and body.get("keyword") and settings.smsclouds_keyword_url:
+        params = {"response": text, "cellphone": mobile, "keyword": str(body["keyword"]),
+                  "date": stamp}  # fmt: skip
+        session = state.pusher.session()
+        async with session.get(settings.smsclouds_keyword_url, params=params) as resp:
+            return _json({"status": resp.status, "answer": await resp.text()})
+    if provider == "smsclouds" and settings.smsclouds_mo_url and recorder:
+        url = settings.smsclouds_mo_url
+        params = {"response": text, "cellphone": mobile,
+                  "message_id": str(body.get("message_id", "0")), "date": stamp}  # fmt: skip
+        state.pusher.schedule(recorder, 0, lambda s: get_query(s, url, params))
+        return _json({"pushed": True})
+    return _json({"error": f"no inbound URL set for {provider!r}"}, 400)
 
 
 async def change_settings(request: web.Request) -> web.Response:
@@ -70,7 +111,10 @@ async def change_settings(request: web.Request) -> web.Response:
     for key in body:
         if key not in MockSettings.RUNTIME:
             return _json({"error": f"{key}: not a runtime setting"}, 400)
-    changes: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in body.items()}
+    changes: dict[str, Any] = {
+        k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
+        for k, v in body.items()
+    }
     state.settings = replace(state.settings, **changes)
     if "balance" in body:
         state.balance = float(body["balance"])
@@ -86,15 +130,25 @@ def build_app(settings: MockSettings) -> web.Application:
             web.get("/_mock/stats", stats),
             web.get("/_mock/messages", messages),
             web.post("/_mock/reset", reset),
+            web.post("/_mock/inbound", inbound),
             web.get("/_mock/cloudsms/packets", cloudsms_packets),
             web.post("/_mock/settings", change_settings),
         ]
     )
-    providers = (CloudAten(state), YCloud(state), CloudSms(state), Smsclouds(state))
+    state.pusher = Pusher(state)
+    state.limiter = ListLimiter(state)
+    cloudsms, smsclouds = CloudSms(state), Smsclouds(state)
+    providers = (CloudAten(state), YCloud(state), cloudsms, smsclouds)
     for provider in providers:
         assert provider.name in PROVIDERS
         app.add_routes(provider.routes())
-    app[CLOUDSMS] = providers[2]
+    app[CLOUDSMS] = cloudsms
+    app[SMSCLOUDS] = smsclouds
+
+    async def close_pusher(_app: web.Application) -> None:
+        await state.pusher.close()
+
+    app.on_cleanup.append(close_pusher)
     return app
 
 

@@ -19,6 +19,7 @@ import orjson
 from aiohttp import web
 
 from dispatcher.mock.onemobile import json_response
+from dispatcher.mock.reports import decide, final_at_ms, now_ms
 from dispatcher.mock.segments import GSM_BASIC, GSM_EXTENDED
 from dispatcher.mock.state import MockState
 
@@ -61,6 +62,7 @@ class Smsclouds:
         self.recorder = state.recorder(self.name)
         self._campaign = 11060007
         self._message = 46608336
+        self.campaigns: dict[int, dict[str, Any]] = {}
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -68,6 +70,7 @@ class Smsclouds:
             web.get(f"{PREFIX}/api/v3/user/routes", self.user_routes),
             web.get(f"{PREFIX}/api/v3/user/countries", self.user_countries),
             web.get(f"{PREFIX}/api/v1/user", self.user),
+            web.get(f"{PREFIX}/api/v3/campaign/{{campaign}}/messages", self.messages),
         ]
 
     def unauthorised(self, request: web.Request) -> web.Response | None:
@@ -100,6 +103,47 @@ class Smsclouds:
                               "expires": "2099-07-09 10:00:26"}],
         }  # fmt: skip
         return await self._enter(request) or json_response({"data": data})
+
+    async def messages(self, request: web.Request) -> web.Response:
+        """Messages: ID and Status "DLR". Limited like the list APIs: once a minute per token."""
+        refused = await self._enter(request)
+        if refused is not None:
+            return refused
+        try:
+            number = int(request.match_info["campaign"])
+            campaign = self.campaigns[number]
+        except (ValueError, KeyError):
+            return error(404, "The specified campaign could not be found.")
+        token = request.headers.get("Authorization", "")
+        if not self.state.limiter.allow(f"{self.name}:{token}", self.recorder):
+            return error(429, "Too many requests.")
+        now = now_ms()
+        first = campaign["first"]
+        rows = self.recorder.messages[first : first + campaign["count"]]
+        data = [
+            {
+                "id": int(m["sid"]),
+                "cellphone": m["mobile"],
+                "status": m["final_status"] if now >= m["final_at"] else "in progress",
+                "sent_date": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(m["timestamp"] / 1000)),
+                "text": m["text"],
+            }
+            for m in rows
+        ]
+        done = sum(1 for m in rows if now >= m["final_at"])
+        return json_response(
+            {
+                "message": "Completado Correctamente",
+                "campaign": number,
+                "name": campaign["name"],
+                "campaign_status": "inserted",
+                "scheduled_date": campaign["scheduled_date"],
+                "recipients_count": campaign["count"],
+                "percentage": done * 100 // max(1, campaign["count"]),
+                "balance": round(self.state.balance, 3),
+                "data": data,
+            }
+        )
 
     async def campaign(self, request: web.Request) -> web.Response:
         refused = await self._enter(request)
@@ -167,6 +211,7 @@ class Smsclouds:
         now = int(time.time() * 1000)
         for r, filled in zip(recipients, texts, strict=True):
             self._message += 1
+            outcome = decide(self.state, f"{self.name}:{r['cellphone']}")
             self.recorder.accept(
                 {
                     "mobile": str(r["cellphone"]),
@@ -176,8 +221,18 @@ class Smsclouds:
                     "campaign": self._campaign,
                     "campaign_name": body.get("campaign_name"),
                     "timestamp": now,
+                    "final": outcome,
+                    # Smsclouds knows only whether the carrier took it.
+                    "final_status": "failed" if outcome == "rejected" else "sent",
+                    "final_at": final_at_ms(self.state, now),
                 }
             )
+        self.campaigns[self._campaign] = {
+            "name": body.get("campaign_name"),
+            "scheduled_date": date,
+            "first": len(self.recorder.messages) - len(recipients),
+            "count": len(recipients),
+        }
         self.recorder.batch(len(recipients))
         flags = {flag: bool(body.get(flag)) for flag in ("encode", "long_message")}
         return {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 from dispatcher.mock.stats import Recorder
 
@@ -29,6 +30,21 @@ class MockSettings:
     price: float = 0.0087  # per segment, every priced region
     sensitive_words: tuple[str, ...] = ()
     unpriced_regions: tuple[str, ...] = ()
+    # Delivery reports: each accepted message reaches a final status this long after it
+    # was accepted, chosen by the mix (weights of delivered / undelivered / expired /
+    # rejected), deterministically from the number.
+    dlr_delay_ms: float = 50.0
+    dlr_mix: tuple[tuple[str, int], ...] = (
+        ("delivered", 80), ("undelivered", 10), ("expired", 6), ("rejected", 4),
+    )  # fmt: skip
+    #: The seeds' push retry schedule (1 min, 10 min, 60 min, 24 h, 72 h) is multiplied by
+    #: this, so tests can see retries in milliseconds.
+    retry_time_factor: float = 1.0
+    cloudsms_callback_url: str | None = None  # CloudSMS: one report URL per account
+    ycloud_inbound_url: str | None = None
+    smsclouds_mo_url: str | None = None
+    smsclouds_keyword_url: str | None = None
+    list_interval_s: float = 60.0  # list APIs: one call a minute per key (the seeds' limit)
 
     #: What POST /_mock/settings may change (keys and addresses stay as started).
     RUNTIME = (
@@ -39,6 +55,14 @@ class MockSettings:
         "sensitive_words",
         "unpriced_regions",
         "cloudsms_busy",
+        "dlr_delay_ms",
+        "dlr_mix",
+        "retry_time_factor",
+        "cloudsms_callback_url",
+        "ycloud_inbound_url",
+        "smsclouds_mo_url",
+        "smsclouds_keyword_url",
+        "list_interval_s",
     )
 
     def public(self) -> dict[str, object]:
@@ -52,6 +76,8 @@ class MockState:
     settings: MockSettings
     balance: float = 0.0
     recorders: dict[str, Recorder] = field(default_factory=dict)
+    pusher: Any = None  # reports.Pusher, set by the app
+    limiter: Any = None  # reports.ListLimiter, set by the app
 
     def __post_init__(self) -> None:
         self.balance = self.settings.balance

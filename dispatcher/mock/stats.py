@@ -15,6 +15,12 @@ class ProviderStats:
     uids_repeated: int = 0  # accepted messages whose uid had been accepted before
     mobiles_repeated: int = 0  # accepted messages to a mobile that had one already
     largest_batch: int = 0  # most recipients in one accepted request
+    pushes: int = 0  # report or inbound pushes answered 200
+    push_retries: int = 0  # pushes sent again after a failed attempt
+    push_abandoned: int = 0  # pushes given up after the last retry
+    list_calls: int = 0  # list calls answered
+    list_refused: int = 0  # list calls refused for coming sooner than allowed
+    bad_answers: int = 0  # CloudSMS report pushes answered without a proper ANSWER packet
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)

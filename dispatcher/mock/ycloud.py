@@ -6,7 +6,7 @@ has no JSON_PARSE_ERROR, so a body that is not JSON is a BAD_ARGUMENT.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 from aiohttp import web
@@ -17,6 +17,18 @@ from dispatcher.mock.onemobile import OneMobileMock, Refusal
 class YCloud(OneMobileMock):
     name = "ycloud"
     prefix = "/ycloud"
+    final_words: ClassVar[dict[str, tuple[str, str | None]]] = {
+        "delivered": ("delivered", None),
+        "undelivered": ("undelivered", "OP:UNDELIV"),
+        "expired": ("expired", None),
+        "rejected": ("failed", "YC:20"),
+    }
+    on_the_way = "delivering"
+    time_field = "push_timestamp"
+    page_param = "page"
+
+    def key_of(self, request: web.Request) -> str:
+        return request.headers.get("Authorization", "")
 
     def authorised(self, request: web.Request) -> bool:
         return request.headers.get("Authorization") in self.state.settings.ycloud_keys

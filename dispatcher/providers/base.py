@@ -88,6 +88,9 @@ class Codec(Protocol):
     max_chunk: int | None
     #: Read-only account queries for the command line: name → GET path.
     queries: Mapping[str, str]
+    #: How statuses no push brought are fetched: "list" (an account-wide list API, messages
+    #: matched by id), "batch" (per provider campaign), or "" (no polling).
+    polling: str
 
     def headers(self, api_key: str) -> dict[str, str]:
         """Authentication and content headers for every request of an account."""
@@ -132,3 +135,50 @@ def split_e164(number: str) -> tuple[int, str]:
         if digits[:size] in _CALLING_CODES:
             return int(digits[:size]), digits[size:]
     raise ValueError(f"{number!r} has no known country calling code")
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A provider's word on one message after the send: pushed to us, or read from a list.
+
+    It names its recipient by what the provider echoes: our campaign and recipient index
+    (a ``uid``), our campaign and chunk plus the number (``CUSTOMER_BODY``), or only the
+    provider's message id (lists, Smsclouds), which the tracking index resolves.
+    """
+
+    status: Status
+    raw_status: str
+    message_id: str | None = None
+    campaign_id: str | None = None
+    index: int | None = None
+    chunk: int | None = None
+    number: str | None = None  # E.164, or national where that is all the provider gives
+    error_code: str | None = None
+    error: str | None = None
+    at: int | None = None  # Unix ms, the provider's time of the status
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """A message from a handset: YCloud inbound SMS, Smsclouds MO responses and keywords."""
+
+    provider: str
+    id: str  # the provider's id, or one made from the fields when it gives none
+    mobile: str
+    text: str
+    at: int | None = None  # Unix ms
+    message_id: str | None = None  # the message it answers, when the provider says
+    keyword: str | None = None
+
+
+class BadPush(ValueError):
+    """A push whose body is not what the provider documents; ``field`` names the fault."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+def map_status(raw: str, table: Mapping[str, Status]) -> Status:
+    """The provider's status in our vocabulary; an unknown one is 'sent' (not final)."""
+    return table.get(raw.strip().lower(), Status.SENT)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from dispatcher.model import Status
 from dispatcher.providers.base import SendJob, Verdict
 from dispatcher.providers.common import OneMobileCodec, parse_uid, uid
 from dispatcher.segments import measure
@@ -33,9 +34,24 @@ CODES: dict[int, tuple[str, Verdict]] = {
 }
 
 
+#: Appendix 2 (and "delivering" from the list example), in our vocabulary.
+STATUSES = {
+    "accepted": Status.ACCEPTED,
+    "sent": Status.SENT,
+    "delivering": Status.SENT,
+    "delivered": Status.DELIVERED,
+    "undelivered": Status.UNDELIVERED,
+    "failed": Status.FAILED,
+}
+
+
 class CloudAtenCodec(OneMobileCodec):
     name = "cloudaten"
     codes = CODES
+    statuses = STATUSES
+    push_time_field = "status_timestamp"
+    list_path = "/v1/sms/list"
+    page_param = "page_no"
 
     def auth_header(self, api_key: str) -> dict[str, str]:
         return {"X-API-Key": api_key}

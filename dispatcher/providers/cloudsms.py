@@ -12,6 +12,7 @@ digits (else Invalid_parameter), Singapore numbers must have 8 digits and start 
 
 from __future__ import annotations
 
+import calendar
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -21,11 +22,13 @@ import orjson
 
 from dispatcher.model import CampaignError, Status
 from dispatcher.providers.base import (
+    BadPush,
     BuildContext,
     Built,
     ChunkRecipient,
     HttpRequest,
     Outcome,
+    Report,
     SendJob,
     Verdict,
     refused,
@@ -118,6 +121,7 @@ class CloudSmsCodec:
     }
     max_chunk: int | None = None
     queries: Mapping[str, str] = {}
+    polling = ""  # no list API: reports are pushed, one per SMS_UID
 
     def headers(self, api_key: str) -> dict[str, str]:
         return {"Content-Type": "application/json;charset=utf-8"}  # AUTH_KEY is in the body
@@ -251,3 +255,98 @@ class CloudSmsCodec:
             outcome = classify(code, str(item.get("RESULT_DESC", "")).strip("'"))
             outcomes.append(replace(outcome, message_id=message_id))
         return outcomes
+
+
+#: SMS_STATE of a delivery report, in our vocabulary.
+STATES: dict[int, Status] = {
+    1: Status.SENT,  # ENROUTE
+    2: Status.DELIVERED,
+    3: Status.EXPIRED,
+    4: Status.FAILED,  # DELETED
+    5: Status.UNDELIVERED,  # UNDELIVERABLE
+    6: Status.DELIVERED,  # ACCEPTED: received (read on the user's behalf)
+    7: Status.FAILED,  # UNKNOWN: "invalid message status", CloudSMS's last word
+    8: Status.REJECTED,
+    9: Status.SENT,  # IDLE: being processed
+    60: Status.REJECTED,  # LOCAL_REJECTED
+}
+STATE_NAMES = {
+    1: "ENROUTE", 2: "DELIVERED", 3: "EXPIRED", 4: "DELETED", 5: "UNDELIVERABLE",
+    6: "ACCEPTED", 7: "UNKNOWN", 8: "REJECTED", 9: "IDLE", 60: "LOCAL_REJECTED",
+}  # fmt: skip
+
+
+def _uip_ms(value: Any) -> int | None:
+    """A UTC+8 ``YYYY-MM-DD HH:MM:SS`` as Unix ms, or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = time.strptime(value.strip(), "%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return None
+    return (calendar.timegm(parsed) - UTC8) * 1000
+
+
+def parse_report_packet(body: bytes) -> tuple[int, list[Report]]:
+    """An ``SMS_PUSH_REPORT`` packet: its SERIAL and a report per SMS_RESULT_LIST entry."""
+    try:
+        p = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise BadPush("body", "not JSON") from None
+    if not isinstance(p, dict):
+        raise BadPush("body", "not a UIP packet")
+    if str(p.get("METHOD", "")).strip() != "SMS_PUSH_REPORT":
+        raise BadPush("METHOD", "must be SMS_PUSH_REPORT")
+    if str(p.get("TYPE", "")).strip() != "REQUEST":
+        raise BadPush("TYPE", "must be REQUEST")
+    serial = p.get("SERIAL")
+    if not isinstance(serial, int) or isinstance(serial, bool) or not 1 <= serial <= SERIAL_MAX:
+        raise BadPush("SERIAL", "must be 1…65535")
+    uid = p.get("SMS_UID")
+    if not isinstance(uid, str) or not uid:
+        raise BadPush("SMS_UID", "is required")
+    results = p.get("SMS_RESULT_LIST")
+    if not isinstance(results, list) or not results:
+        raise BadPush("SMS_RESULT_LIST", "must be a non-empty list")
+    body_ = p.get("CUSTOMER_BODY")
+    campaign = body_.get("campaign") if isinstance(body_, dict) else None
+    chunk = body_.get("chunk") if isinstance(body_, dict) else None
+    at = _uip_ms(p.get("REPORT_TIME")) or _uip_ms(p.get("TIME"))
+    reports = []
+    for i, item in enumerate(results):
+        where = f"SMS_RESULT_LIST[{i}]"
+        if not isinstance(item, dict):
+            raise BadPush(where, "must be an object")
+        cc, dest, state = item.get("COUNTRY_CODE"), item.get("DEST_MSISDN"), item.get("SMS_STATE")
+        if not isinstance(cc, int) or not isinstance(dest, str) or not dest.isdigit():
+            raise BadPush(f"{where}.DEST_MSISDN", "needs COUNTRY_CODE and a numeric DEST_MSISDN")
+        if not isinstance(state, int) or isinstance(state, bool):
+            raise BadPush(f"{where}.SMS_STATE", "must be an integer")
+        reports.append(
+            Report(
+                status=STATES.get(state, Status.SENT),
+                raw_status=STATE_NAMES.get(state, str(item.get("RESULT_DESC", state))),
+                message_id=uid.strip("*"),
+                campaign_id=campaign if isinstance(campaign, str) else None,
+                chunk=chunk if isinstance(chunk, int) else None,
+                number=f"+{cc}{dest}",
+                error_code=None if state == 2 else STATE_NAMES.get(state, str(state)),
+                at=at,
+            )
+        )
+    return serial, reports
+
+
+def answer_packet(serial: int, now: float, code: int = OK) -> bytes:
+    """The ANSWER to a report packet, echoing its SERIAL."""
+    desc = "OK" if code == OK else CODES.get(code, ("Invalid_parameter",))[0]
+    return orjson.dumps(
+        {
+            "METHOD": "SMS_PUSH_REPORT",
+            "TYPE": "ANSWER",
+            "SERIAL": serial,
+            "TIME": uip_time(now),
+            "RESULT_CODE": code,
+            "RESULT_DESC": desc,
+        }
+    )

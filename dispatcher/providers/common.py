@@ -14,13 +14,16 @@ import orjson
 
 from dispatcher.model import Status
 from dispatcher.providers.base import (
+    BadPush,
     BuildContext,
     Built,
     ChunkRecipient,
     HttpRequest,
     Outcome,
+    Report,
     SendJob,
     Verdict,
+    map_status,
 )
 from dispatcher.render import render
 from dispatcher.segments import measure
@@ -114,6 +117,12 @@ class OneMobileCodec:
     options: Mapping[str, type] = {}
     max_chunk: int | None = None
     queries: Mapping[str, str] = {"balance": "/v1/account/balance"}
+    statuses: Mapping[str, Status]
+    push_time_field: str
+    list_path: str
+    page_param: str
+    list_page_size = 5000  # the seeds' most
+    polling = "list"
 
     def auth_header(self, api_key: str) -> dict[str, str]:
         raise NotImplementedError
@@ -154,3 +163,68 @@ class OneMobileCodec:
                 data = None
             outcome = message_outcome(data, self.codes)
         return [outcome] * len(request.positions)
+
+
+def _field(data: dict[str, Any], name: str, kind: type, required: bool = True) -> Any:
+    value = data.get(name)
+    if value is None:
+        if required:
+            raise BadPush(name, "is required")
+        return None
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise BadPush(name, f"must be {kind.__name__}")
+    return value
+
+
+def parse_push(body: bytes, statuses: Mapping[str, Status], time_field: str) -> Report:
+    """A delivery report pushed as ``{"sid", "status", <time_field>, "mobile", "uid"?, …}``.
+
+    Cloud Aten calls the time ``status_timestamp`` and YCloud ``push_timestamp``.
+    """
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise BadPush("body", "not JSON") from None
+    if not isinstance(data, dict):
+        raise BadPush("body", "not a JSON object")
+    sid = _field(data, "sid", str)
+    raw = _field(data, "status", str)
+    at = _field(data, time_field, int)
+    mobile = _field(data, "mobile", str)
+    ours = parse_uid(_field(data, "uid", str, required=False) or "")
+    return Report(
+        status=map_status(raw, statuses),
+        raw_status=raw,
+        message_id=sid,
+        campaign_id=ours[0] if ours else None,
+        index=ours[1] if ours else None,
+        number=mobile,
+        error_code=_field(data, "error_code", str, required=False),
+        error=_field(data, "error_msg", str, required=False),
+        at=at,
+    )
+
+
+def parse_list(body: bytes, statuses: Mapping[str, Status]) -> list[Report]:
+    """The message objects of a ``/v1/sms/list`` page. They carry no ``uid``: they are
+    matched to recipients by ``sid``."""
+    data = orjson.loads(body)
+    if not isinstance(data, dict) or data.get("code") != 0:
+        raise BadPush("code", f"list call refused: {str(data)[:200]}")
+    reports = []
+    for item in data.get("data") or []:
+        if not isinstance(item, dict) or not isinstance(item.get("sid"), str):
+            continue
+        raw = str(item.get("status", ""))
+        at = item.get("status_timestamp") or item.get("push_timestamp") or None
+        reports.append(
+            Report(
+                status=map_status(raw, statuses),
+                raw_status=raw,
+                message_id=item["sid"],
+                number=item.get("mobile"),
+                error_code=item.get("error_code"),
+                at=at if isinstance(at, int) else None,
+            )
+        )
+    return reports

@@ -31,13 +31,17 @@ import orjson
 
 from dispatcher.model import FIELD_NAMES, CampaignError, Status
 from dispatcher.providers.base import (
+    BadPush,
     BuildContext,
     Built,
     ChunkRecipient,
     HttpRequest,
+    Inbound,
     Outcome,
+    Report,
     SendJob,
     Verdict,
+    map_status,
     refused,
     split_e164,
 )
@@ -110,6 +114,7 @@ class SmscloudsCodec:
         "countries": "/api/v3/user/countries",
         "user": "/api/v1/user",
     }
+    polling = "batch"  # no reports are pushed: each campaign's messages are polled
 
     def headers(self, api_key: str) -> dict[str, str]:
         return {
@@ -213,3 +218,83 @@ class SmscloudsCodec:
         sent = orjson.loads(request.body or b"{}")
         segments = next((s for f, _, s in GSM_FLAGS + OTHER_FLAGS if f and sent.get(f)), 1)
         return [Outcome(Verdict.OK, Status.ACCEPTED, segments=segments, batch_id=str(campaign))] * n
+
+
+#: "Status of message", in our vocabulary. Smsclouds has no delivery reports: "sent" (handed
+#: to the carrier) is the last it will say, so it is final here as ``submitted``.
+STATUSES = {
+    "in progress": Status.SENT,
+    "sent": Status.SUBMITTED,
+    "failed": Status.FAILED,
+    "paused": Status.SENT,
+    "retried": Status.SENT,
+    "cancelled": Status.CANCELLED,
+}
+
+
+def messages_path(batch_id: str) -> str:
+    return f"/api/v3/campaign/{batch_id}/messages"
+
+
+def parse_messages(body: bytes) -> list[Report]:
+    """``GET api/v3/campaign/{id}/messages``: one report per message, by message id.
+
+    ``cellphone`` is the national number; the tracker resolves it within the campaign.
+    """
+    data = orjson.loads(body)
+    if not isinstance(data, dict) or "error" in data:
+        raise BadPush("body", f"messages call refused: {str(data)[:200]}")
+    reports = []
+    for item in data.get("data") or []:
+        if not isinstance(item, dict) or item.get("id") is None:
+            continue
+        raw = str(item.get("status", ""))
+        reports.append(
+            Report(
+                status=map_status(raw, STATUSES),
+                raw_status=raw,
+                message_id=str(item["id"]),
+                number=str(item.get("cellphone", "")),
+                error_code=None if raw == "sent" else raw.upper().replace(" ", "_"),
+            )
+        )
+    return reports
+
+
+def _query(query: Mapping[str, str], name: str, pattern: re.Pattern[str] | None = None) -> str:
+    value = query.get(name)
+    if not value:
+        raise BadPush(name, "is required")
+    if pattern is not None and not pattern.match(value):
+        raise BadPush(name, "is malformed")
+    return value
+
+
+DIGITS = re.compile(r"^\d{1,20}$")
+
+
+def parse_mo(query: Mapping[str, str]) -> Inbound:
+    """An MO response pushed by GET: ``response``, ``cellphone``, ``message_id``, ``date``."""
+    text = _query(query, "response")
+    if len(text) > 160:
+        raise BadPush("response", "longer than 160 characters")
+    cellphone = _query(query, "cellphone", DIGITS)
+    message_id = _query(query, "message_id", DIGITS)
+    date = _query(query, "date", DATE)
+    return Inbound(
+        "smsclouds", f"mo:{message_id}:{cellphone}:{date}", cellphone, text,
+        message_id=message_id,
+    )  # fmt: skip
+
+
+def parse_keyword(query: Mapping[str, str]) -> Inbound:
+    """A keyword request pushed by GET: ``response``, ``cellphone``, ``keyword``, ``date``."""
+    text = _query(query, "response")
+    if len(text) > 160:
+        raise BadPush("response", "longer than 160 characters")
+    cellphone = _query(query, "cellphone", DIGITS)
+    keyword = _query(query, "keyword")
+    date = _query(query, "date", DATE)
+    return Inbound(
+        "smsclouds", f"kw:{keyword}:{cellphone}:{date}", cellphone, text, keyword=keyword
+    )

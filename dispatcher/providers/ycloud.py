@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dispatcher.model import CampaignError
-from dispatcher.providers.base import SendJob, Verdict
+import orjson
+
+from dispatcher.model import CampaignError, Status
+from dispatcher.providers.base import BadPush, Inbound, SendJob, Verdict
 from dispatcher.providers.common import OneMobileCodec
 
 #: Appendix 1.code
@@ -25,9 +27,40 @@ CODES: dict[int, tuple[str, Verdict]] = {
 }
 
 
+#: Appendix 1.status, in our vocabulary.
+STATUSES = {
+    "unaccepted": Status.REJECTED,
+    "accepted": Status.ACCEPTED,
+    "failed": Status.FAILED,
+    "delivering": Status.SENT,
+    "delivered": Status.DELIVERED,
+    "undelivered": Status.UNDELIVERED,
+    "expired": Status.EXPIRED,
+}
+
+
+def parse_inbound(body: bytes) -> Inbound:
+    """§2.4: ``{"id", "mobile", "text", "inbound_timestamp"}``."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise BadPush("body", "not JSON") from None
+    if not isinstance(data, dict):
+        raise BadPush("body", "not a JSON object")
+    for name, kind in (("id", str), ("mobile", str), ("text", str), ("inbound_timestamp", int)):
+        value = data.get(name)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise BadPush(name, f"is required and must be {kind.__name__}")
+    return Inbound("ycloud", data["id"], data["mobile"], data["text"], data["inbound_timestamp"])
+
+
 class YCloudCodec(OneMobileCodec):
     name = "ycloud"
     codes = CODES
+    statuses = STATUSES
+    push_time_field = "push_timestamp"
+    list_path = "/v1/sms/list"
+    page_param = "page"
     options: Mapping[str, type] = {"extend": str}
 
     def auth_header(self, api_key: str) -> dict[str, str]:

@@ -80,13 +80,13 @@ async def test_5000_recipients_one_result_each(
     system.worker()
     client = Client(settings=load_settings(system.config), redis=redis)
     st = await client.wait(cid, 120)
-    assert st.done and st.counts == {"accepted": N}
+    assert st.sent and st.counts == {"accepted": N}
     check_exactly_one_result_each(await all_results(client, cid))
     assert await redis.hlen(Keys(system.prefix).results(cid)) == N
     stats = await mock_stats(system)
     assert (stats["accepted"], stats["uids_repeated"]) == (N, 0)
     status = orjson.loads(system.cli("status", cid, "--json").stdout)
-    assert status["done"] and status["counts"] == {"accepted": N}
+    assert status["sent"] and status["counts"] == {"accepted": N}
 
 
 async def test_sigkill_mid_campaign_a_second_worker_finishes(
@@ -98,10 +98,10 @@ async def test_sigkill_mid_campaign_a_second_worker_finishes(
     first.send_signal(signal.SIGKILL)
     assert first.wait(10) == -signal.SIGKILL
     client = Client(settings=load_settings(system.config), redis=redis)
-    assert not (await client.status(cid)).done
+    assert not (await client.status(cid)).sent
     system.worker()
     st = await client.wait(cid, 120)
-    assert st.done and st.counts == {"accepted": N}
+    assert st.sent and st.counts == {"accepted": N}
     check_exactly_one_result_each(await all_results(client, cid))
     stats = await mock_stats(system)
     # Only requests in flight at the kill can repeat: at most chunks_in_flight (4) chunks.
@@ -126,7 +126,7 @@ async def test_sigterm_drains_and_exits_0(system: System, redis: Redis, tmp_path
     assert stats["accepted"] == recorded  # everything it sent is recorded
     system.worker()
     st = await client.wait(cid, 120)
-    assert st.done
+    assert st.sent
     check_exactly_one_result_each(await all_results(client, cid))
     stats = await mock_stats(system)
     assert (stats["accepted"], stats["uids_repeated"]) == (N, 0)

@@ -71,7 +71,7 @@ async def test_with_a_client_certificate(
         cloudsms={"tls_cert": certs["client"], "tls_key": certs["client"], "tls_ca": certs["ca"]}
     )
     st = await send(system, redis, tmp_path)
-    assert st.done and st.counts == {"accepted": 20}
+    assert st.sent and st.counts == {"accepted": 20}
     assert (await stats(system, certs))["accepted"] == 20
 
 
@@ -80,7 +80,7 @@ async def test_refused_without_one(
 ) -> None:
     system.write_config(cloudsms={"tls_ca": certs["ca"], "max_attempts": 1})
     st = await send(system, redis, tmp_path)
-    assert st.done and st.counts == {"failed": 20}
+    assert st.sent and st.counts == {"failed": 20}
     client = Client(settings=load_settings(system.config), redis=redis)
     codes = {r.error_code async for r in client.results(st.id)}
     assert codes == {"CONNECTION"}

@@ -1,0 +1,207 @@
+"""Polling: statuses that no push brought, read from the providers' list APIs.
+
+The seeds allow a list call once a minute per account, so every call first takes a Redis
+lock for that account (``SET NX PX poll_interval``): however many worker processes run, the
+provider sees one call per interval. Each call does one page:
+
+* ``list`` providers (Cloud Aten, YCloud): ``/v1/sms/list`` over the window from the oldest
+  open campaign's first send to ``poll_after_seconds`` ago, 5,000 records a page; records
+  are matched by message id through the index the worker wrote at send time.
+* ``batch`` providers (Smsclouds): ``/api/v3/campaign/{id}/messages`` for the campaign
+  (batch) waiting longest; it leaves the rotation once all its messages are final.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from dispatcher.aio import checkpoint
+from dispatcher.config import ConfigError, Settings
+from dispatcher.keys import Keys
+from dispatcher.model import FINAL
+from dispatcher.providers import CODECS
+from dispatcher.providers.base import BadPush, HttpRequest, Report
+from dispatcher.providers.common import OneMobileCodec, parse_list
+from dispatcher.providers.smsclouds import messages_path, parse_messages
+from dispatcher.store import as_str
+from dispatcher.tracking import Tracker
+from dispatcher.transport import Transport, TransportError, client_tls
+
+log = logging.getLogger("dispatcher.poller")
+TICK_S = 1.0
+MAX_AGE_MS = 4 * 24 * 3600 * 1000  # reports stop after 72 h of retries: stop polling then
+WINDOW_MARGIN_MS = 60_000
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Poller:
+    def __init__(self, redis: Redis, settings: Settings, tracker: Tracker | None = None) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.keys = Keys(settings.prefix)
+        self.tracker = tracker or Tracker(redis, self.keys)
+        self._transports: dict[tuple[str, str], Transport] = {}
+        self._dial_codes: dict[str, int] = {}
+        self.calls = 0
+
+    def targets(self) -> list[tuple[str, str]]:
+        return [
+            (name, account)
+            for name, ps in sorted(self.settings.providers.items())
+            if CODECS[name].polling
+            for account in sorted(ps.accounts)
+        ]
+
+    async def run(self) -> None:
+        """Poll until cancelled."""
+        try:
+            while True:
+                for provider, account in self.targets():
+                    try:
+                        await self.tick(provider, account)
+                    except (ConnectionError, OSError, TransportError, BadPush) as exc:
+                        log.warning("polling %s/%s failed: %s", provider, account, exc)
+                    except ConfigError as exc:
+                        log.debug("not polling %s/%s: %s", provider, account, exc)
+                    checkpoint()
+                await asyncio.sleep(TICK_S)
+        finally:
+            for transport in self._transports.values():
+                await transport.close()
+
+    async def _lock(self, provider: str, account: str) -> bool:
+        ms = int(self.settings.provider(provider).poll_interval_seconds * 1000)
+        got = await self.redis.set(self.keys.poll_lock(provider, account), 1, nx=True, px=ms)
+        return bool(got)
+
+    def _transport(self, provider: str, account: str) -> Transport:
+        key = (provider, account)
+        transport = self._transports.get(key)
+        if transport is None:
+            ps = self.settings.provider(provider)
+            transport = self._transports[key] = Transport(
+                ps.base_url,
+                CODECS[provider].headers(ps.account(account).key(provider)),
+                pool_size=1,
+                timeout=ps.timeout_seconds,
+                connect_timeout=ps.connect_timeout_seconds,
+                ssl_context=client_tls(ps.tls_cert, ps.tls_key, ps.tls_ca),
+            )
+        return transport
+
+    async def _get(self, provider: str, account: str, path: str) -> bytes:
+        self.calls += 1
+        status, body = await self._transport(provider, account).send(
+            HttpRequest("GET", path, None, ())
+        )
+        if status != 200:
+            raise BadPush("status", f"{provider} list call answered HTTP {status}")
+        return body
+
+    async def tick(self, provider: str, account: str) -> bool:
+        """One list call for the account if one is due and the lock is free; True if made."""
+        if CODECS[provider].polling == "list":
+            return await self._list_page(provider, account)
+        return await self._batch(provider, account)
+
+    # -- Cloud Aten, YCloud ---------------------------------------------------------------
+
+    async def _list_page(self, provider: str, account: str) -> bool:
+        k = self.keys
+        ps = self.settings.provider(provider)
+        codec = CODECS[provider]
+        assert isinstance(codec, OneMobileCodec)
+        oldest = await self.redis.zrange(k.open(provider, account), 0, 0, withscores=True)
+        if not oldest:
+            return False
+        until = now_ms() - int(ps.poll_after_seconds * 1000)
+        start = int(oldest[0][1]) - WINDOW_MARGIN_MS
+        if until <= start + WINDOW_MARGIN_MS:
+            return False  # nothing old enough that a push should already have settled
+        if not await self._lock(provider, account):
+            return False
+        cursor_key = k.poll_cursor(provider, account)
+        cursor = {as_str(a): int(b) for a, b in (await self.redis.hgetall(cursor_key)).items()}
+        if not cursor:
+            cursor = {"from": start, "until": until, "page": 1}
+        size = codec.list_page_size
+        path = (
+            f"{codec.list_path}?{codec.page_param}={cursor['page']}&page_size={size}"
+            f"&from={cursor['from']}&until={cursor['until']}"
+        )
+        reports = parse_list(await self._get(provider, account, path), codec.statuses)
+        tally = await self.tracker.apply_many(provider, reports)
+        log.info("%s/%s list page %d: %s", provider, account, cursor["page"], tally)
+        if len(reports) >= size:
+            cursor["page"] += 1
+            await self.redis.hset(cursor_key, mapping={k_: str(v) for k_, v in cursor.items()})
+        else:
+            await self.redis.delete(cursor_key)
+            await self._prune_open(provider, account)
+        return True
+
+    async def _prune_open(self, provider: str, account: str) -> None:
+        """Drop campaigns that are done, or too old for any report to come."""
+        key = self.keys.open(provider, account)
+        members: Any = await self.redis.zrange(key, 0, -1, withscores=True)
+        for cid_raw, score in members:
+            cid = as_str(cid_raw)
+            final, total = await self.redis.hmget(self.keys.meta(cid), ["final", "total"])
+            done = total is None or int(final or 0) >= int(total)
+            if done or now_ms() - int(score) > MAX_AGE_MS:
+                await self.redis.zrem(key, cid)
+
+    # -- Smsclouds ------------------------------------------------------------------------
+
+    async def _dial_code(self, cid: str) -> int:
+        code = self._dial_codes.get(cid)
+        if code is None:
+            raw = await self.redis.hget(self.keys.meta(cid), "options")
+            options: dict[str, Any] = orjson.loads(raw) if raw else {}
+            code = self._dial_codes[cid] = int(options.get("dial_code", 52))
+        return code
+
+    async def _batch(self, provider: str, account: str) -> bool:
+        k = self.keys
+        ps = self.settings.provider(provider)
+        due_before = now_ms() - int(ps.poll_after_seconds * 1000)
+        key = k.batches(provider, account)
+        due = await self.redis.zrangebyscore(key, "-inf", due_before, start=0, num=1)
+        if not due:
+            return False
+        if not await self._lock(provider, account):
+            return False
+        member = as_str(due[0])
+        batch, cid, chunk = member.split("|")
+        reports = parse_messages(await self._get(provider, account, messages_path(batch)))
+        dial = await self._dial_code(cid)
+        placed = [
+            Report(
+                status=r.status,
+                raw_status=r.raw_status,
+                message_id=r.message_id,
+                campaign_id=cid,
+                chunk=int(chunk),
+                number=f"+{dial}{r.number}",
+                error_code=r.error_code,
+                at=now_ms(),
+            )
+            for r in reports
+        ]
+        tally = await self.tracker.apply_many(provider, placed, index_messages=True)
+        finished = bool(reports) and all(r.status in FINAL for r in reports)
+        if finished or now_ms() - int(await self.redis.zscore(key, member) or 0) > MAX_AGE_MS:
+            await self.redis.zrem(key, member)
+        else:
+            await self.redis.zadd(key, {member: now_ms()}, xx=True)  # to the back of the line
+        log.info("%s/%s campaign %s: %s", provider, account, batch, tally)
+        return True

@@ -1,0 +1,159 @@
+"""Delivery reports in a real Redis: forward-only status, repeats counted once, any order."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from redis.asyncio import Redis
+
+from dispatcher.client import Client
+from dispatcher.config import Settings
+from dispatcher.keys import Keys
+from dispatcher.model import Campaign, Result, Status, rank
+from dispatcher.providers.base import Inbound, Report
+from dispatcher.queue import Queue, Track
+from dispatcher.tracking import Applied, Tracker
+from tests.conftest import make_settings
+
+NUMBERS = [f"+4479110{i:05d}" for i in range(5)]
+
+
+async def campaign(redis: Redis, settings: Settings) -> tuple[str, Queue, Tracker]:
+    answer = await Client(settings=settings, redis=redis).enqueue(
+        Campaign("cloudaten", "hi", NUMBERS)
+    )
+    k = Keys(settings.prefix)
+    q = Queue(redis, k, "w", [k.queue("cloudaten")])
+    await q.setup()
+    return answer.id, q, Tracker(redis, k)
+
+
+async def send_all(q: Queue, status: Status = Status.ACCEPTED) -> None:
+    [lease] = await q.read(1, 100)
+    results = [Result(i, n, status, message_id=f"sid{i}", sent_at=1) for i, n in enumerate(NUMBERS)]
+    await q.record(lease, results, "ack", track=Track("default", True, True))
+
+
+def report(cid: str, index: int, status: Status, raw: str = "") -> Report:
+    return Report(status=status, raw_status=raw or status.value, campaign_id=cid, index=index)
+
+
+async def test_out_of_order_and_repeats(redis: Redis, settings: Settings) -> None:
+    cid, q, tracker = await campaign(redis, settings)
+    client = Client(settings=settings, redis=redis)
+    await send_all(q)
+    assert await tracker.apply("cloudaten", report(cid, 0, Status.DELIVERED)) is Applied.APPLIED
+    # A late "delivering" does not overwrite "delivered"; the same report again counts once.
+    assert (
+        await tracker.apply("cloudaten", report(cid, 0, Status.SENT, "delivering")) is Applied.STALE
+    )
+    for _ in range(5):
+        assert await tracker.apply("cloudaten", report(cid, 0, Status.DELIVERED)) is Applied.STALE
+    assert await tracker.apply("cloudaten", report(cid, 1, Status.SENT)) is Applied.APPLIED
+    assert await tracker.apply("cloudaten", report(cid, 1, Status.EXPIRED)) is Applied.APPLIED
+    st_ = await client.status(cid)
+    assert st_.finals == {"delivered": 1, "expired": 1}
+    assert (st_.open, st_.sent, st_.done, st_.state) == (3, True, False, "sent")
+    results = {r.index: r async for r in client.results(cid)}
+    assert (results[0].status, results[0].raw_status) == ("delivered", "delivered")
+    assert results[1].status == "expired" and results[2].status == "accepted"
+
+
+async def test_report_before_the_send_result(redis: Redis, settings: Settings) -> None:
+    cid, q, tracker = await campaign(redis, settings)
+    client = Client(settings=settings, redis=redis)
+    assert await tracker.apply("cloudaten", report(cid, 2, Status.DELIVERED)) is Applied.APPLIED
+    await send_all(q)  # the worker records "accepted" after the report came
+    st_ = await client.status(cid)
+    assert st_.finals == {"delivered": 1} and st_.counts == {"accepted": 5}
+    results = {r.index: r async for r in client.results(cid)}
+    assert results[2].status == "delivered" and results[2].message_id == "sid2"
+
+
+async def test_a_final_send_result_is_not_overwritten(redis: Redis, settings: Settings) -> None:
+    cid, q, tracker = await campaign(redis, settings)
+    await send_all(q, Status.REJECTED)
+    assert await tracker.apply("cloudaten", report(cid, 0, Status.DELIVERED)) is Applied.STALE
+    st_ = await Client(settings=settings, redis=redis).status(cid)
+    assert st_.finals == {"rejected": 5} and st_.done and st_.state == "done"
+
+
+async def test_done_when_every_recipient_is_final(redis: Redis, settings: Settings) -> None:
+    cid, q, tracker = await campaign(redis, settings)
+    client = Client(settings=settings, redis=redis)
+    await send_all(q)
+    waiter = asyncio.create_task(client.wait(cid, 30, final=True))
+    for i in range(5):
+        await tracker.apply("cloudaten", report(cid, i, Status.DELIVERED))
+    st_ = await waiter
+    assert st_.done and st_.finals == {"delivered": 5} and st_.state == "done"
+
+
+async def test_unknown_recipients_change_nothing(redis: Redis, settings: Settings) -> None:
+    cid, q, tracker = await campaign(redis, settings)
+    await send_all(q)
+    before = await redis.keys(f"{settings.prefix}*")
+    assert await tracker.apply("cloudaten", report("nope", 0, Status.DELIVERED)) is Applied.UNKNOWN
+    assert await tracker.apply("cloudaten", report(cid, 99, Status.DELIVERED)) is Applied.UNKNOWN
+    assert await tracker.apply("cloudaten", report(cid, -1, Status.DELIVERED)) is Applied.UNKNOWN
+    no_ref = Report(Status.DELIVERED, "delivered", message_id="unknown-sid")
+    assert await tracker.apply("cloudaten", no_ref) is Applied.UNKNOWN
+    assert sorted(await redis.keys(f"{settings.prefix}*")) == sorted(before)
+
+
+async def test_reports_found_by_message_id_and_by_chunk(redis: Redis, settings: Settings) -> None:
+    cid, q, tracker = await campaign(redis, settings)
+    await send_all(q)
+    by_sid = Report(Status.UNDELIVERED, "undelivered", message_id="sid3")
+    assert await tracker.locate("cloudaten", by_sid) == (cid, 3)
+    by_chunk = Report(Status.DELIVERED, "DELIVERED", campaign_id=cid, chunk=0, number=NUMBERS[4])
+    assert await tracker.locate("cloudsms", by_chunk) == (cid, 4)
+    assert await tracker.apply("cloudaten", by_sid) is Applied.APPLIED
+
+
+async def test_inbound_is_stored_once_and_linked(redis: Redis, settings: Settings) -> None:
+    cid, q, tracker = await campaign(redis, settings)
+    await send_all(q)
+    message = Inbound("cloudaten", "in-1", NUMBERS[1], "STOP", message_id="sid1")
+    assert await tracker.add_inbound(message) is True
+    assert await tracker.add_inbound(message) is False  # the provider pushed it again
+    [entry] = await Client(settings=settings, redis=redis).inbound()
+    assert (entry["text"], entry["mobile"], entry["recipient"]) == ("STOP", NUMBERS[1], f"{cid}.1")
+
+
+STATUSES = [Status.ACCEPTED, Status.SENT, Status.DELIVERED, Status.UNDELIVERED, Status.EXPIRED]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from(STATUSES), min_size=1, max_size=12))
+def test_any_order_any_repeats(redis_url: str, sequence: list[Status]) -> None:
+    """Whatever the order and repeats, the kept status is the first of the highest rank,
+    and a final status is counted exactly once."""
+
+    async def scenario() -> None:
+        redis = Redis.from_url(redis_url)
+        try:
+            prefix = f"hyp{abs(hash(tuple(sequence))) % 10**9}{id(sequence)}:"
+            s = make_settings(prefix)
+            cid, q, tracker = await campaign(redis, s)
+            await send_all(q)
+            for status in sequence:
+                await tracker.apply("cloudaten", report(cid, 0, status))
+            best = max(rank(x) for x in [Status.ACCEPTED, *sequence])
+            expected = next((x for x in sequence if rank(x) == best), Status.ACCEPTED)
+            got = {r.index: r async for r in Client(settings=s, redis=redis).results(cid)}
+            assert got[0].status == expected
+            finals = (await Client(settings=s, redis=redis).status(cid)).finals
+            assert finals == ({expected.value: 1} if best == 3 else {})
+        finally:
+            await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("status", list(Status))
+def test_every_status_has_a_rank(status: Status) -> None:
+    assert rank(status) in (0, 1, 2, 3)
