@@ -306,7 +306,9 @@ def _print_status(st: CampaignStatus, as_json: bool) -> None:
         return
     print(f"campaign {st.id}  {st.provider}/{st.account}  state: {st.state}")
     counts = "  ".join(f"{k} {v}" for k, v in sorted(st.counts.items()))
-    print(f"total {st.total}  {counts}  pending {st.pending}")
+    print(f"sent:  total {st.total}  {counts}  pending {st.pending}")
+    finals = "  ".join(f"{k} {v}" for k, v in sorted(st.finals.items()))
+    print(f"final: {finals or 'none yet'}  open {st.open}")
     if st.reason:
         print(f"reason: {st.reason}")
 

@@ -277,7 +277,8 @@ class Store:
         or the campaign is paused, or ``seconds`` pass.
 
         Reads the events stream from the id seen *before* checking the status, so an event
-        that lands between the check and the read is not missed.
+        that lands between the check and the read is not missed. Each read blocks at most a
+        second, well inside the client's socket timeout.
         """
         deadline = time.monotonic() + seconds
         last = await self.redis.xrevrange(self.keys.events, count=1)
@@ -292,7 +293,7 @@ class Store:
             if left <= 0:
                 return st
             got: Any = await self.redis.xread(
-                {self.keys.events: cursor}, count=1000, block=max(1, int(left * 1000))
+                {self.keys.events: cursor}, count=1000, block=max(1, int(min(left, 1.0) * 1000))
             )
             for _stream, entries in got:
                 if entries:

@@ -249,7 +249,7 @@ class CloudSms:
                     "serial": p["SERIAL"],
                     "timestamp": now,
                     "final": outcome,
-                    "final_status": FINAL_STATES[outcome][1],
+                    "final_status": FINAL_STATES[outcome][0],  # the SMS_STATE
                     "final_at": final_at_ms(self.state, now),
                 }
                 self.recorder.accept(message)

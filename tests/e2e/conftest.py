@@ -8,10 +8,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import orjson
 import pytest
 
 from dispatcher.demo import DEMO_KEY_ENV, start_mock, stop
 from tests.conftest import MOCK_ACCOUNTS, MOCK_KEY, repo_root, run_dispatcher, subprocess_env
+
+SECRET = "e2e-webhook-secret-0123456789"
 
 
 def toml(value: Any) -> str:
@@ -30,12 +34,16 @@ class System:
     def __init__(self, tmp: Path, redis_url: str, prefix: str, mock_url: str) -> None:
         self.mock_url = mock_url
         self.config = tmp / "dispatcher.toml"
-        self.env = subprocess_env(REDIS_URL=redis_url, **{DEMO_KEY_ENV: MOCK_KEY})
+        self.env = subprocess_env(
+            REDIS_URL=redis_url, DISPATCHER_WEBHOOK_SECRET=SECRET, **{DEMO_KEY_ENV: MOCK_KEY}
+        )
         self.env["DISPATCHER_CONFIG"] = str(self.config)
         self.prefix = prefix
-        self.workers: list[subprocess.Popen[bytes]] = []
+        self.workers: list[subprocess.Popen[Any]] = []
 
-    def write_config(self, **providers: dict[str, Any]) -> None:
+    def write_config(
+        self, webhooks: dict[str, Any] | None = None, **providers: dict[str, Any]
+    ) -> None:
         """Every provider at the mock; ``providers`` override settings per provider."""
         lines = [
             f'prefix = "{self.prefix}"',
@@ -44,6 +52,8 @@ class System:
             "drain_timeout_seconds = 10",
             "block_ms = 200",
             "chunks_in_flight = 4",
+            "[webhooks]",
+            *(f"{k} = {toml(v)}" for k, v in (webhooks or {}).items()),
         ]
         for name, account in MOCK_ACCOUNTS.items():
             values = {
@@ -63,6 +73,32 @@ class System:
             lines += [f"[providers.{name}.accounts.wrong]"]
             lines += [f"{k} = {toml(v)}" for k, v in {**account, "api_key": "wrong-key"}.items()]
         self.config.write_text("\n".join(lines) + "\n")
+
+    def webhooks(self) -> str:
+        """Start ``python -m dispatcher webhooks --port 0``; its URL once it listens."""
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dispatcher", "webhooks", "--port", "0"],
+            env=self.env,
+            cwd=repo_root(),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.workers.append(proc)
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("webhooks listening on "), line
+        return line.split()[-1]
+
+    async def mock_settings(self, **values: Any) -> None:
+        async with (
+            aiohttp.ClientSession() as s,
+            s.post(f"{self.mock_url}/_mock/settings", json=values) as r,
+        ):
+            assert r.status == 200, await r.text()
+
+    async def mock_get(self, path: str) -> Any:
+        async with aiohttp.ClientSession() as s, s.get(self.mock_url + path) as r:
+            return orjson.loads(await r.read())
 
     def worker(self, *args: str) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(
