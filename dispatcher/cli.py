@@ -37,7 +37,6 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--lease-seconds", type=float, help="idle time before a chunk is taken over")
     w.add_argument("--drain-timeout", type=float, help="SIGTERM: seconds to finish in-flight")
     w.add_argument("--provider", action="append", help="only these providers (repeatable)")
-    w.add_argument("--rate-share", type=int, default=1, help=argparse.SUPPRESS)
     w.add_argument("--no-poll", action="store_true", help="do not poll list APIs here")
 
     e = sub.add_parser("enqueue", help="enqueue a campaign; prints its id")
@@ -66,6 +65,10 @@ def _parser() -> argparse.ArgumentParser:
 
     rs = sub.add_parser("resume", help="resume a paused campaign")
     rs.add_argument("campaign_id")
+    pa = sub.add_parser("pause", help="send nothing more until resumed")
+    pa.add_argument("campaign_id")
+    ca = sub.add_parser("cancel", help="send nothing more; the rest becomes cancelled")
+    ca.add_argument("campaign_id")
 
     h = sub.add_parser("webhooks", help="receive delivery reports and inbound messages")
     h.add_argument("--host", help="address to bind (default: webhooks.host)")
@@ -173,7 +176,7 @@ def _worker(args: argparse.Namespace, settings: Settings, raw: list[str]) -> int
         settings = replace(
             settings, providers={n: replace(p, concurrency=args.concurrency) for n, p in providers}
         )
-    return run_single(settings, args.provider, args.rate_share, poll=not args.no_poll)
+    return run_single(settings, args.provider, poll=not args.no_poll)
 
 
 def _strip_processes(argv: list[str]) -> list[str]:
@@ -288,6 +291,14 @@ async def _client_command(args: argparse.Namespace, settings: Settings, url: str
                     extra = f" (keyword {entry['keyword']})" if entry.get("keyword") else ""
                     print(f"{entry['provider']:<10} {entry['mobile']:<16} {entry['text']}{extra}")
             return 0
+        if args.command == "pause":
+            paused = await client.pause(args.campaign_id)
+            print("paused" if paused else "already paused or cancelled")
+            return 0 if paused else 1
+        if args.command == "cancel":
+            moved = await client.cancel(args.campaign_id)
+            print("cancelled" if moved >= 0 else "already cancelled")
+            return 0 if moved >= 0 else 1
         if args.command == "resume":
             n = await client.resume(args.campaign_id)
             if n < 0:

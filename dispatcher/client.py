@@ -110,6 +110,22 @@ class Client:
             for eid, fields in reversed(entries or [])
         ]
 
+    async def pause(self, campaign_id: str, reason: str = "paused by operator") -> bool:
+        """Send nothing more until resumed (chunks in flight finish). False if it already
+        was paused or cancelled."""
+        try:
+            return await self.store.pause(campaign_id, reason)
+        except KeyError:
+            raise CampaignNotFound(campaign_id) from None
+
+    async def cancel(self, campaign_id: str) -> int:
+        """Send nothing more: what was sent stays recorded, the rest becomes ``cancelled``.
+        -1 if it already was cancelled."""
+        try:
+            return await self.store.cancel(campaign_id)
+        except KeyError:
+            raise CampaignNotFound(campaign_id) from None
+
     async def resume(self, campaign_id: str) -> int:
         """Re-queue a paused campaign's held chunks; the number re-queued, -1 if not paused."""
         try:

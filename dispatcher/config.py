@@ -70,7 +70,10 @@ class ProviderSettings:
     name: str
     base_url: str
     chunk_size: int = 100
-    rate_per_second: float = 50.0  # per provider account, in each worker process
+    rate_per_second: float = 50.0  # per provider account, across every worker process
+    burst: int = 1  # requests the account may send at once after a quiet spell
+    rate_headroom: float = 0.1  # stay this far below the rate, against network jitter
+    per_number_spacing_seconds: float = 0.0  # e.g. 30: one voice call per number per 30 s
     concurrency: int = 64  # HTTP requests in flight per account and process
     timeout_seconds: float = 10.0
     connect_timeout_seconds: float = 5.0
@@ -178,7 +181,13 @@ Schemas = dict[str, dict[str, type]]
 
 
 #: Settings for which 0 means something ("at once", "no wait").
-ZERO_ALLOWED = {"poll_after_seconds", "backoff_seconds", "retry_later_seconds"}
+ZERO_ALLOWED = {
+    "poll_after_seconds",
+    "backoff_seconds",
+    "retry_later_seconds",
+    "rate_headroom",
+    "per_number_spacing_seconds",
+}
 
 
 def _check_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:

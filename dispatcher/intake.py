@@ -7,7 +7,9 @@ with the reason, so the sender sees exactly what was not sent and why.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -15,10 +17,12 @@ import phonenumbers
 from phonenumbers import NumberParseException
 
 from dispatcher.config import Settings
+from dispatcher.keys import LANES
 from dispatcher.model import Campaign, CampaignError, Recipient, Result, Status
 from dispatcher.providers import CODECS
 
 INVALID_NUMBER = "INVALID_NUMBER"
+MAX_SCHEDULE_AHEAD_S = 366 * 24 * 3600
 
 _PARSE_REASONS = {
     NumberParseException.INVALID_COUNTRY_CODE: "unknown or missing country code",
@@ -50,6 +54,7 @@ class Prepared:
 
     campaign: Campaign
     options: dict[str, Any]  # the account's options with the campaign's over them
+    start_ms: int | None  # when to start sending; None: now
     chunks: list[bytes]  # orjson [[index, e164, fields?], …] per chunk
     invalid: list[Result]
     valid: int
@@ -96,6 +101,27 @@ def _check_fields(campaign: Campaign, settings: Settings) -> None:
         raise CampaignError("default_region", f"unknown region {region!r}")
     if campaign.idempotency_key is not None and not campaign.idempotency_key.strip():
         raise CampaignError("idempotency_key", "must not be blank")
+    if campaign.lane not in LANES:
+        raise CampaignError("lane", f"must be one of {', '.join(LANES)}")
+
+
+def start_ms(value: str | float | None) -> int | None:
+    """A campaign's start time as Unix ms; None to start now."""
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        when = float(value)
+    else:
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise CampaignError("start_at", f"{value!r} is not an ISO 8601 time") from None
+        if parsed.tzinfo is None:
+            raise CampaignError("start_at", "needs a time zone, e.g. 2026-12-01T09:00:00+01:00")
+        when = parsed.timestamp()
+    if when > time.time() + MAX_SCHEDULE_AHEAD_S:
+        raise CampaignError("start_at", "more than a year ahead")
+    return int(when * 1000)
 
 
 def prepare(campaign: Campaign, settings: Settings) -> Prepared:
@@ -127,4 +153,6 @@ def prepare(campaign: Campaign, settings: Settings) -> Prepared:
             current = []
     if current:
         chunks.append(orjson.dumps(current))
-    return Prepared(campaign, options, chunks, invalid, len(seen), duplicates)
+    return Prepared(
+        campaign, options, start_ms(campaign.start_at), chunks, invalid, len(seen), duplicates
+    )

@@ -7,11 +7,14 @@ key                        type    holds
 =========================  ======  ==========================================================
 ``campaigns``              zset    campaign ids scored by creation time (ms)
 ``idem:<key>``             string  campaign id for an idempotency key (expires)
-``q:<provider>``           stream  work: one entry per chunk to send (fields c, n, a);
+``q:<provider>:<lane>``    stream  work: one entry per chunk to send (fields c, n, a);
                                    consumer group ``workers``; the pending list is the lease
 ``events``                 stream  progress: chunk recorded, campaign done, campaign paused
-``delayed:<provider>``     zset    chunks to queue again later (``cid|chunk|attempt``), scored
-                                   by the time (ms) they are due: provider "busy" answers
+``delayed:<prov>:<lane>``  zset    chunks to queue later (``cid|chunk|attempt``), scored by
+                                   the time (ms) they are due: "busy" answers, throttled
+                                   numbers, campaigns scheduled to start later
+``rate:<provider>:<acct>`` string  the account's GCRA arrival time, shared by all processes
+``throttle:<p>:<a>:<key>`` string  a per-key spacing (one voice call per number per 30 s)
 ``{cid}:meta``             hash    the campaign: provider, account, text, counters, state
 ``{cid}:chunks``           hash    chunk number → orjson ``[[index, number, fields?], …]``;
                                    field ``invalid`` → orjson list of invalid indices
@@ -39,6 +42,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 GROUP = "workers"
+#: Priority lanes, most urgent first: workers read them in this order, and keep a chunk slot
+#: free for ``otp`` so a one-time password never waits behind a bulk campaign.
+LANES = ("otp", "transactional", "bulk")
+DEFAULT_LANE = "transactional"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,14 +63,25 @@ class Keys:
     def idempotency(self, key: str) -> str:
         return f"{self.prefix}idem:{key}"
 
-    def queue(self, provider: str) -> str:
-        return f"{self.prefix}q:{provider}"
+    def queue(self, provider: str, lane: str = DEFAULT_LANE) -> str:
+        return f"{self.prefix}q:{provider}:{lane}"
 
-    def delayed(self, provider: str) -> str:
-        return f"{self.prefix}delayed:{provider}"
+    def delayed(self, provider: str, lane: str = DEFAULT_LANE) -> str:
+        return f"{self.prefix}delayed:{provider}:{lane}"
 
-    def provider_of_queue(self, stream: str) -> str:
-        return stream.removeprefix(f"{self.prefix}q:")
+    def parse_queue(self, stream: str) -> tuple[str, str]:
+        """``(provider, lane)`` of a work stream."""
+        provider, _, lane = stream.removeprefix(f"{self.prefix}q:").rpartition(":")
+        return provider, lane
+
+    def delayed_for(self, stream: str) -> str:
+        return self.delayed(*self.parse_queue(stream))
+
+    def rate(self, provider: str, account: str) -> str:
+        return f"{self.prefix}rate:{provider}:{account}"
+
+    def throttle(self, provider: str, account: str, key: str) -> str:
+        return f"{self.prefix}throttle:{provider}:{account}:{key}"
 
     def meta(self, cid: str) -> str:
         return f"{self.prefix}{{{cid}}}:meta"

@@ -54,7 +54,9 @@ def rank(status: str) -> int:
 
 class CampaignState(StrEnum):
     QUEUED = "queued"
-    PAUSED = "paused"  # an account-level error (bad key, no balance): nothing more is sent
+    SCHEDULED = "scheduled"  # waiting for its start time
+    PAUSED = "paused"  # by an operator, or an account-level error: nothing more is sent
+    CANCELLED = "cancelled"  # nothing more is sent; what was sent stays recorded
     SENT = "sent"  # every recipient has a send result; delivery reports may still come
     DONE = "done"  # every recipient has a final status
 
@@ -87,6 +89,8 @@ class Campaign:
     idempotency_key: str | None = None
     default_region: str | None = None
     options: dict[str, Any] = field(default_factory=dict)  # provider-specific, e.g. route
+    lane: str = "transactional"  # otp, transactional or bulk: urgent lanes are read first
+    start_at: str | float | None = None  # ISO 8601 time or Unix seconds: send from then on
 
     @classmethod
     def from_dict(cls, data: Any) -> Campaign:
@@ -103,6 +107,8 @@ class Campaign:
             "idempotency_key",
             "default_region",
             "options",
+            "lane",
+            "start_at",
         }
         unknown = sorted(set(data) - known)
         if unknown:
@@ -113,7 +119,12 @@ class Campaign:
         options = data.get("options", {})
         if not isinstance(options, dict):
             raise CampaignError("options", "must be an object")
-        for key in known - {"recipients", "options"}:
+        start_at = data.get("start_at")
+        if start_at is not None and (
+            isinstance(start_at, bool) or not isinstance(start_at, str | int | float)
+        ):
+            raise CampaignError("start_at", "must be an ISO 8601 time or Unix seconds")
+        for key in known - {"recipients", "options", "start_at"}:
             value = data.get(key)
             if value is not None and not isinstance(value, str):
                 raise CampaignError(key, "must be a string")
@@ -133,6 +144,8 @@ class Campaign:
             idempotency_key=data.get("idempotency_key"),
             default_region=data.get("default_region"),
             options=options,
+            lane=data.get("lane") or "transactional",
+            start_at=start_at,
         )
 
 

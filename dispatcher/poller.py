@@ -29,11 +29,13 @@ from dispatcher.providers import CODECS
 from dispatcher.providers.base import BadPush, HttpRequest, Report
 from dispatcher.providers.common import OneMobileCodec, parse_list
 from dispatcher.providers.smsclouds import messages_path, parse_messages
+from dispatcher.queue import REDIS_ERRORS
 from dispatcher.store import as_str
 from dispatcher.tracking import Tracker
 from dispatcher.transport import Transport, TransportError, client_tls
 
 log = logging.getLogger("dispatcher.poller")
+POLL_ERRORS: tuple[type[BaseException], ...] = (*REDIS_ERRORS, TransportError, BadPush)
 TICK_S = 1.0
 MAX_AGE_MS = 4 * 24 * 3600 * 1000  # reports stop after 72 h of retries: stop polling then
 WINDOW_MARGIN_MS = 60_000
@@ -68,7 +70,7 @@ class Poller:
                 for provider, account in self.targets():
                     try:
                         await self.tick(provider, account)
-                    except (ConnectionError, OSError, TransportError, BadPush) as exc:
+                    except POLL_ERRORS as exc:
                         log.warning("polling %s/%s failed: %s", provider, account, exc)
                     except ConfigError as exc:
                         log.debug("not polling %s/%s: %s", provider, account, exc)

@@ -18,11 +18,15 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
-from dispatcher.keys import GROUP, Keys
+from dispatcher.keys import DEFAULT_LANE, GROUP, LANES, Keys
 from dispatcher.model import Result
 from dispatcher.providers.base import ChunkRecipient
 from dispatcher.store import EVENTS_MAXLEN, as_str, ensure_group
+
+#: What a Redis outage looks like to a caller (redis-py's errors are not OSErrors).
+REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError)
 
 
 @dataclass(slots=True)
@@ -35,6 +39,7 @@ class Lease:
     chunk: int
     attempt: int
     redelivered: bool  # taken over or re-queued: some recipients may have results already
+    lane: str = DEFAULT_LANE
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +164,9 @@ return lost
 """
 
 
-def _lease(stream: str, entry_id: Any, fields: dict[Any, Any], redelivered: bool) -> Lease:
+def _lease(
+    keys: Keys, stream: str, entry_id: Any, fields: dict[Any, Any], redelivered: bool
+) -> Lease:
     f = {as_str(a): as_str(b) for a, b in fields.items()}
     attempt = int(f.get("a", 0))
     return Lease(
@@ -169,6 +176,7 @@ def _lease(stream: str, entry_id: Any, fields: dict[Any, Any], redelivered: bool
         chunk=int(f["n"]),
         attempt=attempt,
         redelivered=redelivered or attempt > 0,
+        lane=keys.parse_queue(stream)[1],
     )
 
 
@@ -187,17 +195,36 @@ class Queue:
         for stream in self.streams:
             await ensure_group(self.redis, stream)
 
-    async def read(self, count: int, block_ms: int) -> list[Lease]:
-        """New chunks for this consumer, waiting up to ``block_ms`` for some."""
+    def lane_streams(self, lanes: Sequence[str]) -> list[list[str]]:
+        """This consumer's streams, grouped by lane, most urgent first."""
+        groups = []
+        for lane in LANES:
+            if lane in lanes:
+                group = [s for s in self.streams if self.keys.parse_queue(s)[1] == lane]
+                if group:
+                    groups.append(group)
+        return groups
+
+    async def _read(self, streams: list[str], count: int, block_ms: int | None) -> list[Lease]:
         got: Any = await self.redis.xreadgroup(
-            GROUP, self.consumer, dict.fromkeys(self.streams, ">"), count=count, block=block_ms
+            GROUP, self.consumer, dict.fromkeys(streams, ">"), count=count, block=block_ms
         )
         leases = []
         for stream, entries in got or []:
             for entry_id, fields in entries:
                 if fields:
-                    leases.append(_lease(as_str(stream), entry_id, fields, False))
+                    leases.append(_lease(self.keys, as_str(stream), entry_id, fields, False))
         return leases
+
+    async def read(self, count: int, block_ms: int, lanes: Sequence[str] = LANES) -> list[Lease]:
+        """New chunks, the most urgent lane first: a quick look at each lane in turn, then a
+        read of all of them that waits up to ``block_ms`` for anything."""
+        groups = self.lane_streams(lanes)
+        for group in groups:
+            leases = await self._read(group, count, None)
+            if leases:
+                return leases
+        return await self._read([s for g in groups for s in g], count, block_ms)
 
     async def claim(self, count: int, min_idle_ms: int) -> list[Lease]:
         """Take over chunks whose worker has not refreshed its lease for ``min_idle_ms``."""
@@ -216,7 +243,7 @@ class Queue:
             self._claim_cursor[stream] = as_str(cursor)
             for entry_id, fields in entries:
                 if fields:
-                    leases.append(_lease(stream, entry_id, fields, True))
+                    leases.append(_lease(self.keys, stream, entry_id, fields, True))
                 else:  # the entry was deleted while pending: nothing left to do
                     await self.redis.xack(stream, GROUP, entry_id)
         return leases
@@ -225,7 +252,7 @@ class Queue:
         """Queue again the delayed chunks that are due; how many moved."""
         moved = 0
         for stream in self.streams:
-            delayed = self.keys.delayed(self.keys.provider_of_queue(stream))
+            delayed = self.keys.delayed_for(stream)
             moved += int(await self._promote(keys=[delayed, stream], args=[limit]))
         return moved
 
@@ -275,7 +302,7 @@ class Queue:
         """
         k = self.keys
         cid = lease.campaign_id
-        provider = k.provider_of_queue(lease.stream)
+        provider, _lane = k.parse_queue(lease.stream)
         account = track.account if track else "-"
         accepted = [r for r in results if r.status == "accepted"]
         mids = (
@@ -313,7 +340,7 @@ class Queue:
             k.meta(cid),
             k.events,
             k.held(cid),
-            k.delayed(provider),
+            k.delayed_for(lease.stream),
             k.state(cid),
             k.finals(cid),
             k.message_index(provider),

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError, WatchError
 
 from dispatcher.intake import Prepared
-from dispatcher.keys import GROUP, Keys
+from dispatcher.keys import DEFAULT_LANE, GROUP, Keys
 from dispatcher.model import CampaignState, CampaignStatus, Enqueued, Result, Status
 
 #: Fields of one HSET in the enqueue transaction: bounds the size of a single command.
@@ -78,11 +78,48 @@ def with_report(result: Result, report: bytes | None) -> Result:
     )
 
 
+_PAUSE = """
+-- KEYS: meta, events; ARGV: cid, reason
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'paused' or state == 'cancelled' then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'paused', 'reason', ARGV[2])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', 'c', ARGV[1], 'e', 'paused')
+return 1
+"""
+
+_CANCEL = """
+-- KEYS: meta, held, stream, events, delayed; ARGV: cid
+if redis.call('HGET', KEYS[1], 'state') == 'cancelled' then return -1 end
+redis.call('HSET', KEYS[1], 'state', 'cancelled', 'reason', 'cancelled by operator')
+-- Held and delayed chunks go back to work at once: workers record their recipients as
+-- cancelled, so every recipient still ends with a final status.
+local moved = 0
+for _, n in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  redis.call('XADD', KEYS[3], '*', 'c', ARGV[1], 'n', n, 'a', '0')
+  moved = moved + 1
+end
+redis.call('DEL', KEYS[2])
+local prefix = ARGV[1] .. '|'
+for _, m in ipairs(redis.call('ZRANGE', KEYS[5], 0, -1)) do
+  if string.sub(m, 1, #prefix) == prefix then
+    local n = string.match(m, '^[^|]+|(%d+)|')
+    redis.call('ZREM', KEYS[5], m)
+    redis.call('XADD', KEYS[3], '*', 'c', ARGV[1], 'n', n, 'a', '0')
+    moved = moved + 1
+  end
+end
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', 100000, '*', 'c', ARGV[1], 'e', 'cancelled')
+return moved
+"""
+
+
 class Store:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
         self._resume = redis.register_script(_RESUME)
+        self._pause = redis.register_script(_PAUSE)
+        self._cancel = redis.register_script(_CANCEL)
 
     async def enqueue(self, prepared: Prepared, idempotency_ttl: int) -> Enqueued:
         """Write the whole campaign and its work in one MULTI/EXEC, or nothing.
@@ -92,7 +129,7 @@ class Store:
         """
         c = prepared.campaign
         k = self.keys
-        stream = k.queue(c.provider)
+        stream = k.queue(c.provider, c.lane)
         await ensure_group(self.redis, stream)
         idem = k.idempotency(c.idempotency_key) if c.idempotency_key else None
         cid = new_campaign_id()
@@ -144,6 +181,8 @@ class Store:
                 "final": invalid_n,
                 "entries": len(c.recipients),
                 "state": CampaignState.QUEUED.value,
+                "lane": c.lane,
+                "start_at": p.start_ms or 0,
                 "reason": "",
                 "created_at": created,
             },
@@ -163,9 +202,16 @@ class Store:
             for start in range(0, invalid_n, _BATCH):
                 batch_s = p.invalid[start : start + _BATCH]
                 pipe.hset(k.state(cid), mapping={str(r.index): 3 for r in batch_s})
-        stream = k.queue(c.provider)
-        for n in range(len(p.chunks)):
-            pipe.xadd(stream, {"c": cid, "n": n, "a": 0})
+        stream = k.queue(c.provider, c.lane)
+        if p.start_ms is not None and p.start_ms > created:
+            # Scheduled: the chunks wait in the delayed set until their start time.
+            delayed = k.delayed(c.provider, c.lane)
+            for start in range(0, len(p.chunks), _BATCH):
+                members = range(start, min(start + _BATCH, len(p.chunks)))
+                pipe.zadd(delayed, {f"{cid}|{n}|0": p.start_ms for n in members})
+        else:
+            for n in range(len(p.chunks)):
+                pipe.xadd(stream, {"c": cid, "n": n, "a": 0})
         pipe.zadd(k.campaigns, {cid: created})
         if not p.chunks:
             pipe.xadd(k.events, {"c": cid, "e": "done"}, maxlen=EVENTS_MAXLEN, approximate=True)
@@ -202,8 +248,11 @@ class Store:
         state = m["state"]
         if sum(finals.values()) >= total:
             state = CampaignState.DONE.value
-        elif state != CampaignState.PAUSED and sum(counts.values()) >= total:
-            state = CampaignState.SENT.value
+        elif state not in (CampaignState.PAUSED, CampaignState.CANCELLED):
+            if sum(counts.values()) >= total:
+                state = CampaignState.SENT.value
+            elif int(m.get("start_at") or 0) > now_ms():
+                state = CampaignState.SCHEDULED.value
         return CampaignStatus(
             id=cid,
             provider=m["provider"],
@@ -269,8 +318,33 @@ class Store:
         if not meta:
             raise KeyError(cid)
         k = self.keys
-        keys = [k.meta(cid), k.held(cid), k.queue(meta["provider"]), k.events]
+        lane = meta.get("lane") or DEFAULT_LANE
+        keys = [k.meta(cid), k.held(cid), k.queue(meta["provider"], lane), k.events]
         return int(await self._resume(keys=keys, args=[cid]))
+
+    async def pause(self, cid: str, reason: str = "paused by operator") -> bool:
+        """Stop sending (chunks in flight finish); False if already paused or cancelled."""
+        if not await self.redis.exists(self.keys.meta(cid)):
+            raise KeyError(cid)
+        return bool(
+            await self._pause(keys=[self.keys.meta(cid), self.keys.events], args=[cid, reason])
+        )
+
+    async def cancel(self, cid: str) -> int:
+        """Send nothing more; unsent recipients become ``cancelled``. -1 if already so."""
+        meta = await self.meta(cid)
+        if not meta:
+            raise KeyError(cid)
+        k = self.keys
+        lane = meta.get("lane") or DEFAULT_LANE
+        keys = [
+            k.meta(cid),
+            k.held(cid),
+            k.queue(meta["provider"], lane),
+            k.events,
+            k.delayed(meta["provider"], lane),
+        ]
+        return int(await self._cancel(keys=keys, args=[cid]))
 
     async def wait(self, cid: str, seconds: float, *, final: bool = False) -> CampaignStatus | None:
         """Block until every recipient has a send result (with ``final``, a final status),

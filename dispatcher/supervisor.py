@@ -1,8 +1,9 @@
 """``python -m dispatcher worker``: one worker process, or several under a supervisor.
 
-With ``--processes N`` the supervisor starts N copies of itself with ``--processes 1``, each
-taking 1/N of every account's rate, forwards SIGTERM/SIGINT to them, and exits 0 only if they
-all did. The embedded Redis, when used, belongs to the supervisor and outlives the children.
+With ``--processes N`` the supervisor starts N copies of itself with ``--processes 1``
+(the account rates are shared through Redis), forwards SIGTERM/SIGINT to them, and exits 0
+only if they all did. The embedded Redis, when used, belongs to the supervisor and outlives
+the children.
 """
 
 from __future__ import annotations
@@ -22,11 +23,9 @@ from dispatcher.worker import Worker
 log = logging.getLogger("dispatcher.worker")
 
 
-async def _one(
-    url: str, settings: Settings, providers: list[str] | None, share: int, poll: bool
-) -> None:
+async def _one(url: str, settings: Settings, providers: list[str] | None, poll: bool) -> None:
     redis = connect(url)
-    worker = Worker(redis, settings, providers=providers, rate_share=share, poll=poll)
+    worker = Worker(redis, settings, providers=providers, poll=poll)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
@@ -40,11 +39,9 @@ async def _one(
     log.info("worker %s stopped after %d chunk(s)", worker.queue.consumer, worker.chunks_done)
 
 
-def run_single(
-    settings: Settings, providers: list[str] | None, share: int, poll: bool = True
-) -> int:
+def run_single(settings: Settings, providers: list[str] | None, poll: bool = True) -> int:
     with redis_url() as url:
-        run(_one(url, settings, providers, share, poll))
+        run(_one(url, settings, providers, poll))
     return 0
 
 
@@ -65,8 +62,6 @@ def run_many(argv: list[str], processes: int) -> int:
                     *argv,
                     "--processes",
                     "1",
-                    "--rate-share",
-                    str(processes),
                 ],
                 env=env,
             )

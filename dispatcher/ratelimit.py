@@ -1,0 +1,171 @@
+"""Rate limits that hold across every worker process and host, and per-key throttles.
+
+**Account rate (GCRA).** One Lua script keeps a provider account's *theoretical arrival
+time* in Redis and hands out send slots: with emission interval T = 1 / rate and burst B,
+slot k is at ``max(now, TAT - (B-1)·T)`` and TAT moves on by T. A process asks for several
+slots in one round trip (those due within ``HORIZON_MS``) and keeps them locally, so the
+schedule, not the number of processes, decides when requests leave. Dispatcher stays
+``headroom`` (10 %) below the configured rate so that network jitter never makes the
+provider count more than its limit in any one-second window. Inside a process aiolimiter
+smooths bursts to the same rate.
+
+**Priority.** Requests of the ``otp`` lane are served first for the account's concurrency
+slots; rate slots are reserved at most ``HORIZON_MS`` ahead, so an OTP does not queue behind
+a bulk campaign for longer than that.
+
+**Per-key throttle.** ``SET key NX PX spacing``: a recipient whose number was called less
+than ``spacing`` ago is delayed (by what is left of it), never refused — the seeds' "one voice
+call per number per 30 seconds".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+
+from aiolimiter import AsyncLimiter
+from redis.asyncio import Redis
+
+HORIZON_MS = 250.0  # reserve slots due at most this far ahead
+MAX_BATCH = 256
+MIN_SLEEP_S = 0.0005  # a slot due sooner than this is taken at once
+
+_GCRA = """
+-- KEYS[1]: the account's TAT (ms). ARGV: interval ms, burst, wanted, horizon ms
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local tau = (burst - 1) * interval
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local delays = {}
+for i = 1, tonumber(ARGV[3]) do
+  local at = math.max(now, tat - tau)
+  if at - now > tonumber(ARGV[4]) and i > 1 then break end
+  tat = math.max(tat, at) + interval
+  delays[#delays + 1] = tostring(at - now)
+end
+redis.call('SET', KEYS[1], tostring(tat), 'PX', math.ceil(tat - now + 60000))
+return delays
+"""
+
+_THROTTLE = """
+-- KEYS[1]: the throttle key. ARGV: spacing ms. 0 if taken now, else ms left.
+if redis.call('SET', KEYS[1], 1, 'NX', 'PX', ARGV[1]) then return 0 end
+local left = redis.call('PTTL', KEYS[1])
+if left < 0 then left = tonumber(ARGV[1]) end
+return left
+"""
+
+
+class _Waiters:
+    """Futures served high priority first, then in arrival order."""
+
+    def __init__(self) -> None:
+        self.high: collections.deque[asyncio.Future[None]] = collections.deque()
+        self.normal: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def add(self, high: bool) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        (self.high if high else self.normal).append(future)
+        return future
+
+    def wake_one(self) -> bool:
+        for queue in (self.high, self.normal):
+            while queue:
+                future = queue.popleft()
+                if not future.done():
+                    future.set_result(None)
+                    return True
+        return False
+
+
+class GlobalRate:
+    """An account's send slots, shared through Redis by every process."""
+
+    def __init__(
+        self, redis: Redis, key: str, rate: float, burst: int = 1, headroom: float = 0.1
+    ) -> None:
+        self.redis = redis
+        self.key = key
+        self.rate = rate * (1.0 - headroom)
+        self.interval_ms = 1000.0 / self.rate
+        self.burst = max(1, burst)
+        self._script = redis.register_script(_GCRA)
+        self._slots: collections.deque[float] = collections.deque()  # loop times
+        self._fetching: asyncio.Future[None] | None = None
+
+    async def _fetch(self) -> None:
+        want = max(1, min(MAX_BATCH, int(self.rate * HORIZON_MS / 1000)))
+        loop = asyncio.get_running_loop()
+        delays = await self._script(
+            keys=[self.key], args=[self.interval_ms, self.burst, want, HORIZON_MS]
+        )
+        now = loop.time()
+        self._slots.extend(now + float(d) / 1000 for d in delays)
+
+    async def take(self) -> None:
+        """Wait for this request's slot: one Redis round trip per batch of slots."""
+        while not self._slots:
+            if self._fetching is None:
+                self._fetching = asyncio.get_running_loop().create_future()
+                try:
+                    await self._fetch()
+                finally:
+                    done, self._fetching = self._fetching, None
+                    done.set_result(None)
+            else:
+                await asyncio.shield(self._fetching)
+        due = self._slots.popleft()
+        delay = due - asyncio.get_running_loop().time()
+        if delay > MIN_SLEEP_S:
+            await asyncio.sleep(delay)
+
+
+class Gate:
+    """A semaphore whose waiters are served high priority first."""
+
+    def __init__(self, slots: int) -> None:
+        self.free = slots
+        self._waiters = _Waiters()
+
+    async def enter(self, high: bool = False) -> None:
+        while self.free <= 0:
+            await self._waiters.add(high)
+        self.free -= 1
+
+    def leave(self) -> None:
+        self.free += 1
+        self._waiters.wake_one()
+
+
+class AccountGate:
+    """Everything a request to one account waits for in this process, in priority order:
+    a concurrency slot, its global rate slot, then local smoothing."""
+
+    def __init__(self, concurrency: int, local: AsyncLimiter, rate: GlobalRate) -> None:
+        self.slots = Gate(concurrency)
+        self.local = local
+        self.rate = rate
+
+    async def enter(self, high: bool = False) -> None:
+        await self.slots.enter(high)
+        try:
+            await self.rate.take()
+            await self.local.acquire()
+        except BaseException:
+            self.slots.leave()
+            raise
+
+    def leave(self) -> None:
+        self.slots.leave()
+
+
+class Throttle:
+    """One event per key per spacing (e.g. one call per number per 30 s), across processes."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._script = redis.register_script(_THROTTLE)
+
+    async def try_take(self, key: str, spacing_ms: int) -> int:
+        """0 if the key was free (and is now taken); otherwise the ms until it frees."""
+        return int(await self._script(keys=[key], args=[spacing_ms]))
