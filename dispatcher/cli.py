@@ -69,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     pa.add_argument("campaign_id")
     ca = sub.add_parser("cancel", help="send nothing more; the rest becomes cancelled")
     ca.add_argument("campaign_id")
+    rt = sub.add_parser("retry", help="send again what failed after every attempt")
+    rt.add_argument("campaign_id")
 
     h = sub.add_parser("webhooks", help="receive delivery reports and inbound messages")
     h.add_argument("--host", help="address to bind (default: webhooks.host)")
@@ -299,6 +301,13 @@ async def _client_command(args: argparse.Namespace, settings: Settings, url: str
             moved = await client.cancel(args.campaign_id)
             print("cancelled" if moved >= 0 else "already cancelled")
             return 0 if moved >= 0 else 1
+        if args.command == "retry":
+            dead = await client.dead(args.campaign_id)
+            n = await client.retry(args.campaign_id)
+            print(f"{n} recipient(s) queued again")
+            for reason in sorted(set(dead.values()))[:10]:
+                print(f"  had failed with: {reason}", file=sys.stderr)
+            return 0
         if args.command == "resume":
             n = await client.resume(args.campaign_id)
             if n < 0:

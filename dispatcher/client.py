@@ -126,6 +126,17 @@ class Client:
         except KeyError:
             raise CampaignNotFound(campaign_id) from None
 
+    async def dead(self, campaign_id: str) -> dict[int, str]:
+        """Recipients that failed after every attempt (index → reason)."""
+        return await self.store.dead(campaign_id)
+
+    async def retry(self, campaign_id: str) -> int:
+        """Send the dead-lettered recipients again; how many were queued."""
+        try:
+            return await self.store.retry(campaign_id)
+        except KeyError:
+            raise CampaignNotFound(campaign_id) from None
+
     async def resume(self, campaign_id: str) -> int:
         """Re-queue a paused campaign's held chunks; the number re-queued, -1 if not paused."""
         try:

@@ -26,6 +26,8 @@ key                        type    holds
 ``{cid}:state``            hash    recipient index → rank (1 accepted, 2 on its way, 3 final):
                                    a report is applied only if it moves the rank up
 ``{cid}:finals``           hash    final status → number of recipients with it
+``{cid}:dead``             hash    recipient index → ``chunk<TAB>reason``: failed after every
+                                   attempt; ``retry`` sends them again
 ``msgidx:<provider>``      hash    provider message id → ``cid.index``, for reports that name
                                    only the message (list APIs, Smsclouds)
 ``open:<provider>:<acct>`` zset    campaigns with messages a list API may still update
@@ -103,6 +105,9 @@ class Keys:
 
     def state(self, cid: str) -> str:
         return f"{self.prefix}{{{cid}}}:state"
+
+    def dead(self, cid: str) -> str:
+        return f"{self.prefix}{{{cid}}}:dead"
 
     def finals(self, cid: str) -> str:
         return f"{self.prefix}{{{cid}}}:finals"

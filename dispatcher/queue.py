@@ -66,6 +66,7 @@ class ChunkData:
 #: delay = ack and queue the rest again after the delay (provider busy).
 #: For polling later: ARGV[10] ``message id<TAB>index`` lines for the message index,
 #: ARGV[11] "1" to list the campaign as open, ARGV[12] ``batch|cid|chunk`` lines.
+#: ARGV[13] ``index<TAB>reason`` lines for the dead-letter list (KEYS[13]).
 _RECORD = r"""
 local stream, results, counts, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local events, held, delayed = KEYS[5], KEYS[6], KEYS[7]
@@ -109,6 +110,10 @@ if ARGV[11] == '1' then
 end
 for member in string.gmatch(ARGV[12], '([^\n]+)') do
   redis.call('ZADD', batches, 'NX', now, member)
+end
+-- the dead-letter list: recipients whose transient failures outlasted every attempt
+for index, reason in string.gmatch(ARGV[13], '([^\t\n]+)\t([^\n]*)') do
+  redis.call('HSET', KEYS[13], index, chunk .. '\t' .. reason)
 end
 if mode ~= 'keep' then
   redis.call('XACK', stream, group, id)
@@ -294,6 +299,7 @@ class Queue:
         reason: str = "",
         delay_s: float = 0.0,
         track: Track | None = None,
+        dead: Sequence[Result] = (),
     ) -> int:
         """Write ``results`` and settle the entry per ``mode``, atomically. Returns new results.
 
@@ -332,6 +338,7 @@ class Queue:
             mids,
             "1" if track and track.list_open and accepted else "",
             batches,
+            "\n".join(f"{r.index}\t{r.error_code or ''}: {r.error or ''}" for r in dead),
         ]
         keys = [
             lease.stream,
@@ -346,6 +353,7 @@ class Queue:
             k.message_index(provider),
             k.open(provider, account),
             k.batches(provider, account),
+            k.dead(cid),
         ]
         return int(await self._record(keys=keys, args=args))
 

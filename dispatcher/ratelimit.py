@@ -130,7 +130,13 @@ class Gate:
 
     async def enter(self, high: bool = False) -> None:
         while self.free <= 0:
-            await self._waiters.add(high)
+            future = self._waiters.add(high)
+            try:
+                await future
+            except asyncio.CancelledError:
+                if future.done() and not future.cancelled():
+                    self._waiters.wake_one()  # woken, then cancelled: pass the turn on
+                raise
         self.free -= 1
 
     def leave(self) -> None:

@@ -233,6 +233,14 @@ class Sender:
         return results
 
     @staticmethod
+    def exhausted(run: ChunkRun, results: list[Result]) -> list[Result]:
+        """The results that failed only because transient errors outlasted every attempt:
+        the dead-letter list, for ``retry``."""
+        positions = {run.recipients[p].index for p, o in run.outcomes.items()
+                     if o.verdict is Verdict.RETRY}  # fmt: skip
+        return [r for r in results if r.index in positions]
+
+    @staticmethod
     def settlement(run: ChunkRun) -> Settlement:
         complete = len(run.outcomes) == len(run.recipients)
         ps = run.account.provider

@@ -113,6 +113,35 @@ return moved
 """
 
 
+_RETRY = """
+-- KEYS: meta, results, counts, finals, state, dead, stream, events; ARGV: cid
+-- Forget the failed result of every dead-lettered recipient and queue its chunk again as a
+-- re-delivery (a=1), so the worker sends only the recipients that have no result.
+local entries = redis.call('HGETALL', KEYS[6])
+local chunks, n = {}, 0
+for i = 1, #entries, 2 do
+  local index, chunk = entries[i], string.match(entries[i + 1], '^([^\t]*)')
+  if redis.call('HDEL', KEYS[2], index) == 1 then
+    redis.call('HINCRBY', KEYS[3], 'failed', -1)
+    redis.call('HINCRBY', KEYS[1], 'recorded', -1)
+    if redis.call('HGET', KEYS[5], index) == '3' then
+      redis.call('HINCRBY', KEYS[4], 'failed', -1)
+      redis.call('HINCRBY', KEYS[1], 'final', -1)
+    end
+    redis.call('HDEL', KEYS[5], index)
+    n = n + 1
+  end
+  chunks[chunk] = true
+end
+redis.call('DEL', KEYS[6])
+for chunk, _ in pairs(chunks) do
+  redis.call('XADD', KEYS[7], '*', 'c', ARGV[1], 'n', chunk, 'a', '1')
+end
+redis.call('XADD', KEYS[8], 'MAXLEN', '~', 100000, '*', 'c', ARGV[1], 'e', 'retry')
+return n
+"""
+
+
 class Store:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
@@ -120,6 +149,7 @@ class Store:
         self._resume = redis.register_script(_RESUME)
         self._pause = redis.register_script(_PAUSE)
         self._cancel = redis.register_script(_CANCEL)
+        self._retry = redis.register_script(_RETRY)
 
     async def enqueue(self, prepared: Prepared, idempotency_ttl: int) -> Enqueued:
         """Write the whole campaign and its work in one MULTI/EXEC, or nothing.
@@ -345,6 +375,30 @@ class Store:
             k.delayed(meta["provider"], lane),
         ]
         return int(await self._cancel(keys=keys, args=[cid]))
+
+    async def dead(self, cid: str) -> dict[int, str]:
+        """The dead-letter list: recipient index → why it failed."""
+        raw = await self.redis.hgetall(self.keys.dead(cid))
+        return {int(as_str(k)): as_str(v).partition("\t")[2] for k, v in raw.items()}
+
+    async def retry(self, cid: str) -> int:
+        """Send the dead-lettered recipients again; how many."""
+        meta = await self.meta(cid)
+        if not meta:
+            raise KeyError(cid)
+        k = self.keys
+        lane = meta.get("lane") or DEFAULT_LANE
+        keys = [
+            k.meta(cid),
+            k.results(cid),
+            k.counts(cid),
+            k.finals(cid),
+            k.state(cid),
+            k.dead(cid),
+            k.queue(meta["provider"], lane),
+            k.events,
+        ]
+        return int(await self._retry(keys=keys, args=[cid]))
 
     async def wait(self, cid: str, seconds: float, *, final: bool = False) -> CampaignStatus | None:
         """Block until every recipient has a send result (with ``final``, a final status),

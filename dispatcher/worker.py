@@ -292,10 +292,12 @@ class Worker:
     async def _settle(self, run: ChunkRun) -> None:
         acct = run.account
         how = self.sender.settlement(run)
+        results = self.sender.results(run)
         await self._record(
             run.lease,
-            self.sender.results(run),
+            results,
             how.mode,
+            dead=self.sender.exhausted(run, results),
             reason=how.reason,
             delay_s=how.delay_s,
             track=Track(

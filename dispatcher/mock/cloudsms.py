@@ -21,7 +21,7 @@ import orjson
 from aiohttp import web
 
 from dispatcher.mock.onemobile import json_response
-from dispatcher.mock.reports import decide, final_at_ms, now_ms
+from dispatcher.mock.reports import decide, final_at_ms, gatekeeper, now_ms
 from dispatcher.mock.segments import segments
 from dispatcher.mock.state import MockState
 
@@ -101,6 +101,11 @@ class CloudSms:
         if not isinstance(packet, dict):
             return self.answer(0, 0x10000003)
         serial = packet.get("SERIAL")
+        gated = await gatekeeper(
+            self.state, self.recorder, self.name, request, lambda: self.answer(serial, 0x03)
+        )
+        if gated is not None:
+            return gated
         code = self.check_packet(packet)
         if code is not None:
             return self.answer(serial, code)

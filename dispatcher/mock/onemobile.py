@@ -14,7 +14,7 @@ import orjson
 import phonenumbers
 from aiohttp import web
 
-from dispatcher.mock.reports import decide, final_at_ms, now_ms, post_json
+from dispatcher.mock.reports import decide, final_at_ms, gatekeeper, now_ms, post_json
 from dispatcher.mock.segments import segments
 from dispatcher.mock.state import MockState
 
@@ -73,9 +73,16 @@ class OneMobileMock:
     def text_of(self, body: dict[str, Any]) -> str:
         return str(body["text"])
 
+    def busy(self) -> web.Response:
+        """The provider's "try again" answer (Cloud Aten: UNKNOWN_ERROR)."""
+        return json_response({"code": -100, "msg": "UNKNOWN_ERROR"})
+
     async def send_message(self, request: web.Request) -> web.Response:
         self.recorder.stats.requests += 1
         await self.state.delay()
+        gated = await gatekeeper(self.state, self.recorder, self.name, request, self.busy)
+        if gated is not None:
+            return gated
         refused = self.unauthorised(request)
         if refused is not None:
             return refused

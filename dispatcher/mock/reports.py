@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
 from dispatcher.mock.state import MockState
 from dispatcher.mock.stats import Recorder
@@ -134,3 +135,30 @@ def now_ms() -> int:
 def current(message: dict[str, Any], at_ms: int) -> bool:
     """Has the message reached its final status by ``at_ms``?"""
     return at_ms >= int(message["final_at"])
+
+
+async def gatekeeper(
+    state: MockState,
+    recorder: Recorder,
+    provider: str,
+    request: web.Request,
+    busy: Callable[[], web.Response],
+) -> web.Response | None:
+    """What stands before a provider's send endpoint: its rate limit and injected faults.
+    Returns a response to give instead of the real one, or None to go on."""
+    if state.over_rate(provider):
+        return web.json_response({"error": "Too Many Requests"}, status=429)
+    kind = state.fault()
+    if kind is None:
+        return None
+    recorder.stats.faults += 1
+    if kind == "5xx":
+        return web.json_response({"error": "Service Unavailable"}, status=503)
+    if kind == "timeout":
+        await asyncio.sleep(state.settings.fault_timeout_s)
+        return web.json_response({"error": "late"}, status=504)
+    if kind == "drop":
+        if request.transport is not None:
+            request.transport.close()  # the client sees the connection go, with no answer
+        return web.Response(status=500)
+    return busy()

@@ -19,7 +19,7 @@ import orjson
 from aiohttp import web
 
 from dispatcher.mock.onemobile import json_response
-from dispatcher.mock.reports import decide, final_at_ms, now_ms
+from dispatcher.mock.reports import decide, final_at_ms, gatekeeper, now_ms
 from dispatcher.mock.segments import GSM_BASIC, GSM_EXTENDED
 from dispatcher.mock.state import MockState
 
@@ -149,6 +149,15 @@ class Smsclouds:
         refused = await self._enter(request)
         if refused is not None:
             return refused
+        gated = await gatekeeper(
+            self.state,
+            self.recorder,
+            self.name,
+            request,
+            lambda: error(500, "We had a problem with our server. Try again later."),
+        )
+        if gated is not None:
+            return gated
         try:
             body = orjson.loads(await request.read())
         except orjson.JSONDecodeError:

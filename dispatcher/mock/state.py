@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import random
+import time
 from dataclasses import dataclass, field, fields
+from random import Random
 from typing import Any
 
 from dispatcher.mock.stats import Recorder
@@ -45,6 +48,15 @@ class MockSettings:
     smsclouds_mo_url: str | None = None
     smsclouds_keyword_url: str | None = None
     list_interval_s: float = 60.0  # list APIs: one call a minute per key (the seeds' limit)
+    #: Send requests a provider takes per second (0: no limit). Requests above it, counted
+    #: over sliding one-second windows, are refused with HTTP 429 and counted as over_rate.
+    rate_limits: tuple[tuple[str, float], ...] = ()
+    #: Injected faults: the share of send requests that fail, by kind, before the provider
+    #: looks at them (so a retry never duplicates): "5xx" (HTTP 503), "timeout" (no answer
+    #: for fault_timeout_s), "drop" (connection closed), "busy" (the provider's busy answer).
+    faults: tuple[tuple[str, float], ...] = ()
+    fault_timeout_s: float = 5.0
+    fault_seed: int = 7
 
     #: What POST /_mock/settings may change (keys and addresses stay as started).
     RUNTIME = (
@@ -63,6 +75,9 @@ class MockSettings:
         "smsclouds_mo_url",
         "smsclouds_keyword_url",
         "list_interval_s",
+        "rate_limits",
+        "faults",
+        "fault_timeout_s",
     )
 
     def public(self) -> dict[str, object]:
@@ -79,10 +94,39 @@ class MockState:
     pusher: Any = None  # reports.Pusher, set by the app
     limiter: Any = None  # reports.ListLimiter, set by the app
 
+    windows: dict[str, collections.deque[float]] = field(default_factory=dict)
+    random: Random = field(default_factory=Random)
+
     def __post_init__(self) -> None:
         self.balance = self.settings.balance
+        self.random.seed(self.settings.fault_seed)
         for name in PROVIDERS:
             self.recorders.setdefault(name, Recorder())
+            self.windows.setdefault(name, collections.deque())
+
+    def over_rate(self, provider: str) -> bool:
+        """Is this send request one too many in the last second? (Counted, then refused.)"""
+        limit = dict(self.settings.rate_limits).get(provider, 0)
+        if not limit:
+            return False
+        now = time.monotonic()
+        window = self.windows[provider]
+        while window and now - window[0] >= 1.0:
+            window.popleft()
+        if len(window) >= limit:
+            self.recorders[provider].stats.over_rate += 1
+            return True
+        window.append(now)
+        return False
+
+    def fault(self) -> str | None:
+        """The fault to inject into this request, if any."""
+        point = self.random.random()
+        for kind, share in self.settings.faults:
+            if point < share:
+                return kind
+            point -= share
+        return None
 
     def recorder(self, provider: str) -> Recorder:
         return self.recorders[provider]

@@ -21,6 +21,8 @@ class ProviderStats:
     list_calls: int = 0  # list calls answered
     list_refused: int = 0  # list calls refused for coming sooner than allowed
     bad_answers: int = 0  # CloudSMS report pushes answered without a proper ANSWER packet
+    over_rate: int = 0  # send requests above the provider's rate, refused with 429
+    faults: int = 0  # send requests failed on purpose
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)

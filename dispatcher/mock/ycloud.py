@@ -27,6 +27,10 @@ class YCloud(OneMobileMock):
     time_field = "push_timestamp"
     page_param = "page"
 
+    def busy(self) -> web.Response:
+        """YCloud's code table has no "busy": it answers 503."""
+        return web.json_response({"error": "Service Unavailable"}, status=503)
+
     def key_of(self, request: web.Request) -> str:
         return request.headers.get("Authorization", "")
 
