@@ -85,7 +85,7 @@ async def test_pause_resume_and_cancel(redis: Redis, prefix: str, mock: str) -> 
     assert st.state == "paused" and st.reason == "paused by operator"
     sent_while_paused = (await stats(mock))["accepted"]
     assert 0 < sent_while_paused < 200 and st.recorded == sent_while_paused
-    assert await client.resume(cid) > 0
+    assert await client.resume(cid) >= 0  # held chunks re-queued (others never left the queue)
     async with Running(redis, settings):
         await first_chunk(redis, prefix, cid)
         assert await client.cancel(cid) >= 0
