@@ -103,6 +103,8 @@ def _check_fields(campaign: Campaign, settings: Settings) -> None:
         raise CampaignError("idempotency_key", "must not be blank")
     if campaign.lane not in LANES:
         raise CampaignError("lane", f"must be one of {', '.join(LANES)}")
+    if campaign.on_unknown not in ("resend", "hold"):
+        raise CampaignError("on_unknown", "must be resend or hold")
 
 
 def start_ms(value: str | float | None) -> int | None:

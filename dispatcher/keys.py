@@ -28,6 +28,8 @@ key                        type    holds
 ``{cid}:finals``           hash    final status → number of recipients with it
 ``{cid}:dead``             hash    recipient index → ``chunk<TAB>reason``: failed after every
                                    attempt; ``retry`` sends them again
+``{cid}:sending``          hash    chunk → ms when an attempt started sending; cleared when it
+                                   settles, so one found at takeover means an unknown fate
 ``msgidx:<provider>``      hash    provider message id → ``cid.index``, for reports that name
                                    only the message (list APIs, Smsclouds)
 ``open:<provider>:<acct>`` zset    campaigns with messages a list API may still update
@@ -105,6 +107,9 @@ class Keys:
 
     def state(self, cid: str) -> str:
         return f"{self.prefix}{{{cid}}}:state"
+
+    def sending(self, cid: str) -> str:
+        return f"{self.prefix}{{{cid}}}:sending"
 
     def dead(self, cid: str) -> str:
         return f"{self.prefix}{{{cid}}}:dead"

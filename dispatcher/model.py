@@ -91,6 +91,10 @@ class Campaign:
     options: dict[str, Any] = field(default_factory=dict)  # provider-specific, e.g. route
     lane: str = "transactional"  # otp, transactional or bulk: urgent lanes are read first
     start_at: str | float | None = None  # ISO 8601 time or Unix seconds: send from then on
+    #: When a worker died while sending a chunk and the provider cannot say what it got
+    #: (CloudSMS, Smsclouds): "resend" (a recipient may get it twice) or "hold" (pause the
+    #: campaign for review; resume resends). Cloud Aten and YCloud are asked instead.
+    on_unknown: str = "resend"
 
     @classmethod
     def from_dict(cls, data: Any) -> Campaign:
@@ -109,6 +113,7 @@ class Campaign:
             "options",
             "lane",
             "start_at",
+            "on_unknown",
         }
         unknown = sorted(set(data) - known)
         if unknown:
@@ -145,6 +150,7 @@ class Campaign:
             default_region=data.get("default_region"),
             options=options,
             lane=data.get("lane") or "transactional",
+            on_unknown=data.get("on_unknown") or "resend",
             start_at=start_at,
         )
 

@@ -207,3 +207,49 @@ class Poller:
             await self.redis.zadd(key, {member: now_ms()}, xx=True)  # to the back of the line
         log.info("%s/%s campaign %s: %s", provider, account, batch, tally)
         return True
+
+
+class Reconciler:
+    """After a worker died mid-chunk: ask the list API which of the chunk's messages the
+    provider already has, so that only the others are sent again.
+
+    The list call takes the account's poll lock like any other (once a minute per account),
+    so a taken-over chunk may wait up to ``poll_interval_seconds``: rare, and cheaper than
+    texting someone twice.
+    """
+
+    def __init__(self, poller: Poller) -> None:
+        self.poller = poller
+
+    async def _wait_for_lock(self, provider: str, account: str) -> None:
+        p = self.poller
+        while not await p._lock(provider, account):
+            left = await p.redis.pttl(p.keys.poll_lock(provider, account))
+            await asyncio.sleep(max(0.05, left / 1000 if left and left > 0 else 0.05))
+
+    async def already_sent(
+        self, provider: str, account: str, since_ms: int, expected: dict[str, str]
+    ) -> dict[str, str]:
+        """number → message id, for the numbers in ``expected`` (number → text) that the
+        provider lists with that text since ``since_ms``."""
+        codec = CODECS[provider]
+        assert isinstance(codec, OneMobileCodec)
+        found: dict[str, str] = {}
+        until = now_ms()
+        page = 1
+        while True:
+            await self._wait_for_lock(provider, account)
+            path = (
+                f"{codec.list_path}?{codec.page_param}={page}&page_size={codec.list_page_size}"
+                f"&from={since_ms - WINDOW_MARGIN_MS}&until={until}"
+            )
+            body = await self.poller._get(provider, account, path)
+            data = orjson.loads(body)
+            records = data.get("data") or [] if isinstance(data, dict) else []
+            for record in records:
+                number, text = record.get("mobile"), str(record.get("text", ""))
+                if number in expected and expected[number] in text and record.get("sid"):
+                    found[number] = str(record["sid"])
+            if len(records) < codec.list_page_size:
+                return found
+            page += 1

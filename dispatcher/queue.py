@@ -12,6 +12,7 @@ new: a chunk recorded twice (a slow worker and its successor) never counts a rec
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +56,9 @@ class Track:
 class ChunkData:
     meta: dict[str, str]
     recipients: list[ChunkRecipient]
+    #: When an earlier attempt started sending this chunk and never settled it (its
+    #: worker died): what it sent is unknown. None if no attempt was cut short.
+    sending_since: int | None = None
 
 
 #: ARGV: group, entry id, cid, chunk, mode, attempt, reason, delay ms, rows. ``rows`` is one
@@ -118,6 +122,7 @@ end
 if mode ~= 'keep' then
   redis.call('XACK', stream, group, id)
   redis.call('XDEL', stream, id)
+  redis.call('HDEL', KEYS[14], chunk)  -- this attempt ended cleanly: no fate is unknown
 end
 if mode == 'requeue' then
   redis.call('XADD', stream, '*', 'c', cid, 'n', chunk, 'a', tonumber(attempt) + 1)
@@ -279,7 +284,8 @@ class Queue:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(k.meta(cid))
             pipe.hget(k.chunks(cid), str(lease.chunk))
-            raw_meta, blob = await pipe.execute()
+            pipe.hget(k.sending(cid), str(lease.chunk))
+            raw_meta, blob, since = await pipe.execute()
         if not raw_meta or blob is None:
             return None
         meta = {as_str(a): as_str(b) for a, b in raw_meta.items()}
@@ -288,7 +294,13 @@ class Queue:
         if lease.redelivered and recipients:
             have = await self.redis.hmget(k.results(cid), [str(r.index) for r in recipients])
             recipients = [r for r, row in zip(recipients, have, strict=True) if row is None]
-        return ChunkData(meta, recipients)
+        return ChunkData(meta, recipients, int(since) if since else None)
+
+    async def mark_sending(self, lease: Lease) -> None:
+        """Note that this chunk's requests are about to leave (cleared when it settles)."""
+        await self.redis.hset(
+            self.keys.sending(lease.campaign_id), str(lease.chunk), str(int(time.time() * 1000))
+        )
 
     async def record(
         self,
@@ -354,6 +366,7 @@ class Queue:
             k.open(provider, account),
             k.batches(provider, account),
             k.dead(cid),
+            k.sending(cid),
         ]
         return int(await self._record(keys=keys, args=args))
 

@@ -49,12 +49,13 @@ async def ensure_group(redis: Redis, stream: str) -> None:
             raise
 
 
+# Chunks go back with a=1: a re-delivery, so only recipients without a result are sent.
 _RESUME = """
 -- KEYS: meta, held, stream, events; ARGV: cid
 if redis.call('HGET', KEYS[1], 'state') ~= 'paused' then return -1 end
 local chunks = redis.call('SMEMBERS', KEYS[2])
 for _, n in ipairs(chunks) do
-  redis.call('XADD', KEYS[3], '*', 'c', ARGV[1], 'n', n, 'a', '0')
+  redis.call('XADD', KEYS[3], '*', 'c', ARGV[1], 'n', n, 'a', '1')
 end
 redis.call('DEL', KEYS[2])
 redis.call('HSET', KEYS[1], 'state', 'queued', 'reason', '')
@@ -95,7 +96,7 @@ redis.call('HSET', KEYS[1], 'state', 'cancelled', 'reason', 'cancelled by operat
 -- cancelled, so every recipient still ends with a final status.
 local moved = 0
 for _, n in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  redis.call('XADD', KEYS[3], '*', 'c', ARGV[1], 'n', n, 'a', '0')
+  redis.call('XADD', KEYS[3], '*', 'c', ARGV[1], 'n', n, 'a', '1')
   moved = moved + 1
 end
 redis.call('DEL', KEYS[2])
@@ -104,7 +105,7 @@ for _, m in ipairs(redis.call('ZRANGE', KEYS[5], 0, -1)) do
   if string.sub(m, 1, #prefix) == prefix then
     local n = string.match(m, '^[^|]+|(%d+)|')
     redis.call('ZREM', KEYS[5], m)
-    redis.call('XADD', KEYS[3], '*', 'c', ARGV[1], 'n', n, 'a', '0')
+    redis.call('XADD', KEYS[3], '*', 'c', ARGV[1], 'n', n, 'a', '1')
     moved = moved + 1
   end
 end
@@ -212,6 +213,7 @@ class Store:
                 "entries": len(c.recipients),
                 "state": CampaignState.QUEUED.value,
                 "lane": c.lane,
+                "on_unknown": c.on_unknown,
                 "start_at": p.start_ms or 0,
                 "reason": "",
                 "created_at": created,

@@ -27,9 +27,11 @@ from dispatcher.aio import checkpoint
 from dispatcher.config import ConfigError, Settings
 from dispatcher.keys import LANES, Keys
 from dispatcher.model import CampaignState, Result, Status
-from dispatcher.poller import Poller
-from dispatcher.queue import REDIS_ERRORS, Lease, Queue, Track
-from dispatcher.sender import URGENT_LANE, ChunkRun, Sender
+from dispatcher.poller import Poller, Reconciler
+from dispatcher.providers.base import ChunkRecipient
+from dispatcher.queue import REDIS_ERRORS, ChunkData, Lease, Queue, Track
+from dispatcher.render import render
+from dispatcher.sender import URGENT_LANE, Account, ChunkRun, Sender
 from dispatcher.store import now_ms
 
 log = logging.getLogger("dispatcher.worker")
@@ -63,6 +65,7 @@ class Worker:
         self.queue = Queue(redis, self.keys, consumer or consumer_name(), streams)
         self.sender = Sender(redis, settings)
         self.poller = Poller(redis, settings) if poll else None
+        self.reconciler = Reconciler(self.poller or Poller(redis, settings))
         self._runs: dict[str, ChunkRun] = {}  # entry id → run
         self._tasks: set[asyncio.Task[None]] = set()
         self._urgent: set[asyncio.Task[None]] = set()
@@ -276,9 +279,16 @@ class Worker:
                 await self._record(lease, [], "hold", reason=str(exc))
                 return
             run = ChunkRun(lease, account, data.recipients)
-            self._runs[lease.entry_id] = run
+            self._runs[lease.entry_id] = run  # its lease is kept alive from here on
             try:
-                await self.sender.send_all(run, meta)
+                if data.sending_since is not None and run.recipients:
+                    survivors = await self._unknown_fate(lease, account, meta, data)
+                    if survivors is None:
+                        return  # held for review
+                    run.recipients = survivors
+                if run.recipients and not run.lost:
+                    await self.queue.mark_sending(lease)
+                    await self.sender.send_all(run, meta)
             finally:
                 self._runs.pop(lease.entry_id, None)
             await self._settle(run)
@@ -288,6 +298,42 @@ class Worker:
         except Exception:
             # Left pending on purpose: the lease expires and another attempt takes it.
             log.exception("%s: failed; it will be retried after its lease expires", where)
+
+    async def _unknown_fate(
+        self, lease: Lease, account: Account, meta: dict[str, str], data: ChunkData
+    ) -> list[ChunkRecipient] | None:
+        """An earlier attempt died while sending this chunk. Where the provider's list API can
+        say what it received (Cloud Aten, YCloud), record those as sent and send the rest;
+        otherwise follow the campaign's ``on_unknown``: resend, or hold for review."""
+        where = f"campaign {lease.campaign_id} chunk {lease.chunk}"
+        assert data.sending_since is not None
+        if account.codec.polling == "list":
+            expected = {r.number: render(meta["text"], r.fields) for r in data.recipients}
+            found = await self.reconciler.already_sent(
+                account.provider.name, account.name, data.sending_since, expected
+            )
+            now = now_ms()
+            reconciled = [
+                Result(r.index, r.number, Status.ACCEPTED, found[r.number], sent_at=now,
+                       error="reconciled after its worker stopped")
+                for r in data.recipients
+                if r.number in found
+            ]  # fmt: skip
+            if reconciled:
+                await self._record(lease, reconciled, "keep")
+            log.warning("%s: %d of %d already sent; sending the rest", where,
+                        len(reconciled), len(data.recipients))  # fmt: skip
+            return [r for r in data.recipients if r.number not in found]
+        if meta.get("on_unknown") == "hold":
+            reason = (
+                f"chunk {lease.chunk} was being sent when its worker stopped; what reached "
+                f"{account.provider.name} is unknown. Resume to send it again (some "
+                "recipients may get it twice)."
+            )
+            await self._record(lease, [], "hold", reason=reason)
+            return None
+        log.warning("%s: its worker stopped while sending; sending it again", where)
+        return data.recipients
 
     async def _settle(self, run: ChunkRun) -> None:
         acct = run.account

@@ -201,6 +201,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-key", help="the certificate's private key (PEM)")
     parser.add_argument("--tls-client-ca", help="require client certificates from this CA")
     parser.add_argument("--balance", type=float, default=1e12, help="starting balance")
+    parser.add_argument(
+        "--list-interval", type=float, default=60.0, help="seconds between allowed list calls"
+    )
 
 
 async def _serve(settings: MockSettings) -> None:
@@ -227,6 +230,7 @@ def run(args: argparse.Namespace) -> int:
         latency_ms=args.latency_ms,
         latency_jitter_ms=args.latency_jitter_ms,
         balance=args.balance,
+        list_interval_s=args.list_interval,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,

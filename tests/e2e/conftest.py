@@ -16,6 +16,7 @@ from dispatcher.demo import DEMO_KEY_ENV, start_mock, stop
 from tests.conftest import MOCK_ACCOUNTS, MOCK_KEY, repo_root, run_dispatcher, subprocess_env
 
 SECRET = "e2e-webhook-secret-0123456789"
+LIST_INTERVAL_S = 0.25
 
 
 def toml(value: Any) -> str:
@@ -61,6 +62,9 @@ class System:
                 "chunk_size": 100,
                 "rate_per_second": 100000,
                 "concurrency": 32,
+                # The mock allows a list call every LIST_INTERVAL_S here, not every minute:
+                # takeovers that ask the list API then wait a fraction of a second.
+                "poll_interval_seconds": LIST_INTERVAL_S + 0.1,
                 **providers.get(name, {}),
             }
             lines += [f"[providers.{name}]", *(f"{k} = {toml(v)}" for k, v in values.items())]
@@ -124,7 +128,8 @@ def mock_args() -> list[str]:
 
 @pytest.fixture
 def system(tmp_path: Path, redis_url: str, prefix: str, mock_args: list[str]) -> Iterator[System]:
-    mock, mock_url = start_mock(["--latency-ms", "2", *mock_args], subprocess_env())
+    args = ["--latency-ms", "2", "--list-interval", str(LIST_INTERVAL_S), *mock_args]
+    mock, mock_url = start_mock(args, subprocess_env())
     s = System(tmp_path, redis_url, prefix, mock_url)
     s.write_config()
     try:

@@ -1,0 +1,91 @@
+"""Chaos: a campaign while worker processes are SIGKILLed at random moments, at least ten
+times. Nothing may be lost. Cloud Aten and YCloud let a successor ask the list API what
+the dead worker had sent, so they must show no duplicate at all; for CloudSMS and
+Smsclouds a successor resends (the campaign default), and duplicates must stay within what
+was in flight at the kills — the test prints them.
+
+``DISPATCHER_CHAOS_RECIPIENTS`` sets the campaign size (default 50,000).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from dispatcher.client import Client
+from dispatcher.config import load_settings
+from dispatcher.keys import Keys
+from tests.e2e.conftest import System
+
+N = int(os.environ.get("DISPATCHER_CHAOS_RECIPIENTS", "50000"))
+KILLS = 10
+WORKERS = 2
+CHUNKS_IN_FLIGHT = 4  # the e2e config
+FIRST = {"cloudaten": 447911000000, "ycloud": 447911000000, "cloudsms": 85261000000,
+         "smsclouds": 524498000000}  # fmt: skip
+CHUNK = {"cloudaten": 100, "ycloud": 100, "cloudsms": 1000, "smsclouds": 2000}
+
+
+async def chunk_events(redis: Redis, system: System, cid: str, cursor: Any, count: int) -> Any:
+    """Block on the events stream until ``count`` more chunks of ``cid`` are recorded."""
+    key = Keys(system.prefix).events
+    seen = 0
+    deadline = time.monotonic() + 60
+    while seen < count:
+        assert time.monotonic() < deadline, "the campaign stopped moving"
+        got: Any = await redis.xread({key: cursor}, count=100, block=1000)
+        for _stream, entries in got:
+            for entry_id, fields in entries:
+                cursor = entry_id
+                if fields[b"c"].decode() == cid:
+                    seen += 1
+    return cursor
+
+
+@pytest.mark.parametrize("provider", ["cloudaten", "ycloud", "cloudsms", "smsclouds"])
+async def test_kill_workers_ten_times(
+    system: System, redis: Redis, tmp_path: Path, provider: str
+) -> None:
+    system.write_config(**{provider: {"chunk_size": CHUNK[provider]}})
+    await system.mock_settings(latency_ms=2)
+    numbers = tmp_path / "n.txt"
+    numbers.write_text("".join(f"+{FIRST[provider] + i}\n" for i in range(N)))
+    cid = system.cli(
+        "enqueue", "--provider", provider, "--text", "chaos", "--recipients", str(numbers)
+    ).stdout.strip()
+    rng = random.Random(f"chaos-{provider}")
+    workers: list[subprocess.Popen[Any]] = [system.worker() for _ in range(WORKERS)]
+    cursor: Any = "0-0"
+    kills = 0
+    client = Client(settings=load_settings(system.config), redis=redis)
+    while kills < KILLS and not (await client.status(cid)).sent:
+        cursor = await chunk_events(redis, system, cid, cursor, rng.randint(1, 4))
+        victim = workers.pop(rng.randrange(len(workers)))
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+        kills += 1
+        workers.append(system.worker())
+    st = await client.wait(cid, 600)
+    assert st.sent and st.counts == {"accepted": N}, st.as_dict()
+    results = [r async for r in client.results(cid)]
+    assert [r.index for r in results] == list(range(N))  # none lost, none twice
+    stats = (await system.mock_get("/_mock/stats"))["providers"][provider]
+    repeats = (
+        stats["uids_repeated"] if provider in ("cloudaten", "ycloud") else stats["mobiles_repeated"]
+    )
+    print(f"\nchaos {provider}: {N} recipients, {kills} kills, mock accepted "
+          f"{stats['accepted']}, duplicates {repeats}")  # fmt: skip
+    assert kills >= KILLS or N < 1000
+    assert stats["accepted"] == N + repeats
+    if provider in ("cloudaten", "ycloud"):
+        assert repeats == 0
+    else:
+        assert repeats <= kills * CHUNKS_IN_FLIGHT * CHUNK[provider]
