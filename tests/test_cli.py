@@ -190,3 +190,18 @@ def test_provider_queries_against_the_mock(tmp_path: Path, redis_url: str, prefi
         assert "known: countries, routes, user" in unknown.stderr
     finally:
         stop(mock)
+
+
+def test_pause_resume_cancel_retry_commands(cli: Cli) -> None:
+    path = cli.file("n.txt", "+447901614024\n+447911000001\n")
+    cid = cli("enqueue", "--provider", "cloudaten", "--text", "hi", "--recipients", path)
+    cid_ = cid.stdout.strip()
+    assert (cli("pause", cid_).stdout.strip(), cli("pause", cid_).returncode) == ("paused", 1)
+    status = orjson.loads(cli("status", cid_, "--json").stdout)
+    assert (status["state"], status["reason"]) == ("paused", "paused by operator")
+    assert cli("resume", cid_).stdout.startswith("resumed")
+    assert cli("retry", cid_).stdout.strip() == "0 recipient(s) queued again"
+    assert cli("cancel", cid_).stdout.strip() == "cancelled"
+    assert cli("cancel", cid_).returncode == 1
+    assert orjson.loads(cli("status", cid_, "--json").stdout)["state"] == "cancelled"
+    assert cli("pause", "nope").returncode == 1
