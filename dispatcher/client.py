@@ -11,6 +11,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from dispatcher.config import Settings, load_settings
+from dispatcher.control import Control
 from dispatcher.intake import prepare
 from dispatcher.keys import Keys
 from dispatcher.model import Campaign, CampaignStatus, Enqueued, Result
@@ -51,6 +52,7 @@ class Client:
             self._owns_redis = False
         self.redis = redis
         self.store = Store(redis, Keys(self.settings.prefix))
+        self.control = Control(redis, Keys(self.settings.prefix))
 
     async def __aenter__(self) -> Client:
         return self
@@ -114,7 +116,7 @@ class Client:
         """Send nothing more until resumed (chunks in flight finish). False if it already
         was paused or cancelled."""
         try:
-            return await self.store.pause(campaign_id, reason)
+            return await self.control.pause(campaign_id, reason)
         except KeyError:
             raise CampaignNotFound(campaign_id) from None
 
@@ -122,24 +124,24 @@ class Client:
         """Send nothing more: what was sent stays recorded, the rest becomes ``cancelled``.
         -1 if it already was cancelled."""
         try:
-            return await self.store.cancel(campaign_id)
+            return await self.control.cancel(campaign_id)
         except KeyError:
             raise CampaignNotFound(campaign_id) from None
 
     async def dead(self, campaign_id: str) -> dict[int, str]:
         """Recipients that failed after every attempt (index → reason)."""
-        return await self.store.dead(campaign_id)
+        return await self.control.dead(campaign_id)
 
     async def retry(self, campaign_id: str) -> int:
         """Send the dead-lettered recipients again; how many were queued."""
         try:
-            return await self.store.retry(campaign_id)
+            return await self.control.retry(campaign_id)
         except KeyError:
             raise CampaignNotFound(campaign_id) from None
 
     async def resume(self, campaign_id: str) -> int:
         """Re-queue a paused campaign's held chunks; the number re-queued, -1 if not paused."""
         try:
-            return await self.store.resume(campaign_id)
+            return await self.control.resume(campaign_id)
         except KeyError:
             raise CampaignNotFound(campaign_id) from None

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError, WatchError
 
 from dispatcher.intake import Prepared
-from dispatcher.keys import DEFAULT_LANE, GROUP, Keys
+from dispatcher.keys import GROUP, Keys
 from dispatcher.model import CampaignState, CampaignStatus, Enqueued, Result, Status
 
 #: Fields of one HSET in the enqueue transaction: bounds the size of a single command.
@@ -49,21 +49,6 @@ async def ensure_group(redis: Redis, stream: str) -> None:
             raise
 
 
-# Chunks go back with a=1: a re-delivery, so only recipients without a result are sent.
-_RESUME = """
--- KEYS: meta, held, stream, events; ARGV: cid
-if redis.call('HGET', KEYS[1], 'state') ~= 'paused' then return -1 end
-local chunks = redis.call('SMEMBERS', KEYS[2])
-for _, n in ipairs(chunks) do
-  redis.call('XADD', KEYS[3], '*', 'c', ARGV[1], 'n', n, 'a', '1')
-end
-redis.call('DEL', KEYS[2])
-redis.call('HSET', KEYS[1], 'state', 'queued', 'reason', '')
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', 100000, '*', 'c', ARGV[1], 'e', 'resumed')
-return #chunks
-"""
-
-
 def with_report(result: Result, report: bytes | None) -> Result:
     """A send result with the latest delivery report laid over it."""
     if report is None:
@@ -79,78 +64,10 @@ def with_report(result: Result, report: bytes | None) -> Result:
     )
 
 
-_PAUSE = """
--- KEYS: meta, events; ARGV: cid, reason
-local state = redis.call('HGET', KEYS[1], 'state')
-if state == 'paused' or state == 'cancelled' then return 0 end
-redis.call('HSET', KEYS[1], 'state', 'paused', 'reason', ARGV[2])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', 'c', ARGV[1], 'e', 'paused')
-return 1
-"""
-
-_CANCEL = """
--- KEYS: meta, held, stream, events, delayed; ARGV: cid
-if redis.call('HGET', KEYS[1], 'state') == 'cancelled' then return -1 end
-redis.call('HSET', KEYS[1], 'state', 'cancelled', 'reason', 'cancelled by operator')
--- Held and delayed chunks go back to work at once: workers record their recipients as
--- cancelled, so every recipient still ends with a final status.
-local moved = 0
-for _, n in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  redis.call('XADD', KEYS[3], '*', 'c', ARGV[1], 'n', n, 'a', '1')
-  moved = moved + 1
-end
-redis.call('DEL', KEYS[2])
-local prefix = ARGV[1] .. '|'
-for _, m in ipairs(redis.call('ZRANGE', KEYS[5], 0, -1)) do
-  if string.sub(m, 1, #prefix) == prefix then
-    local n = string.match(m, '^[^|]+|(%d+)|')
-    redis.call('ZREM', KEYS[5], m)
-    redis.call('XADD', KEYS[3], '*', 'c', ARGV[1], 'n', n, 'a', '1')
-    moved = moved + 1
-  end
-end
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', 100000, '*', 'c', ARGV[1], 'e', 'cancelled')
-return moved
-"""
-
-
-_RETRY = """
--- KEYS: meta, results, counts, finals, state, dead, stream, events; ARGV: cid
--- Forget the failed result of every dead-lettered recipient and queue its chunk again as a
--- re-delivery (a=1), so the worker sends only the recipients that have no result.
-local entries = redis.call('HGETALL', KEYS[6])
-local chunks, n = {}, 0
-for i = 1, #entries, 2 do
-  local index, chunk = entries[i], string.match(entries[i + 1], '^([^\t]*)')
-  if redis.call('HDEL', KEYS[2], index) == 1 then
-    redis.call('HINCRBY', KEYS[3], 'failed', -1)
-    redis.call('HINCRBY', KEYS[1], 'recorded', -1)
-    if redis.call('HGET', KEYS[5], index) == '3' then
-      redis.call('HINCRBY', KEYS[4], 'failed', -1)
-      redis.call('HINCRBY', KEYS[1], 'final', -1)
-    end
-    redis.call('HDEL', KEYS[5], index)
-    n = n + 1
-  end
-  chunks[chunk] = true
-end
-redis.call('DEL', KEYS[6])
-for chunk, _ in pairs(chunks) do
-  redis.call('XADD', KEYS[7], '*', 'c', ARGV[1], 'n', chunk, 'a', '1')
-end
-redis.call('XADD', KEYS[8], 'MAXLEN', '~', 100000, '*', 'c', ARGV[1], 'e', 'retry')
-return n
-"""
-
-
 class Store:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
-        self._resume = redis.register_script(_RESUME)
-        self._pause = redis.register_script(_PAUSE)
-        self._cancel = redis.register_script(_CANCEL)
-        self._retry = redis.register_script(_RETRY)
 
     async def enqueue(self, prepared: Prepared, idempotency_ttl: int) -> Enqueued:
         """Write the whole campaign and its work in one MULTI/EXEC, or nothing.
@@ -343,64 +260,6 @@ class Store:
                 yield with_report(result, report)
         for r in await invalid_upto(2**63):
             yield r
-
-    async def resume(self, cid: str) -> int:
-        """Put the chunks held by a pause back in the queue; -1 if it was not paused."""
-        meta = await self.meta(cid)
-        if not meta:
-            raise KeyError(cid)
-        k = self.keys
-        lane = meta.get("lane") or DEFAULT_LANE
-        keys = [k.meta(cid), k.held(cid), k.queue(meta["provider"], lane), k.events]
-        return int(await self._resume(keys=keys, args=[cid]))
-
-    async def pause(self, cid: str, reason: str = "paused by operator") -> bool:
-        """Stop sending (chunks in flight finish); False if already paused or cancelled."""
-        if not await self.redis.exists(self.keys.meta(cid)):
-            raise KeyError(cid)
-        return bool(
-            await self._pause(keys=[self.keys.meta(cid), self.keys.events], args=[cid, reason])
-        )
-
-    async def cancel(self, cid: str) -> int:
-        """Send nothing more; unsent recipients become ``cancelled``. -1 if already so."""
-        meta = await self.meta(cid)
-        if not meta:
-            raise KeyError(cid)
-        k = self.keys
-        lane = meta.get("lane") or DEFAULT_LANE
-        keys = [
-            k.meta(cid),
-            k.held(cid),
-            k.queue(meta["provider"], lane),
-            k.events,
-            k.delayed(meta["provider"], lane),
-        ]
-        return int(await self._cancel(keys=keys, args=[cid]))
-
-    async def dead(self, cid: str) -> dict[int, str]:
-        """The dead-letter list: recipient index → why it failed."""
-        raw = await self.redis.hgetall(self.keys.dead(cid))
-        return {int(as_str(k)): as_str(v).partition("\t")[2] for k, v in raw.items()}
-
-    async def retry(self, cid: str) -> int:
-        """Send the dead-lettered recipients again; how many."""
-        meta = await self.meta(cid)
-        if not meta:
-            raise KeyError(cid)
-        k = self.keys
-        lane = meta.get("lane") or DEFAULT_LANE
-        keys = [
-            k.meta(cid),
-            k.results(cid),
-            k.counts(cid),
-            k.finals(cid),
-            k.state(cid),
-            k.dead(cid),
-            k.queue(meta["provider"], lane),
-            k.events,
-        ]
-        return int(await self._retry(keys=keys, args=[cid]))
 
     async def wait(self, cid: str, seconds: float, *, final: bool = False) -> CampaignStatus | None:
         """Block until every recipient has a send result (with ``final``, a final status),

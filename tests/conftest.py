@@ -6,6 +6,7 @@ default uses, and tests isolate themselves by key prefix instead of flushing.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -120,3 +121,32 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DISPATCHER_CONFIG")}
     env.update(extra)
     return env
+
+
+@pytest.fixture
+async def mock() -> AsyncIterator[str]:
+    """The mock provider server in-process on loopback; its base URL."""
+    from dispatcher.mock import MockSettings, start
+
+    runner, port = await start(MockSettings(port=0))
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+class RunningWorker:
+    """A worker running as a task of the test's loop, stopped and awaited on exit."""
+
+    def __init__(self, redis: Redis, settings: Settings, poll: bool = False) -> None:
+        from dispatcher.worker import Worker
+
+        self.worker = Worker(redis, settings, poll=poll)
+        self.task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Any:
+        self.task = asyncio.create_task(self.worker.run())
+        return self.worker
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.worker.stop()
+        assert self.task is not None
+        await asyncio.wait_for(self.task, 30)

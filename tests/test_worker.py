@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -15,19 +13,10 @@ from redis.asyncio import Redis
 from dispatcher.client import Client
 from dispatcher.config import Settings
 from dispatcher.keys import GROUP, Keys
-from dispatcher.mock import MockSettings, start
 from dispatcher.model import Campaign, Status
-from dispatcher.worker import Worker
-from tests.conftest import make_settings
+from tests.conftest import RunningWorker, make_settings
 
 NUMBERS = [f"+4479110{i:05d}" for i in range(50)]
-
-
-@pytest.fixture
-async def mock() -> AsyncIterator[str]:
-    runner, port = await start(MockSettings(port=0))
-    yield f"http://127.0.0.1:{port}"
-    await runner.cleanup()
 
 
 async def mock_get(url: str, path: str) -> Any:
@@ -40,23 +29,6 @@ async def mock_post(url: str, path: str, body: dict[str, Any]) -> None:
         assert resp.status == 200
 
 
-class Running:
-    """A worker running as a task, stopped and awaited on exit."""
-
-    def __init__(self, redis: Redis, settings: Settings) -> None:
-        self.worker = Worker(redis, settings)
-        self.task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Worker:
-        self.task = asyncio.create_task(self.worker.run())
-        return self.worker
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.worker.stop()
-        assert self.task is not None
-        await asyncio.wait_for(self.task, 30)
-
-
 def mock_settings(prefix: str, mock: str, **provider: Any) -> Settings:
     return make_settings(prefix, f"{mock}/cloudaten", **provider)
 
@@ -67,7 +39,7 @@ async def test_a_campaign_gets_one_result_per_recipient(
     settings = mock_settings(prefix, mock)
     client = Client(settings=settings, redis=redis)
     answer = await client.enqueue(Campaign("cloudaten", "hello", [*NUMBERS, "nope"]))
-    async with Running(redis, settings):
+    async with RunningWorker(redis, settings):
         st = await client.wait(answer.id, 30)
     assert st.sent and st.counts == {"accepted": 50, "invalid": 1}
     results = [r async for r in client.results(answer.id)]
@@ -87,7 +59,7 @@ async def test_provider_rejections_are_per_recipient(redis: Redis, prefix: str, 
     client = Client(settings=settings, redis=redis)
     # Mainland China needs a signature at Cloud Aten: the mock answers BAD_ARGUMENT.
     answer = await client.enqueue(Campaign("cloudaten", "hello", [NUMBERS[0], "+8613800138000"]))
-    async with Running(redis, settings):
+    async with RunningWorker(redis, settings):
         st = await client.wait(answer.id, 30)
     assert st.counts == {"accepted": 1, "rejected": 1}
     rejected = [r async for r in client.results(answer.id) if r.status == Status.REJECTED]
@@ -98,7 +70,7 @@ async def test_wrong_api_key_pauses_until_resumed(redis: Redis, prefix: str, moc
     settings = mock_settings(prefix, mock)
     client = Client(settings=settings, redis=redis)
     answer = await client.enqueue(Campaign("cloudaten", "hello", NUMBERS[:30], account="wrong"))
-    async with Running(redis, settings):
+    async with RunningWorker(redis, settings):
         st = await client.wait(answer.id, 30)
     assert st.state == "paused"
     assert st.reason is not None and st.reason.startswith("INVALID_API_KEY from cloudaten")
@@ -117,7 +89,7 @@ async def test_wrong_api_key_pauses_until_resumed(redis: Redis, prefix: str, moc
         },
     )
     assert await client.resume(answer.id) == 3
-    async with Running(redis, fixed):
+    async with RunningWorker(redis, fixed):
         st = await client.wait(answer.id, 30)
     assert st.sent and st.counts == {"accepted": 30}
     stats = (await mock_get(mock, "/_mock/stats"))["providers"]["cloudaten"]
@@ -131,7 +103,7 @@ async def test_a_missing_key_pauses_with_the_setting_named(
     settings = mock_settings(prefix, mock, accounts={"default": {"api_key_env": "NO_SUCH_KEY_VAR"}})
     client = Client(settings=settings, redis=redis)
     answer = await client.enqueue(Campaign("cloudaten", "hello", NUMBERS[:5]))
-    async with Running(redis, settings):
+    async with RunningWorker(redis, settings):
         st = await client.wait(answer.id, 30)
     assert st.state == "paused" and st.pending == 5
     assert st.reason == (
@@ -144,7 +116,7 @@ async def test_transient_errors_are_retried_then_failed(redis: Redis, prefix: st
     settings = make_settings(prefix, "http://127.0.0.1:9/cloudaten", max_attempts=3)
     client = Client(settings=settings, redis=redis)
     answer = await client.enqueue(Campaign("cloudaten", "hello", NUMBERS[:3]))
-    async with Running(redis, settings):
+    async with RunningWorker(redis, settings):
         st = await client.wait(answer.id, 30)
     assert st.counts == {"failed": 3}
     assert {r.error_code async for r in client.results(answer.id)} == {"CONNECTION"}
@@ -162,7 +134,7 @@ async def test_stop_drains_and_leaves_nothing_taken(redis: Redis, prefix: str, m
     k = Keys(prefix)
     last = await redis.xrevrange(k.events, count=1)
     cursor: Any = last[0][0] if last else b"0-0"
-    running = Running(redis, settings)
+    running = RunningWorker(redis, settings)
     async with running:
         await redis.xread({k.events: cursor}, count=1, block=10_000)  # a first chunk is recorded
     pending = await redis.xpending(k.queue("cloudaten"), GROUP)
@@ -170,7 +142,7 @@ async def test_stop_drains_and_leaves_nothing_taken(redis: Redis, prefix: str, m
     st = await client.status(answer.id)
     assert 0 < st.recorded < 200
     assert await redis.xlen(k.queue("cloudaten")) > 0  # the rest waits in the queue
-    async with Running(redis, settings):
+    async with RunningWorker(redis, settings):
         st = await client.wait(answer.id, 60)
     assert st.sent and st.counts == {"accepted": 200}
     stats = (await mock_get(mock, "/_mock/stats"))["providers"]["cloudaten"]

@@ -4,32 +4,19 @@ per-number throttle, and the otp lane."""
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import orjson
-import pytest
 from redis.asyncio import Redis
 
 from dispatcher.client import Client
-from dispatcher.config import Settings
 from dispatcher.keys import Keys
-from dispatcher.mock import MockSettings, start
 from dispatcher.model import Campaign
-from dispatcher.worker import Worker
-from tests.conftest import all_providers
+from tests.conftest import RunningWorker, all_providers
 
 NUMBERS = [f"+4479110{i:05d}" for i in range(200)]
-
-
-@pytest.fixture
-async def mock() -> AsyncIterator[str]:
-    runner, port = await start(MockSettings(port=0))
-    yield f"http://127.0.0.1:{port}"
-    await runner.cleanup()
 
 
 async def call(url: str, method: str, path: str, body: Any = None) -> Any:
@@ -40,21 +27,6 @@ async def call(url: str, method: str, path: str, body: Any = None) -> Any:
 async def stats(mock: str, provider: str = "cloudaten") -> dict[str, int]:
     result: dict[str, int] = (await call(mock, "GET", "/_mock/stats"))["providers"][provider]
     return result
-
-
-class Running:
-    def __init__(self, redis: Redis, settings: Settings) -> None:
-        self.worker = Worker(redis, settings, poll=False)
-        self.task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Worker:
-        self.task = asyncio.create_task(self.worker.run())
-        return self.worker
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.worker.stop()
-        assert self.task is not None
-        await asyncio.wait_for(self.task, 30)
 
 
 async def first_chunk(redis: Redis, prefix: str, cid: str) -> None:
@@ -76,7 +48,7 @@ async def test_pause_resume_and_cancel(redis: Redis, prefix: str, mock: str) -> 
     settings = all_providers(prefix, mock, cloudaten={"chunk_size": 10, "concurrency": 4})
     client = Client(settings=settings, redis=redis)
     cid = (await client.enqueue(Campaign("cloudaten", "hi", NUMBERS))).id
-    async with Running(redis, settings):
+    async with RunningWorker(redis, settings):
         await first_chunk(redis, prefix, cid)
         assert await client.pause(cid)
         assert not await client.pause(cid)  # already paused
@@ -86,7 +58,7 @@ async def test_pause_resume_and_cancel(redis: Redis, prefix: str, mock: str) -> 
     sent_while_paused = (await stats(mock))["accepted"]
     assert 0 < sent_while_paused < 200 and st.recorded == sent_while_paused
     assert await client.resume(cid) >= 0  # held chunks re-queued (others never left the queue)
-    async with Running(redis, settings):
+    async with RunningWorker(redis, settings):
         await first_chunk(redis, prefix, cid)
         assert await client.cancel(cid) >= 0
         st = await client.wait(cid, 30)
@@ -106,7 +78,7 @@ async def test_scheduled_start(redis: Redis, prefix: str, mock: str) -> None:
     start_at = time.time() + 1.5
     cid = (await client.enqueue(Campaign("cloudaten", "later", NUMBERS[:5], start_at=start_at))).id
     assert (await client.status(cid)).state == "scheduled"
-    async with Running(redis, settings):
+    async with RunningWorker(redis, settings):
         st = await client.wait(cid, 30)
     assert st.sent and st.counts == {"accepted": 5}
     messages = await call(mock, "GET", "/_mock/messages?provider=cloudaten")
@@ -122,7 +94,7 @@ async def test_transient_faults_give_one_result_each_and_no_duplicates(
     settings = all_providers(prefix, mock, cloudaten=cloudaten)
     client = Client(settings=settings, redis=redis)
     cid = (await client.enqueue(Campaign("cloudaten", "hi", NUMBERS))).id
-    async with Running(redis, settings):
+    async with RunningWorker(redis, settings):
         st = await client.wait(cid, 60)
     assert st.sent and st.counts == {"accepted": 200}
     s = await stats(mock)
@@ -134,7 +106,7 @@ async def test_dead_letters_and_retry(redis: Redis, prefix: str, mock: str) -> N
     settings = all_providers(prefix, mock, cloudaten={"max_attempts": 2})
     client = Client(settings=settings, redis=redis)
     cid = (await client.enqueue(Campaign("cloudaten", "hi", NUMBERS[:20]))).id
-    async with Running(redis, settings):
+    async with RunningWorker(redis, settings):
         st = await client.wait(cid, 30)
         assert st.counts == {"failed": 20}
         dead = await client.dead(cid)
@@ -155,7 +127,7 @@ async def test_a_repeated_number_waits_for_the_spacing(
     number = NUMBERS[7]
     first = (await client.enqueue(Campaign("cloudaten", "one", [number, NUMBERS[8]]))).id
     second = (await client.enqueue(Campaign("cloudaten", "two", [number]))).id
-    async with Running(redis, settings):
+    async with RunningWorker(redis, settings):
         for cid in (first, second):
             assert (await client.wait(cid, 30)).counts == {"accepted": 2 if cid == first else 1}
     times = sorted(
@@ -174,7 +146,7 @@ async def test_otp_overtakes_a_bulk_campaign(redis: Redis, prefix: str, mock: st
     client = Client(settings=settings, redis=redis)
     bulk_numbers = [f"+4479111{i:05d}" for i in range(2000)]
     bulk = (await client.enqueue(Campaign("cloudaten", "bulk", bulk_numbers, lane="bulk"))).id
-    async with Running(redis, settings):
+    async with RunningWorker(redis, settings):
         await first_chunk(redis, prefix, bulk)
         otp = (
             await client.enqueue(Campaign("cloudaten", "code 1234", [NUMBERS[0]], lane="otp"))

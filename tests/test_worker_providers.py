@@ -7,7 +7,6 @@ Covers what is particular to YCloud, CloudSMS and Smsclouds: personalised texts,
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -17,7 +16,6 @@ from redis.asyncio import Redis
 
 from dispatcher.client import Client
 from dispatcher.config import Settings
-from dispatcher.mock import MockSettings, start
 from dispatcher.model import Campaign, Recipient, Status
 from dispatcher.render import render
 from dispatcher.worker import Worker
@@ -30,13 +28,6 @@ NUMBERS = {
 }
 # Smsclouds national numbers are what its mock records as the mobile.
 TEXT = "Hola <+B+>, tu código es <+C+>"
-
-
-@pytest.fixture
-async def mock() -> AsyncIterator[str]:
-    runner, port = await start(MockSettings(port=0))
-    yield f"http://127.0.0.1:{port}"
-    await runner.cleanup()
 
 
 async def mock_call(url: str, method: str, path: str, body: Any = None) -> Any:

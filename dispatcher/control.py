@@ -1,0 +1,155 @@
+"""Campaign control in Redis: pause, resume, cancel, and retrying the dead-letter list.
+
+Each is one Lua script, so a control never races a worker's record of the same campaign.
+Chunks that go back to work are queued as re-deliveries (a=1): the worker then sends only the
+recipients that have no result yet.
+"""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from dispatcher.keys import DEFAULT_LANE, Keys
+from dispatcher.store import as_str
+
+# Chunks go back with a=1: a re-delivery, so only recipients without a result are sent.
+_RESUME = """
+-- KEYS: meta, held, stream, events; ARGV: cid
+if redis.call('HGET', KEYS[1], 'state') ~= 'paused' then return -1 end
+local chunks = redis.call('SMEMBERS', KEYS[2])
+for _, n in ipairs(chunks) do
+  redis.call('XADD', KEYS[3], '*', 'c', ARGV[1], 'n', n, 'a', '1')
+end
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[1], 'state', 'queued', 'reason', '')
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', 100000, '*', 'c', ARGV[1], 'e', 'resumed')
+return #chunks
+"""
+
+
+_PAUSE = """
+-- KEYS: meta, events; ARGV: cid, reason
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'paused' or state == 'cancelled' then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'paused', 'reason', ARGV[2])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', 'c', ARGV[1], 'e', 'paused')
+return 1
+"""
+
+_CANCEL = """
+-- KEYS: meta, held, stream, events, delayed; ARGV: cid
+if redis.call('HGET', KEYS[1], 'state') == 'cancelled' then return -1 end
+redis.call('HSET', KEYS[1], 'state', 'cancelled', 'reason', 'cancelled by operator')
+-- Held and delayed chunks go back to work at once: workers record their recipients as
+-- cancelled, so every recipient still ends with a final status.
+local moved = 0
+for _, n in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  redis.call('XADD', KEYS[3], '*', 'c', ARGV[1], 'n', n, 'a', '1')
+  moved = moved + 1
+end
+redis.call('DEL', KEYS[2])
+local prefix = ARGV[1] .. '|'
+for _, m in ipairs(redis.call('ZRANGE', KEYS[5], 0, -1)) do
+  if string.sub(m, 1, #prefix) == prefix then
+    local n = string.match(m, '^[^|]+|(%d+)|')
+    redis.call('ZREM', KEYS[5], m)
+    redis.call('XADD', KEYS[3], '*', 'c', ARGV[1], 'n', n, 'a', '1')
+    moved = moved + 1
+  end
+end
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', 100000, '*', 'c', ARGV[1], 'e', 'cancelled')
+return moved
+"""
+
+
+_RETRY = """
+-- KEYS: meta, results, counts, finals, state, dead, stream, events; ARGV: cid
+-- Forget the failed result of every dead-lettered recipient and queue its chunk again as a
+-- re-delivery (a=1), so the worker sends only the recipients that have no result.
+local entries = redis.call('HGETALL', KEYS[6])
+local chunks, n = {}, 0
+for i = 1, #entries, 2 do
+  local index, chunk = entries[i], string.match(entries[i + 1], '^([^\t]*)')
+  if redis.call('HDEL', KEYS[2], index) == 1 then
+    redis.call('HINCRBY', KEYS[3], 'failed', -1)
+    redis.call('HINCRBY', KEYS[1], 'recorded', -1)
+    if redis.call('HGET', KEYS[5], index) == '3' then
+      redis.call('HINCRBY', KEYS[4], 'failed', -1)
+      redis.call('HINCRBY', KEYS[1], 'final', -1)
+    end
+    redis.call('HDEL', KEYS[5], index)
+    n = n + 1
+  end
+  chunks[chunk] = true
+end
+redis.call('DEL', KEYS[6])
+for chunk, _ in pairs(chunks) do
+  redis.call('XADD', KEYS[7], '*', 'c', ARGV[1], 'n', chunk, 'a', '1')
+end
+redis.call('XADD', KEYS[8], 'MAXLEN', '~', 100000, '*', 'c', ARGV[1], 'e', 'retry')
+return n
+"""
+
+
+class Control:
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self._resume = redis.register_script(_RESUME)
+        self._pause = redis.register_script(_PAUSE)
+        self._cancel = redis.register_script(_CANCEL)
+        self._retry = redis.register_script(_RETRY)
+
+    async def _where(self, cid: str) -> tuple[str, str]:
+        """The campaign's provider and lane; KeyError if there is no such campaign."""
+        provider, lane = await self.redis.hmget(self.keys.meta(cid), ["provider", "lane"])
+        if provider is None:
+            raise KeyError(cid)
+        return as_str(provider), as_str(lane) or DEFAULT_LANE
+
+    async def resume(self, cid: str) -> int:
+        """Put the chunks held by a pause back in the queue; -1 if it was not paused."""
+        provider, lane = await self._where(cid)
+        k = self.keys
+        keys = [k.meta(cid), k.held(cid), k.queue(provider, lane), k.events]
+        return int(await self._resume(keys=keys, args=[cid]))
+
+    async def pause(self, cid: str, reason: str = "paused by operator") -> bool:
+        """Stop sending (chunks in flight finish); False if already paused or cancelled."""
+        await self._where(cid)
+        k = self.keys
+        return bool(await self._pause(keys=[k.meta(cid), k.events], args=[cid, reason]))
+
+    async def cancel(self, cid: str) -> int:
+        """Send nothing more; unsent recipients become ``cancelled``. -1 if already so."""
+        provider, lane = await self._where(cid)
+        k = self.keys
+        keys = [
+            k.meta(cid),
+            k.held(cid),
+            k.queue(provider, lane),
+            k.events,
+            k.delayed(provider, lane),
+        ]
+        return int(await self._cancel(keys=keys, args=[cid]))
+
+    async def dead(self, cid: str) -> dict[int, str]:
+        """The dead-letter list: recipient index → why it failed."""
+        raw = await self.redis.hgetall(self.keys.dead(cid))
+        return {int(as_str(k)): as_str(v).partition("\t")[2] for k, v in raw.items()}
+
+    async def retry(self, cid: str) -> int:
+        """Send the dead-lettered recipients again; how many."""
+        provider, lane = await self._where(cid)
+        k = self.keys
+        keys = [
+            k.meta(cid),
+            k.results(cid),
+            k.counts(cid),
+            k.finals(cid),
+            k.state(cid),
+            k.dead(cid),
+            k.queue(provider, lane),
+            k.events,
+        ]
+        return int(await self._retry(keys=keys, args=[cid]))
