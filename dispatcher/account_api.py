@@ -44,3 +44,29 @@ async def query(settings: Settings, provider: str, account: str, name: str) -> A
         return orjson.loads(body)
     except orjson.JSONDecodeError:
         raise QueryError(f"{provider} {name}: the answer is not JSON") from None
+
+
+def balance_of(provider: str, answer: Any) -> float | None:
+    """The credit left, from the provider's balance (Cloud Aten, YCloud) or user (Smsclouds)
+    answer; None if the answer carries none."""
+    data = answer.get("data", answer) if isinstance(answer, dict) else None
+    if not isinstance(data, dict):
+        return None
+    value = data.get("credit" if provider == "smsclouds" else "amount")
+    if value is None and isinstance(answer, dict):
+        value = answer.get("amount")  # YCloud's second example: the object on its own
+    return float(value) if isinstance(value, int | float) else None
+
+
+BALANCE_QUERIES = {"cloudaten": "balance", "ycloud": "balance", "smsclouds": "user"}
+
+
+async def balance(settings: Settings, provider: str, account: str) -> float:
+    """The account's balance, or QueryError if the provider cannot say."""
+    name = BALANCE_QUERIES.get(provider)
+    if name is None:
+        raise QueryError(f"{provider} has no balance API")
+    amount = balance_of(provider, await query(settings, provider, account, name))
+    if amount is None:
+        raise QueryError(f"{provider} answered without a balance")
+    return amount

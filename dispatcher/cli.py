@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from dispatcher.account_api import QueryError, query
+from dispatcher.account_api import QueryError, balance, query
 from dispatcher.client import CampaignNotFound, Client
 from dispatcher.config import ConfigError, Settings, load_settings, with_overrides
 from dispatcher.embedded import EmbeddedRedisError
@@ -42,9 +42,13 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("enqueue", help="enqueue a campaign; prints its id")
     _campaign_arguments(e)
     e.add_argument("--idempotency-key")
+    e.add_argument(
+        "--check-balance", action="store_true", help="refuse it if it costs more than the balance"
+    )
 
     est = sub.add_parser("estimate", help="recipients, segments and cost, before sending")
     _campaign_arguments(est)
+    est.add_argument("--balance", action="store_true", help="compare the cost with the balance")
 
     q = sub.add_parser("provider", help="account queries, e.g. 'provider smsclouds routes'")
     q.add_argument("provider_name")
@@ -103,6 +107,8 @@ def _campaign_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--option", action="append", default=[], metavar="KEY=VALUE", help="provider option"
     )
+    p.add_argument("--kind", default="sms", help="sms (default) or voice")
+    p.add_argument("--lane", default="transactional", help="otp, transactional or bulk")
     p.add_argument("--json", action="store_true", help="print the whole answer as JSON")
 
 
@@ -221,6 +227,9 @@ def _campaign(args: argparse.Namespace) -> Campaign:
         idempotency_key=getattr(args, "idempotency_key", None),
         default_region=args.region,
         options=_options(args.provider, args.option),
+        kind=args.kind,
+        lane=args.lane,
+        check_balance=getattr(args, "check_balance", False),
     )
 
 
@@ -243,9 +252,12 @@ def _options(provider: str, given: list[str]) -> dict[str, Any]:
 
 
 def _estimate(args: argparse.Namespace, settings: Settings) -> int:
-    est = estimate(_campaign(args), settings)
+    campaign = _campaign(args)
+    est = estimate(campaign, settings)
+    left = run(balance(settings, campaign.provider, campaign.account)) if args.balance else None
+    short = left is not None and est.cost is not None and est.cost > left
     if args.json:
-        print(orjson.dumps(est.as_dict()).decode())
+        print(orjson.dumps({**est.as_dict(), "balance": left, "short": short}).decode())
         return 0
     print(f"{est.provider}: {est.recipients} recipient(s) to send", end="")
     print(f" ({est.invalid} invalid, {est.duplicates} duplicate(s) left out)")
@@ -255,6 +267,10 @@ def _estimate(args: argparse.Namespace, settings: Settings) -> int:
         print(f"cost: unknown (set providers.{est.provider}.price_per_segment)")
     else:
         print(f"cost: {est.cost:.4f} at {est.price_per_segment} a segment")
+    if left is not None:
+        print(f"balance: {left:.4f}")
+        if short:
+            print("warning: the balance does not cover this campaign", file=sys.stderr)
     return 0
 
 

@@ -10,11 +10,13 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from dispatcher.account_api import QueryError, balance
 from dispatcher.config import Settings, load_settings
 from dispatcher.control import Control
-from dispatcher.intake import prepare
+from dispatcher.estimate import estimate
+from dispatcher.intake import Prepared, prepare
 from dispatcher.keys import Keys
-from dispatcher.model import Campaign, CampaignStatus, Enqueued, Result
+from dispatcher.model import Campaign, CampaignError, CampaignStatus, Enqueued, Result
 from dispatcher.store import Store, as_str
 
 
@@ -79,7 +81,26 @@ class Client:
             campaign = Campaign.from_dict(campaign)
         # Number validation is CPU work: keep the app's event loop responsive meanwhile.
         prepared = await asyncio.to_thread(prepare, campaign, self.settings)
+        if campaign.check_balance:
+            await self._check_balance(campaign, prepared)
         return await self.store.enqueue(prepared, self.settings.idempotency_ttl_seconds)
+
+    async def _check_balance(self, campaign: Campaign, prepared: Prepared) -> None:
+        """Refuse the campaign if it costs more than the account has (a CampaignError)."""
+        cost = estimate(campaign, self.settings, prepared).cost
+        if cost is None:
+            raise CampaignError(
+                "check_balance",
+                f"set providers.{campaign.provider}.price_per_segment to know the cost",
+            )
+        try:
+            left = await balance(self.settings, campaign.provider, campaign.account)
+        except QueryError as exc:
+            raise CampaignError("check_balance", str(exc)) from None
+        if cost > left:
+            raise CampaignError(
+                "check_balance", f"the campaign costs {cost:.4f} and the balance is {left:.4f}"
+            )
 
     async def status(self, campaign_id: str) -> CampaignStatus:
         st = await self.store.status(campaign_id)

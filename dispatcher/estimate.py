@@ -13,9 +13,9 @@ from typing import Any
 import orjson
 
 from dispatcher.config import Settings
-from dispatcher.intake import prepare
+from dispatcher.intake import Prepared, prepare
 from dispatcher.model import Campaign
-from dispatcher.providers import CODECS
+from dispatcher.providers import codec_for
 from dispatcher.render import render
 
 
@@ -48,9 +48,10 @@ class Estimate:
         }
 
 
-def estimate(campaign: Campaign, settings: Settings) -> Estimate:
-    prepared = prepare(campaign, settings)
-    codec = CODECS[campaign.provider]
+def estimate(campaign: Campaign, settings: Settings, prepared: Prepared | None = None) -> Estimate:
+    """``prepared`` saves validating again when the caller has just done it."""
+    prepared = prepared or prepare(campaign, settings)
+    codec = codec_for(campaign.provider, campaign.kind)
     result = Estimate(
         provider=campaign.provider,
         recipients=prepared.valid,

@@ -19,7 +19,7 @@ from phonenumbers import NumberParseException
 from dispatcher.config import Settings
 from dispatcher.keys import LANES
 from dispatcher.model import Campaign, CampaignError, Recipient, Result, Status
-from dispatcher.providers import CODECS
+from dispatcher.providers import KINDS, codec_for
 
 INVALID_NUMBER = "INVALID_NUMBER"
 MAX_SCHEDULE_AHEAD_S = 366 * 24 * 3600
@@ -67,7 +67,7 @@ class Prepared:
 
 def _options(campaign: Campaign, settings: Settings) -> dict[str, Any]:
     """The account's options overridden by the campaign's, checked by the provider's codec."""
-    codec = CODECS[campaign.provider]
+    codec = codec_for(campaign.provider, campaign.kind)
     account = settings.provider(campaign.provider).account(campaign.account)
     merged = {**account.options, **campaign.options}
     for key, value in campaign.options.items():
@@ -101,6 +101,9 @@ def _check_fields(campaign: Campaign, settings: Settings) -> None:
         raise CampaignError("default_region", f"unknown region {region!r}")
     if campaign.idempotency_key is not None and not campaign.idempotency_key.strip():
         raise CampaignError("idempotency_key", "must not be blank")
+    if (campaign.provider, campaign.kind) not in KINDS:
+        kinds = ", ".join(sorted(k for p, k in KINDS if p == campaign.provider))
+        raise CampaignError("kind", f"{campaign.provider} sends {kinds}, not {campaign.kind!r}")
     if campaign.lane not in LANES:
         raise CampaignError("lane", f"must be one of {', '.join(LANES)}")
     if campaign.on_unknown not in ("resend", "hold"):
@@ -131,8 +134,10 @@ def prepare(campaign: Campaign, settings: Settings) -> Prepared:
     _check_fields(campaign, settings)
     options = _options(campaign, settings)
     chunk_size = settings.provider(campaign.provider).chunk_size
+    dedupe = codec_for(campaign.provider, campaign.kind).dedupe
     region = (campaign.default_region or settings.default_region or "").upper() or None
     seen: set[str] = set()
+    sent = 0  # recipients to send: unique numbers, or every listing where each is a call
     invalid: list[Result] = []
     duplicates = 0
     chunks: list[bytes] = []
@@ -145,10 +150,11 @@ def prepare(campaign: Campaign, settings: Settings) -> Prepared:
                 Result(index, rcpt.number, Status.INVALID, error_code=INVALID_NUMBER, error=reason)
             )
             continue
-        if e164 in seen:
+        if e164 in seen and dedupe:
             duplicates += 1
             continue
         seen.add(e164)
+        sent += 1
         current.append([index, e164, rcpt.fields] if rcpt.fields else [index, e164])
         if len(current) == chunk_size:
             chunks.append(orjson.dumps(current))
@@ -156,5 +162,5 @@ def prepare(campaign: Campaign, settings: Settings) -> Prepared:
     if current:
         chunks.append(orjson.dumps(current))
     return Prepared(
-        campaign, options, start_ms(campaign.start_at), chunks, invalid, len(seen), duplicates
+        campaign, options, start_ms(campaign.start_at), chunks, invalid, sent, duplicates
     )

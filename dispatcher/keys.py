@@ -120,6 +120,11 @@ class Keys:
     def message_index(self, provider: str) -> str:
         return f"{self.prefix}msgidx:{provider}"
 
+    @staticmethod
+    def listed(provider: str, kind: str) -> str:
+        """How polling keys name a provider's list: ``cloudaten``, ``cloudaten.voice``."""
+        return provider if kind == "sms" else f"{provider}.{kind}"
+
     def open(self, provider: str, account: str) -> str:
         return f"{self.prefix}open:{provider}:{account}"
 

@@ -89,12 +89,15 @@ class Campaign:
     idempotency_key: str | None = None
     default_region: str | None = None
     options: dict[str, Any] = field(default_factory=dict)  # provider-specific, e.g. route
+    kind: str = "sms"  # what is sent: sms, or voice (Cloud Aten verification codes)
     lane: str = "transactional"  # otp, transactional or bulk: urgent lanes are read first
     start_at: str | float | None = None  # ISO 8601 time or Unix seconds: send from then on
     #: When a worker died while sending a chunk and the provider cannot say what it got
     #: (CloudSMS, Smsclouds): "resend" (a recipient may get it twice) or "hold" (pause the
     #: campaign for review; resume resends). Cloud Aten and YCloud are asked instead.
     on_unknown: str = "resend"
+    #: Refuse to enqueue when the estimated cost exceeds the account's balance.
+    check_balance: bool = False
 
     @classmethod
     def from_dict(cls, data: Any) -> Campaign:
@@ -111,9 +114,11 @@ class Campaign:
             "idempotency_key",
             "default_region",
             "options",
+            "kind",
             "lane",
             "start_at",
             "on_unknown",
+            "check_balance",
         }
         unknown = sorted(set(data) - known)
         if unknown:
@@ -124,12 +129,15 @@ class Campaign:
         options = data.get("options", {})
         if not isinstance(options, dict):
             raise CampaignError("options", "must be an object")
+        check_balance = data.get("check_balance", False)
+        if not isinstance(check_balance, bool):
+            raise CampaignError("check_balance", "must be true or false")
         start_at = data.get("start_at")
         if start_at is not None and (
             isinstance(start_at, bool) or not isinstance(start_at, str | int | float)
         ):
             raise CampaignError("start_at", "must be an ISO 8601 time or Unix seconds")
-        for key in known - {"recipients", "options", "start_at"}:
+        for key in known - {"recipients", "options", "start_at", "check_balance"}:
             value = data.get(key)
             if value is not None and not isinstance(value, str):
                 raise CampaignError(key, "must be a string")
@@ -149,8 +157,10 @@ class Campaign:
             idempotency_key=data.get("idempotency_key"),
             default_region=data.get("default_region"),
             options=options,
+            kind=data.get("kind") or "sms",
             lane=data.get("lane") or "transactional",
             on_unknown=data.get("on_unknown") or "resend",
+            check_balance=check_balance,
             start_at=start_at,
         )
 

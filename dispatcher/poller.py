@@ -25,7 +25,7 @@ from dispatcher.aio import checkpoint
 from dispatcher.config import ConfigError, Settings
 from dispatcher.keys import Keys
 from dispatcher.model import FINAL
-from dispatcher.providers import CODECS
+from dispatcher.providers import CODECS, KINDS, codec_for
 from dispatcher.providers.base import BadPush, HttpRequest, Report
 from dispatcher.providers.common import OneMobileCodec, parse_list
 from dispatcher.providers.smsclouds import messages_path, parse_messages
@@ -55,21 +55,22 @@ class Poller:
         self._dial_codes: dict[str, int] = {}
         self.calls = 0
 
-    def targets(self) -> list[tuple[str, str]]:
+    def targets(self) -> list[tuple[str, str, str]]:
+        """(provider, kind, account) for every list that can be polled."""
         return [
-            (name, account)
-            for name, ps in sorted(self.settings.providers.items())
-            if CODECS[name].polling
-            for account in sorted(ps.accounts)
+            (name, kind, account)
+            for (name, kind), codec in sorted(KINDS.items())
+            if codec.polling and name in self.settings.providers
+            for account in sorted(self.settings.providers[name].accounts)
         ]
 
     async def run(self) -> None:
         """Poll until cancelled."""
         try:
             while True:
-                for provider, account in self.targets():
+                for provider, kind, account in self.targets():
                     try:
-                        await self.tick(provider, account)
+                        await self.tick(provider, account, kind)
                     except POLL_ERRORS as exc:
                         log.warning("polling %s/%s failed: %s", provider, account, exc)
                     except ConfigError as exc:
@@ -80,10 +81,11 @@ class Poller:
             for transport in self._transports.values():
                 await transport.close()
 
-    async def _lock(self, provider: str, account: str) -> bool:
+    async def _lock(self, provider: str, account: str, kind: str = "sms") -> bool:
+        """One list call per interval for this list of the account, across processes."""
         ms = int(self.settings.provider(provider).poll_interval_seconds * 1000)
-        got = await self.redis.set(self.keys.poll_lock(provider, account), 1, nx=True, px=ms)
-        return bool(got)
+        key = self.keys.poll_lock(self.keys.listed(provider, kind), account)
+        return bool(await self.redis.set(key, 1, nx=True, px=ms))
 
     def _transport(self, provider: str, account: str) -> Transport:
         key = (provider, account)
@@ -109,29 +111,30 @@ class Poller:
             raise BadPush("status", f"{provider} list call answered HTTP {status}")
         return body
 
-    async def tick(self, provider: str, account: str) -> bool:
+    async def tick(self, provider: str, account: str, kind: str = "sms") -> bool:
         """One list call for the account if one is due and the lock is free; True if made."""
-        if CODECS[provider].polling == "list":
-            return await self._list_page(provider, account)
+        if codec_for(provider, kind).polling == "list":
+            return await self._list_page(provider, account, kind)
         return await self._batch(provider, account)
 
     # -- Cloud Aten, YCloud ---------------------------------------------------------------
 
-    async def _list_page(self, provider: str, account: str) -> bool:
+    async def _list_page(self, provider: str, account: str, kind: str) -> bool:
         k = self.keys
         ps = self.settings.provider(provider)
-        codec = CODECS[provider]
+        codec = codec_for(provider, kind)
         assert isinstance(codec, OneMobileCodec)
-        oldest = await self.redis.zrange(k.open(provider, account), 0, 0, withscores=True)
+        listed = k.listed(provider, kind)
+        oldest = await self.redis.zrange(k.open(listed, account), 0, 0, withscores=True)
         if not oldest:
             return False
         until = now_ms() - int(ps.poll_after_seconds * 1000)
         start = int(oldest[0][1]) - WINDOW_MARGIN_MS
         if until <= start + WINDOW_MARGIN_MS:
             return False  # nothing old enough that a push should already have settled
-        if not await self._lock(provider, account):
+        if not await self._lock(provider, account, kind):
             return False
-        cursor_key = k.poll_cursor(provider, account)
+        cursor_key = k.poll_cursor(listed, account)
         cursor = {as_str(a): int(b) for a, b in (await self.redis.hgetall(cursor_key)).items()}
         if not cursor:
             cursor = {"from": start, "until": until, "page": 1}
@@ -148,12 +151,12 @@ class Poller:
             await self.redis.hset(cursor_key, mapping={k_: str(v) for k_, v in cursor.items()})
         else:
             await self.redis.delete(cursor_key)
-            await self._prune_open(provider, account)
+            await self._prune_open(listed, account)
         return True
 
-    async def _prune_open(self, provider: str, account: str) -> None:
+    async def _prune_open(self, listed: str, account: str) -> None:
         """Drop campaigns that are done, or too old for any report to come."""
-        key = self.keys.open(provider, account)
+        key = self.keys.open(listed, account)
         members: Any = await self.redis.zrange(key, 0, -1, withscores=True)
         for cid_raw, score in members:
             cid = as_str(cid_raw)
@@ -221,24 +224,24 @@ class Reconciler:
     def __init__(self, poller: Poller) -> None:
         self.poller = poller
 
-    async def _wait_for_lock(self, provider: str, account: str) -> None:
+    async def _wait_for_lock(self, provider: str, kind: str, account: str) -> None:
         p = self.poller
-        while not await p._lock(provider, account):
-            left = await p.redis.pttl(p.keys.poll_lock(provider, account))
+        while not await p._lock(provider, account, kind):
+            left = await p.redis.pttl(p.keys.poll_lock(p.keys.listed(provider, kind), account))
             await asyncio.sleep(max(0.05, left / 1000 if left and left > 0 else 0.05))
 
     async def already_sent(
-        self, provider: str, account: str, since_ms: int, expected: dict[str, str]
+        self, provider: str, kind: str, account: str, since_ms: int, expected: dict[str, str]
     ) -> dict[str, str]:
         """number → message id, for the numbers in ``expected`` (number → text) that the
         provider lists with that text since ``since_ms``."""
-        codec = CODECS[provider]
+        codec = codec_for(provider, kind)
         assert isinstance(codec, OneMobileCodec)
         found: dict[str, str] = {}
         until = now_ms()
         page = 1
         while True:
-            await self._wait_for_lock(provider, account)
+            await self._wait_for_lock(provider, kind, account)
             path = (
                 f"{codec.list_path}?{codec.page_param}={page}&page_size={codec.list_page_size}"
                 f"&from={since_ms - WINDOW_MARGIN_MS}&until={until}"
@@ -247,7 +250,8 @@ class Reconciler:
             data = orjson.loads(body)
             records = data.get("data") or [] if isinstance(data, dict) else []
             for record in records:
-                number, text = record.get("mobile"), str(record.get("text", ""))
+                number = record.get("mobile")
+                text = str(record.get("text", record.get("verification_code", "")))
                 if number in expected and expected[number] in text and record.get("sid"):
                     found[number] = str(record["sid"])
             if len(records) < codec.list_page_size:

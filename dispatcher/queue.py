@@ -50,6 +50,7 @@ class Track:
     account: str
     index_messages: bool = False  # list APIs name messages only by their id
     list_open: bool = False  # the campaign's account is polled with a list API
+    kind: str = "sms"  # which list: each campaign kind has its own
 
 
 @dataclass(slots=True)
@@ -322,6 +323,7 @@ class Queue:
         cid = lease.campaign_id
         provider, _lane = k.parse_queue(lease.stream)
         account = track.account if track else "-"
+        listed = k.listed(provider, track.kind if track else "sms")
         accepted = [r for r in results if r.status == "accepted"]
         mids = (
             b"\n".join(
@@ -363,8 +365,8 @@ class Queue:
             k.state(cid),
             k.finals(cid),
             k.message_index(provider),
-            k.open(provider, account),
-            k.batches(provider, account),
+            k.open(listed, account),
+            k.batches(listed, account),
             k.dead(cid),
             k.sending(cid),
         ]

@@ -61,6 +61,7 @@ class ChunkRun:
     lease: Lease
     account: Account
     recipients: list[ChunkRecipient]
+    codec: Codec  # the campaign kind's codec (the account's SMS codec for SMS)
     outcomes: dict[int, Outcome] = field(default_factory=dict)
     pause_reason: str = ""
     busy: bool = False  # the provider asked us to come back later: stop sending
@@ -141,7 +142,7 @@ class Sender:
             options=orjson.loads(meta.get("options") or "{}"),
         )
         ctx = BuildContext(acct.api_key, lambda: next(acct.serials), time.time())
-        built = acct.codec.build(job, run.recipients, ctx)
+        built = run.codec.build(job, run.recipients, ctx)
         run.outcomes.update(built.refused)
         scope = asyncio.timeout(None)
         self.deadlines.add(scope)
@@ -159,12 +160,14 @@ class Sender:
 
     async def _throttled(self, run: ChunkRun, request: HttpRequest) -> bool:
         """Take the per-number spacing right before sending; True if it is too early."""
-        spacing = run.account.provider.per_number_spacing_seconds
+        spacing = (
+            run.account.provider.per_number_spacing_seconds or run.codec.number_spacing_seconds
+        )
         if not spacing or len(request.positions) != 1:
             return False
         acct = run.account
         number = run.recipients[request.positions[0]].number
-        key = self.keys.throttle(acct.provider.name, acct.name, number)
+        key = self.keys.throttle(f"{acct.provider.name}.{run.codec.kind}", acct.name, number)
         left = await self.throttle.try_take(key, int(spacing * 1000))
         if left:
             run.defer_ms = max(run.defer_ms, float(left))
@@ -186,7 +189,7 @@ class Sender:
                 except TransportError as exc:
                     outcomes = [transient(exc.code, str(exc))] * len(request.positions)
                 else:
-                    outcomes = acct.codec.parse(request, status, body)
+                    outcomes = run.codec.parse(request, status, body)
             finally:
                 acct.gate.leave()
             if any(o.verdict is Verdict.ACCOUNT for o in outcomes):

@@ -129,6 +129,7 @@ class Store:
                 "final": invalid_n,
                 "entries": len(c.recipients),
                 "state": CampaignState.QUEUED.value,
+                "kind": c.kind,
                 "lane": c.lane,
                 "on_unknown": c.on_unknown,
                 "start_at": p.start_ms or 0,

@@ -28,6 +28,7 @@ from dispatcher.config import ConfigError, Settings
 from dispatcher.keys import LANES, Keys
 from dispatcher.model import CampaignState, Result, Status
 from dispatcher.poller import Poller, Reconciler
+from dispatcher.providers import codec_for
 from dispatcher.providers.base import ChunkRecipient
 from dispatcher.queue import REDIS_ERRORS, ChunkData, Lease, Queue, Track
 from dispatcher.render import render
@@ -278,7 +279,8 @@ class Worker:
                 log.error("campaign %s paused: %s", lease.campaign_id, exc)
                 await self._record(lease, [], "hold", reason=str(exc))
                 return
-            run = ChunkRun(lease, account, data.recipients)
+            codec = codec_for(meta["provider"], meta.get("kind") or "sms")
+            run = ChunkRun(lease, account, data.recipients, codec)
             self._runs[lease.entry_id] = run  # its lease is kept alive from here on
             try:
                 if data.sending_since is not None and run.recipients:
@@ -307,10 +309,14 @@ class Worker:
         otherwise follow the campaign's ``on_unknown``: resend, or hold for review."""
         where = f"campaign {lease.campaign_id} chunk {lease.chunk}"
         assert data.sending_since is not None
-        if account.codec.polling == "list":
+        if codec_for(account.provider.name, meta.get("kind") or "sms").polling == "list":
             expected = {r.number: render(meta["text"], r.fields) for r in data.recipients}
             found = await self.reconciler.already_sent(
-                account.provider.name, account.name, data.sending_since, expected
+                account.provider.name,
+                meta.get("kind") or "sms",
+                account.name,
+                data.sending_since,
+                expected,
             )
             now = now_ms()
             reconciled = [
@@ -348,7 +354,8 @@ class Worker:
             delay_s=how.delay_s,
             track=Track(
                 acct.name,
-                index_messages=acct.codec.polling == "list",
-                list_open=acct.codec.polling == "list",
+                index_messages=run.codec.polling == "list",
+                list_open=run.codec.polling == "list",
+                kind=run.codec.kind,
             ),
         )

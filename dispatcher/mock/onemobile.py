@@ -236,7 +236,7 @@ class OneMobileMock:
             return json_response({"code": 2, "msg": "BAD_ARGUMENT not a number"})
         if page < 1 or not 1 <= size <= 5000:
             return json_response({"code": 2, "msg": "BAD_ARGUMENT page or page_size"})
-        key = f"{self.name}:{self.key_of(request)}"
+        key = f"{request.path}:{self.key_of(request)}"  # the limit is per list API and key
         if not self.state.limiter.allow(key, self.recorder):
             return json_response({"code": -100, "msg": "Request frequency limit"}, 429)
         now = now_ms()

@@ -23,6 +23,7 @@ import uvloop
 from aiohttp import web
 
 from dispatcher.mock.cloudaten import CloudAten
+from dispatcher.mock.cloudaten_voice import CloudAtenVoice
 from dispatcher.mock.cloudsms import CloudSms
 from dispatcher.mock.reports import ListLimiter, Pusher, get_query, post_json
 from dispatcher.mock.smsclouds import Smsclouds
@@ -138,7 +139,7 @@ def build_app(settings: MockSettings) -> web.Application:
     state.pusher = Pusher(state)
     state.limiter = ListLimiter(state)
     cloudsms, smsclouds = CloudSms(state), Smsclouds(state)
-    providers = (CloudAten(state), YCloud(state), cloudsms, smsclouds)
+    providers = (CloudAten(state), YCloud(state), cloudsms, smsclouds, CloudAtenVoice(state))
     for provider in providers:
         assert provider.name in PROVIDERS
         app.add_routes(provider.routes())
@@ -204,6 +205,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--list-interval", type=float, default=60.0, help="seconds between allowed list calls"
     )
+    parser.add_argument(
+        "--voice-spacing", type=float, default=30.0, help="seconds between calls to a number"
+    )
 
 
 async def _serve(settings: MockSettings) -> None:
@@ -231,6 +235,7 @@ def run(args: argparse.Namespace) -> int:
         latency_jitter_ms=args.latency_jitter_ms,
         balance=args.balance,
         list_interval_s=args.list_interval,
+        voice_spacing_s=args.voice_spacing,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,

@@ -12,7 +12,7 @@ from typing import Any
 
 from dispatcher.mock.stats import Recorder
 
-PROVIDERS = ("cloudaten", "ycloud", "cloudsms", "smsclouds")
+PROVIDERS = ("cloudaten", "ycloud", "cloudsms", "smsclouds", "cloudaten_voice")
 
 
 @dataclass
@@ -48,6 +48,7 @@ class MockSettings:
     smsclouds_mo_url: str | None = None
     smsclouds_keyword_url: str | None = None
     list_interval_s: float = 60.0  # list APIs: one call a minute per key (the seeds' limit)
+    voice_spacing_s: float = 30.0  # Cloud Aten: one voice call per number this often
     #: Send requests a provider takes per second (0: no limit). Requests above it, counted
     #: over sliding one-second windows, are refused with HTTP 429 and counted as over_rate.
     rate_limits: tuple[tuple[str, float], ...] = ()
@@ -75,6 +76,7 @@ class MockSettings:
         "smsclouds_mo_url",
         "smsclouds_keyword_url",
         "list_interval_s",
+        "voice_spacing_s",
         "rate_limits",
         "faults",
         "fault_timeout_s",

@@ -82,6 +82,11 @@ class Built:
 
 class Codec(Protocol):
     name: str
+    kind: str  # "sms", "voice", …
+    #: At least this long between two sends to one number (seconds; 0: no rule).
+    number_spacing_seconds: float
+    #: Whether a number listed twice in a campaign is sent once (SMS) or each time (voice).
+    dedupe: bool
     #: Options a campaign (or an account's settings) may set, with their types.
     options: Mapping[str, type]
     #: The most recipients one chunk may hold (one request for batch APIs); None: any.

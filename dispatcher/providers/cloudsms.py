@@ -119,6 +119,9 @@ class CloudSmsCodec:
         "priority": int,
         "original_addr": str,
     }
+    kind = "sms"
+    number_spacing_seconds = 0.0
+    dedupe = True
     max_chunk: int | None = None
     queries: Mapping[str, str] = {}
     polling = ""  # no list API: reports are pushed, one per SMS_UID

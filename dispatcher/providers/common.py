@@ -112,6 +112,9 @@ class OneMobileCodec:
     """One ``send_messages`` request per recipient; the text rendered for each."""
 
     name: str
+    kind = "sms"
+    number_spacing_seconds = 0.0
+    dedupe = True
     send_path = "/v1/sms/send_messages"
     codes: Mapping[int, tuple[str, Verdict]]
     options: Mapping[str, type] = {}

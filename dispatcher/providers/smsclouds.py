@@ -108,6 +108,9 @@ class SmscloudsCodec:
         "dial_code": int,
         "scheduled_date": str,
     }
+    kind = "sms"
+    number_spacing_seconds = 0.0
+    dedupe = True
     max_chunk: int | None = MAX_RECIPIENTS
     queries: Mapping[str, str] = {
         "routes": "/api/v3/user/routes",

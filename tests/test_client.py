@@ -1,0 +1,71 @@
+"""The client's balance check against the mock's balance: a campaign that costs more than
+the account has is refused, naming the field, and nothing is enqueued."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from dispatcher.account_api import balance, balance_of
+from dispatcher.client import Client
+from dispatcher.model import Campaign, CampaignError
+from tests.conftest import all_providers
+
+NUMBERS = [f"+4479110{i:05d}" for i in range(200)]
+MX = [f"+52449898{i:04d}" for i in range(200)]
+
+
+async def set_balance(mock: str, amount: float) -> None:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(f"{mock}/_mock/settings", json={"balance": amount}) as r,
+    ):
+        assert r.status == 200
+
+
+@pytest.mark.parametrize(("provider", "numbers"), [("cloudaten", NUMBERS), ("ycloud", NUMBERS),
+                                                   ("smsclouds", MX)])  # fmt: skip
+async def test_refuses_what_the_balance_does_not_cover(
+    redis: Redis, prefix: str, mock: str, provider: str, numbers: list[str]
+) -> None:
+    await set_balance(mock, 1.0)
+    settings = all_providers(prefix, mock, **{provider: {"price_per_segment": 0.01}})
+    assert await balance(settings, provider, "default") == pytest.approx(1.0)
+    client = Client(settings=settings, redis=redis)
+    with pytest.raises(CampaignError) as info:
+        await client.enqueue(Campaign(provider, "hi", numbers, check_balance=True))
+    assert info.value.field == "check_balance"
+    assert str(info.value) == "check_balance: the campaign costs 2.0000 and the balance is 1.0000"
+    assert await redis.keys(f"{prefix}*") == []
+    answer = await client.enqueue(Campaign(provider, "hi", numbers[:50], check_balance=True))
+    assert answer.valid == 50
+
+
+async def test_needs_a_price_and_a_balance_api(redis: Redis, prefix: str, mock: str) -> None:
+    client = Client(settings=all_providers(prefix, mock), redis=redis)
+    with pytest.raises(CampaignError, match="price_per_segment"):
+        await client.enqueue(Campaign("cloudaten", "hi", NUMBERS, check_balance=True))
+    priced = all_providers(prefix, mock, cloudsms={"price_per_segment": 0.01})
+    with pytest.raises(CampaignError, match="cloudsms has no balance API"):
+        await Client(settings=priced, redis=redis).enqueue(
+            Campaign("cloudsms", "hi", ["+85261230000"], check_balance=True)
+        )
+
+
+def test_balance_answers_of_the_seeds() -> None:
+    seed000: Any = orjson.loads(
+        b'{"code": 0, "data": {"currency": "USD", "amount": 10000010190.07658}, "msg": "SUCCESS"}'
+    )
+    assert balance_of("cloudaten", seed000) == 10000010190.07658
+    assert (
+        balance_of("ycloud", {"amount": 10000010190.07658, "currency": "USD"}) == 10000010190.07658
+    )
+    assert (
+        balance_of("smsclouds", {"data": {"information": "User Found", "credit": 468062.11}})
+        == 468062.11
+    )
+    assert balance_of("cloudaten", {"code": 0}) is None
