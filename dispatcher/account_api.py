@@ -70,3 +70,37 @@ async def balance(settings: Settings, provider: str, account: str) -> float:
     if amount is None:
         raise QueryError(f"{provider} answered without a balance")
     return amount
+
+
+async def cancel_batches(settings: Settings, redis: Any, cid: str) -> dict[str, str]:
+    """Ask the provider to cancel a campaign's requests where it can (Smsclouds blaster:
+    only while queued). Returns batch id → "cancelled" or what the provider answered."""
+    from dispatcher.keys import Keys
+    from dispatcher.providers.smsclouds_blaster import cancel_path, parse_cancel
+    from dispatcher.store import as_str
+
+    keys = Keys(settings.prefix)
+    provider, kind, account = (
+        as_str(v) for v in await redis.hmget(keys.meta(cid), ["provider", "kind", "account"])
+    )
+    if (provider, kind) != ("smsclouds", "blaster"):
+        return {}
+    members = await redis.zrange(keys.batches(keys.listed(provider, kind), account), 0, -1)
+    batches = sorted({b for b, c, _ in (as_str(m).split("|") for m in members) if c == cid})
+    ps = settings.provider(provider)
+    transport = Transport(
+        ps.base_url,
+        CODECS[provider].headers(ps.account(account).key(provider)),
+        pool_size=1,
+        timeout=ps.timeout_seconds,
+        connect_timeout=ps.connect_timeout_seconds,
+        ssl_context=client_tls(ps.tls_cert, ps.tls_key, ps.tls_ca),
+    )
+    answers: dict[str, str] = {}
+    try:
+        for batch in batches:
+            status, body = await transport.send(HttpRequest("POST", cancel_path(batch), b"", ()))
+            _ok, answers[batch] = parse_cancel(status, body)
+    finally:
+        await transport.close()
+    return answers

@@ -316,6 +316,8 @@ async def _client_command(args: argparse.Namespace, settings: Settings, url: str
         if args.command == "cancel":
             moved = await client.cancel(args.campaign_id)
             print("cancelled" if moved >= 0 else "already cancelled")
+            for batch, said in (await client.cancel_at_provider(args.campaign_id)).items():
+                print(f"provider campaign {batch}: {said}")
             return 0 if moved >= 0 else 1
         if args.command == "retry":
             dead = await client.dead(args.campaign_id)

@@ -10,7 +10,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from dispatcher.account_api import QueryError, balance
+from dispatcher.account_api import QueryError, balance, cancel_batches
 from dispatcher.config import Settings, load_settings
 from dispatcher.control import Control
 from dispatcher.estimate import estimate
@@ -159,6 +159,11 @@ class Client:
             return await self.control.retry(campaign_id)
         except KeyError:
             raise CampaignNotFound(campaign_id) from None
+
+    async def cancel_at_provider(self, campaign_id: str) -> dict[str, str]:
+        """For providers that hold a campaign before running it (Smsclouds blaster), ask
+        them to cancel it too; provider campaign id → "cancelled" or why it was refused."""
+        return await cancel_batches(self.settings, self.redis, campaign_id)
 
     async def resume(self, campaign_id: str) -> int:
         """Re-queue a paused campaign's held chunks; the number re-queued, -1 if not paused."""

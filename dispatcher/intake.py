@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 import phonenumbers
+from email_validator import EmailNotValidError, validate_email
 from phonenumbers import NumberParseException
 
 from dispatcher.config import Settings
@@ -22,6 +23,7 @@ from dispatcher.model import Campaign, CampaignError, Recipient, Result, Status
 from dispatcher.providers import KINDS, codec_for
 
 INVALID_NUMBER = "INVALID_NUMBER"
+INVALID_EMAIL = "INVALID_EMAIL"
 MAX_SCHEDULE_AHEAD_S = 366 * 24 * 3600
 
 _PARSE_REASONS = {
@@ -31,6 +33,16 @@ _PARSE_REASONS = {
     NumberParseException.TOO_SHORT_NSN: "too short",
     NumberParseException.TOO_LONG: "too long",
 }
+
+
+def normalise_email(raw: str) -> tuple[str | None, str | None]:
+    """``(address, None)`` for a valid email address (normalised), ``(None, reason)``."""
+    try:
+        checked = validate_email(raw.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        return None, f"not an email address: {exc}"
+    # Lower case, so one mailbox written two ways is sent once (mail servers ignore case).
+    return str(checked.normalized).lower(), None
 
 
 def normalise(raw: str, region: str | None) -> tuple[str | None, str | None]:
@@ -69,13 +81,15 @@ def _options(campaign: Campaign, settings: Settings) -> dict[str, Any]:
     """The account's options overridden by the campaign's, checked by the provider's codec."""
     codec = codec_for(campaign.provider, campaign.kind)
     account = settings.provider(campaign.provider).account(campaign.account)
-    merged = {**account.options, **campaign.options}
+    # The account's options for this kind only (an email campaign ignores the SMS route).
+    merged = {k: v for k, v in account.options.items() if k in codec.options}
+    merged.update(campaign.options)
     for key, value in campaign.options.items():
         kind = codec.options.get(key)
         if kind is None:
             known = ", ".join(sorted(codec.options)) or "none"
             raise CampaignError(f"options.{key}", f"unknown for {campaign.provider} ({known})")
-        if not isinstance(value, kind) or isinstance(value, bool):
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
             raise CampaignError(f"options.{key}", f"must be {kind.__name__}")
     codec.check(campaign.text, campaign.signature, merged)
     return merged
@@ -134,7 +148,9 @@ def prepare(campaign: Campaign, settings: Settings) -> Prepared:
     _check_fields(campaign, settings)
     options = _options(campaign, settings)
     chunk_size = settings.provider(campaign.provider).chunk_size
-    dedupe = codec_for(campaign.provider, campaign.kind).dedupe
+    codec = codec_for(campaign.provider, campaign.kind)
+    dedupe = codec.dedupe
+    email = codec.address == "email"
     region = (campaign.default_region or settings.default_region or "").upper() or None
     seen: set[str] = set()
     sent = 0  # recipients to send: unique numbers, or every listing where each is a call
@@ -144,10 +160,11 @@ def prepare(campaign: Campaign, settings: Settings) -> Prepared:
     current: list[list[object]] = []
     for index, item in enumerate(campaign.recipients):
         rcpt = item if isinstance(item, Recipient) else Recipient(str(item))
-        e164, reason = normalise(rcpt.number, region)
+        e164, reason = normalise_email(rcpt.number) if email else normalise(rcpt.number, region)
         if e164 is None:
+            code = INVALID_EMAIL if email else INVALID_NUMBER
             invalid.append(
-                Result(index, rcpt.number, Status.INVALID, error_code=INVALID_NUMBER, error=reason)
+                Result(index, rcpt.number, Status.INVALID, error_code=code, error=reason)
             )
             continue
         if e164 in seen and dedupe:

@@ -170,10 +170,10 @@ def _recipient_from_json(item: Any, where: str) -> Recipient | str:
         return item
     if not isinstance(item, dict):
         raise CampaignError(where, "must be a number string or an object with 'number'")
-    number = item.get("number")
+    number = item.get("number", item.get("email"))  # email campaigns may say "email"
     if not isinstance(number, str):
         raise CampaignError(f"{where}.number", "is required and must be a string")
-    extra = sorted(set(item) - {"number", *FIELD_NAMES})
+    extra = sorted(set(item) - {"number", "email", *FIELD_NAMES})
     if extra:
         raise CampaignError(f"{where}.{extra[0]}", "unknown field")
     fields: dict[str, str] = {}

@@ -28,7 +28,7 @@ from dispatcher.model import FINAL
 from dispatcher.providers import CODECS, KINDS, codec_for
 from dispatcher.providers.base import BadPush, HttpRequest, Report
 from dispatcher.providers.common import OneMobileCodec, parse_list
-from dispatcher.providers.smsclouds import messages_path, parse_messages
+from dispatcher.providers.smsclouds import SmscloudsCodec
 from dispatcher.queue import REDIS_ERRORS
 from dispatcher.store import as_str
 from dispatcher.tracking import Tracker
@@ -115,7 +115,7 @@ class Poller:
         """One list call for the account if one is due and the lock is free; True if made."""
         if codec_for(provider, kind).polling == "list":
             return await self._list_page(provider, account, kind)
-        return await self._batch(provider, account)
+        return await self._batch(provider, account, kind)
 
     # -- Cloud Aten, YCloud ---------------------------------------------------------------
 
@@ -175,19 +175,21 @@ class Poller:
             code = self._dial_codes[cid] = int(options.get("dial_code", 52))
         return code
 
-    async def _batch(self, provider: str, account: str) -> bool:
+    async def _batch(self, provider: str, account: str, kind: str) -> bool:
         k = self.keys
         ps = self.settings.provider(provider)
+        codec = codec_for(provider, kind)
+        assert isinstance(codec, SmscloudsCodec)
         due_before = now_ms() - int(ps.poll_after_seconds * 1000)
-        key = k.batches(provider, account)
+        key = k.batches(k.listed(provider, kind), account)
         due = await self.redis.zrangebyscore(key, "-inf", due_before, start=0, num=1)
         if not due:
             return False
-        if not await self._lock(provider, account):
+        if not await self._lock(provider, account, kind):
             return False
         member = as_str(due[0])
         batch, cid, chunk = member.split("|")
-        reports = parse_messages(await self._get(provider, account, messages_path(batch)))
+        reports = codec.parse_batch(await self._get(provider, account, codec.batch_path(batch)))
         dial = await self._dial_code(cid)
         placed = [
             Report(

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from dispatcher.model import FIELD_NAMES, CampaignError, Recipient
 
-NUMBER_HEADERS = {"number", "phone", "mobile", "msisdn", "cellphone"}
+NUMBER_HEADERS = {"number", "phone", "mobile", "msisdn", "cellphone", "email"}
 
 
 class RecipientsFileError(CampaignError):

@@ -29,8 +29,10 @@ from dispatcher.providers.base import (
     Outcome,
     SendJob,
     Verdict,
+    refused,
     transient,
 )
+from dispatcher.providers.smsclouds import SmscloudsCodec
 from dispatcher.queue import Lease
 from dispatcher.ratelimit import AccountGate, GlobalRate, Throttle
 from dispatcher.store import now_ms
@@ -142,8 +144,16 @@ class Sender:
             options=orjson.loads(meta.get("options") or "{}"),
         )
         ctx = BuildContext(acct.api_key, lambda: next(acct.serials), time.time())
-        built = run.codec.build(job, run.recipients, ctx)
-        run.outcomes.update(built.refused)
+        if job.options.get("hlr_scrub"):
+            await self._scrub(run)
+        # Build for the recipients still to send; positions are mapped back to the chunk's.
+        todo = [pos for pos in range(len(run.recipients)) if pos not in run.outcomes]
+        built = run.codec.build(job, [run.recipients[p] for p in todo], ctx)
+        run.outcomes.update({todo[p]: o for p, o in built.refused.items()})
+        built.requests = [
+            HttpRequest(r.method, r.path, r.body, tuple(todo[p] for p in r.positions))
+            for r in built.requests
+        ]
         scope = asyncio.timeout(None)
         self.deadlines.add(scope)
         try:
@@ -154,6 +164,31 @@ class Sender:
             pass  # shutdown deadline: what answered is in run.outcomes
         finally:
             self.deadlines.discard(scope)
+
+    async def _scrub(self, run: ChunkRun) -> None:
+        """HLR look-ups before a Smsclouds send: numbers reported invalid are recorded as
+        rejected and not sent. A look-up that fails keeps its number."""
+        codec = run.codec
+        assert isinstance(codec, SmscloudsCodec)
+        acct = run.account
+
+        async def look_up(pos: int, number: str) -> None:
+            path = codec.hlr_path(number)
+            if path is None:
+                return
+            await acct.gate.enter(run.urgent)
+            try:
+                status, body = await acct.transport.send(HttpRequest("GET", path, None, (pos,)))
+            except TransportError:
+                return
+            finally:
+                acct.gate.leave()
+            if codec.hlr_invalid(status, body):
+                run.outcomes[pos] = refused("HLR_INVALID", "the HLR look-up says no such number")
+
+        async with asyncio.TaskGroup() as group:
+            for pos, rcpt in enumerate(run.recipients):
+                group.create_task(look_up(pos, rcpt.number))
 
     def _should_send(self, run: ChunkRun) -> bool:
         return not (self.halting or run.lost or run.pause_reason or run.busy)

@@ -185,6 +185,29 @@ def test_provider_queries_against_the_mock(tmp_path: Path, redis_url: str, prefi
         assert "credit" in user["data"]
         balance = orjson.loads(run_dispatcher(env, "provider", "ycloud", "balance").stdout)
         assert balance["data"]["currency"] == "USD"
+        # estimate --balance compares the cost with the account's balance, and warns.
+        mx = tmp_path / "mx.txt"
+        mx.write_text("+524498987282\n")
+        config.write_text(
+            config.read_text().replace(
+                "[providers.smsclouds.accounts.default]",
+                "price_per_segment = 1e15\n[providers.smsclouds.accounts.default]\nroute = 77",
+            )
+        )
+        est = run_dispatcher(
+            env,
+            "estimate",
+            "--provider",
+            "smsclouds",
+            "--text",
+            "hi",
+            "--recipients",
+            str(mx),
+            "--balance",
+        )
+        assert est.returncode == 0, est.stderr
+        assert "balance: " in est.stdout
+        assert "warning: the balance does not cover this campaign" in est.stderr
         unknown = run_dispatcher(env, "provider", "smsclouds", "nope")
         assert unknown.returncode == 2
         assert "known: countries, routes, user" in unknown.stderr

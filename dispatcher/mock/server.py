@@ -27,6 +27,7 @@ from dispatcher.mock.cloudaten_voice import CloudAtenVoice
 from dispatcher.mock.cloudsms import CloudSms
 from dispatcher.mock.reports import ListLimiter, Pusher, get_query, post_json
 from dispatcher.mock.smsclouds import Smsclouds
+from dispatcher.mock.smsclouds_more import SmscloudsMore
 from dispatcher.mock.state import PROVIDERS, MockSettings, MockState
 from dispatcher.mock.ycloud import YCloud
 
@@ -140,6 +141,7 @@ def build_app(settings: MockSettings) -> web.Application:
     state.limiter = ListLimiter(state)
     cloudsms, smsclouds = CloudSms(state), Smsclouds(state)
     providers = (CloudAten(state), YCloud(state), cloudsms, smsclouds, CloudAtenVoice(state))
+    app.add_routes(SmscloudsMore(state, smsclouds).routes())
     for provider in providers:
         assert provider.name in PROVIDERS
         app.add_routes(provider.routes())

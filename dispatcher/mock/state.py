@@ -12,7 +12,15 @@ from typing import Any
 
 from dispatcher.mock.stats import Recorder
 
-PROVIDERS = ("cloudaten", "ycloud", "cloudsms", "smsclouds", "cloudaten_voice")
+PROVIDERS = (
+    "cloudaten",
+    "ycloud",
+    "cloudsms",
+    "smsclouds",
+    "cloudaten_voice",
+    "smsclouds_blaster",
+    "smsclouds_email",
+)
 
 
 @dataclass
@@ -49,6 +57,8 @@ class MockSettings:
     smsclouds_keyword_url: str | None = None
     list_interval_s: float = 60.0  # list APIs: one call a minute per key (the seeds' limit)
     voice_spacing_s: float = 30.0  # Cloud Aten: one voice call per number this often
+    blaster_queue_ms: float = 1000.0  # Smsclouds blaster campaigns stay queued this long
+    hlr_invalid: tuple[str, ...] = ()  # 10-digit numbers the HLR look-up calls invalid
     #: Send requests a provider takes per second (0: no limit). Requests above it, counted
     #: over sliding one-second windows, are refused with HTTP 429 and counted as over_rate.
     rate_limits: tuple[tuple[str, float], ...] = ()
@@ -77,6 +87,8 @@ class MockSettings:
         "smsclouds_keyword_url",
         "list_interval_s",
         "voice_spacing_s",
+        "blaster_queue_ms",
+        "hlr_invalid",
         "rate_limits",
         "faults",
         "fault_timeout_s",

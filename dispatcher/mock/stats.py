@@ -24,6 +24,7 @@ class ProviderStats:
     over_rate: int = 0  # send requests above the provider's rate, refused with 429
     faults: int = 0  # send requests failed on purpose
     spacing_violations: int = 0  # voice calls to a number sooner than allowed
+    hlr_lookups: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)

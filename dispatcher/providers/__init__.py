@@ -11,13 +11,17 @@ from dispatcher.providers.cloudaten import CloudAtenCodec
 from dispatcher.providers.cloudaten_voice import CloudAtenVoiceCodec
 from dispatcher.providers.cloudsms import CloudSmsCodec
 from dispatcher.providers.smsclouds import SmscloudsCodec
+from dispatcher.providers.smsclouds_blaster import BlasterCodec
+from dispatcher.providers.smsclouds_clic import SmsClicCodec
+from dispatcher.providers.smsclouds_email import EmailCodec
 from dispatcher.providers.ycloud import YCloudCodec
 
 CODECS: dict[str, Codec] = {
     c.name: c for c in (CloudAtenCodec(), YCloudCodec(), CloudSmsCodec(), SmscloudsCodec())
 }
 KINDS: dict[tuple[str, str], Codec] = {(c.name, c.kind): c for c in CODECS.values()}
-KINDS[("cloudaten", "voice")] = CloudAtenVoiceCodec()
+for extra in (CloudAtenVoiceCodec(), BlasterCodec(), EmailCodec(), SmsClicCodec()):
+    KINDS[(extra.name, extra.kind)] = extra
 
 
 def codec_for(provider: str, kind: str = "sms") -> Codec:

@@ -87,6 +87,8 @@ class Codec(Protocol):
     number_spacing_seconds: float
     #: Whether a number listed twice in a campaign is sent once (SMS) or each time (voice).
     dedupe: bool
+    #: What a recipient is: "phone" (E.164) or "email".
+    address: str
     #: Options a campaign (or an account's settings) may set, with their types.
     options: Mapping[str, type]
     #: The most recipients one chunk may hold (one request for batch APIs); None: any.

@@ -122,6 +122,7 @@ class CloudSmsCodec:
     kind = "sms"
     number_spacing_seconds = 0.0
     dedupe = True
+    address = "phone"
     max_chunk: int | None = None
     queries: Mapping[str, str] = {}
     polling = ""  # no list API: reports are pushed, one per SMS_UID

@@ -115,6 +115,7 @@ class OneMobileCodec:
     kind = "sms"
     number_spacing_seconds = 0.0
     dedupe = True
+    address = "phone"
     send_path = "/v1/sms/send_messages"
     codes: Mapping[int, tuple[str, Verdict]]
     options: Mapping[str, type] = {}

@@ -107,6 +107,7 @@ class SmscloudsCodec:
         "country": int,
         "dial_code": int,
         "scheduled_date": str,
+        "hlr_scrub": bool,  # look every (Mexican) number up first; send only the valid ones
     }
     kind = "sms"
     number_spacing_seconds = 0.0
@@ -118,6 +119,38 @@ class SmscloudsCodec:
         "user": "/api/v1/user",
     }
     polling = "batch"  # no reports are pushed: each campaign's messages are polled
+    path = PATH
+    address = "phone"
+
+    @staticmethod
+    def hlr_path(number: str) -> str | None:
+        """``GET api/v3/hlr/{10 digits}``: Mexican numbers only; None for any other."""
+        country, national = split_e164(number)
+        return f"/api/v3/hlr/{national}" if country == 52 and len(national) == 10 else None
+
+    @staticmethod
+    def hlr_invalid(status: int, body: bytes) -> bool:
+        """Did the look-up say the number is invalid? The seed shows no answer: any of
+        ``valid``/``exists`` false, or a ``status`` of invalid/inactive, counts as no."""
+        if status != 200:
+            return False  # no answer is no verdict: keep the number
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return False
+        if not isinstance(data, dict):
+            return False
+        data = data.get("data", data) if isinstance(data.get("data"), dict) else data
+        if data.get("valid") is False or data.get("exists") is False:
+            return True
+        return str(data.get("status", "")).lower() in ("invalid", "inactive")
+
+    def batch_path(self, batch: str) -> str:
+        """Where the statuses of one of our requests (a provider campaign) are read."""
+        return messages_path(batch)
+
+    def parse_batch(self, body: bytes) -> list[Report]:
+        return parse_messages(body)
 
     def headers(self, api_key: str) -> dict[str, str]:
         return {
@@ -181,7 +214,7 @@ class SmscloudsCodec:
             part = positions[start : start + MAX_RECIPIENTS]
             flag = (flag_for(list({texts[p] for p in part})) or (None, 1))[0]
             body = self.campaign(job, [members[p] for p in part], flag)
-            built.requests.append(HttpRequest("POST", PATH, orjson.dumps(body), tuple(part)))
+            built.requests.append(HttpRequest("POST", self.path, orjson.dumps(body), tuple(part)))
         return built
 
     def campaign(
