@@ -17,21 +17,29 @@ class QueryError(RuntimeError):
     pass
 
 
-async def query(settings: Settings, provider: str, account: str, name: str) -> Any:
+def account_transport(
+    settings: Settings, provider: str, account: str, pool_size: int = 1
+) -> Transport:
+    """An HTTP session to the provider as this account (its key in the codec's headers)."""
     ps = settings.provider(provider)
+    return Transport(
+        ps.base_url,
+        CODECS[provider].headers(ps.account(account).key(provider)),
+        pool_size=pool_size,
+        timeout=ps.timeout_seconds,
+        connect_timeout=ps.connect_timeout_seconds,
+        ssl_context=client_tls(ps.tls_cert, ps.tls_key, ps.tls_ca),
+    )
+
+
+async def query(settings: Settings, provider: str, account: str, name: str) -> Any:
+    settings.provider(provider)  # a clear error for a provider that is not configured
     codec = CODECS[provider]
     path = codec.queries.get(name)
     if path is None:
         known = ", ".join(sorted(codec.queries)) or "none"
         raise ConfigError(f"{provider} has no query {name!r} (known: {known})")
-    transport = Transport(
-        ps.base_url,
-        codec.headers(ps.account(account).key(provider)),
-        pool_size=1,
-        timeout=ps.timeout_seconds,
-        connect_timeout=ps.connect_timeout_seconds,
-        ssl_context=client_tls(ps.tls_cert, ps.tls_key, ps.tls_ca),
-    )
+    transport = account_transport(settings, provider, account)
     try:
         status, body = await transport.send(HttpRequest("GET", path, None, ()))
     except TransportError as exc:
@@ -87,15 +95,7 @@ async def cancel_batches(settings: Settings, redis: Any, cid: str) -> dict[str, 
         return {}
     members = await redis.zrange(keys.batches(keys.listed(provider, kind), account), 0, -1)
     batches = sorted({b for b, c, _ in (as_str(m).split("|") for m in members) if c == cid})
-    ps = settings.provider(provider)
-    transport = Transport(
-        ps.base_url,
-        CODECS[provider].headers(ps.account(account).key(provider)),
-        pool_size=1,
-        timeout=ps.timeout_seconds,
-        connect_timeout=ps.connect_timeout_seconds,
-        ssl_context=client_tls(ps.tls_cert, ps.tls_key, ps.tls_ca),
-    )
+    transport = account_transport(settings, provider, account)
     answers: dict[str, str] = {}
     try:
         for batch in batches:

@@ -21,18 +21,19 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
+from dispatcher.account_api import account_transport
 from dispatcher.aio import checkpoint
 from dispatcher.config import ConfigError, Settings
 from dispatcher.keys import Keys
 from dispatcher.model import FINAL
-from dispatcher.providers import CODECS, KINDS, codec_for
+from dispatcher.providers import KINDS, codec_for
 from dispatcher.providers.base import BadPush, HttpRequest, Report
 from dispatcher.providers.common import OneMobileCodec, parse_list
 from dispatcher.providers.smsclouds import SmscloudsCodec
 from dispatcher.queue import REDIS_ERRORS
 from dispatcher.store import as_str
 from dispatcher.tracking import Tracker
-from dispatcher.transport import Transport, TransportError, client_tls
+from dispatcher.transport import Transport, TransportError
 
 log = logging.getLogger("dispatcher.poller")
 POLL_ERRORS: tuple[type[BaseException], ...] = (*REDIS_ERRORS, TransportError, BadPush)
@@ -91,15 +92,7 @@ class Poller:
         key = (provider, account)
         transport = self._transports.get(key)
         if transport is None:
-            ps = self.settings.provider(provider)
-            transport = self._transports[key] = Transport(
-                ps.base_url,
-                CODECS[provider].headers(ps.account(account).key(provider)),
-                pool_size=1,
-                timeout=ps.timeout_seconds,
-                connect_timeout=ps.connect_timeout_seconds,
-                ssl_context=client_tls(ps.tls_cert, ps.tls_key, ps.tls_ca),
-            )
+            transport = self._transports[key] = account_transport(self.settings, provider, account)
         return transport
 
     async def _get(self, provider: str, account: str, path: str) -> bytes:

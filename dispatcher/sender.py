@@ -17,6 +17,7 @@ import orjson
 from aiolimiter import AsyncLimiter
 from redis.asyncio import Redis
 
+from dispatcher.account_api import account_transport
 from dispatcher.config import ProviderSettings, Settings
 from dispatcher.keys import Keys
 from dispatcher.model import Result, Status
@@ -36,7 +37,7 @@ from dispatcher.providers.smsclouds import SmscloudsCodec
 from dispatcher.queue import Lease
 from dispatcher.ratelimit import AccountGate, GlobalRate, Throttle
 from dispatcher.store import now_ms
-from dispatcher.transport import Transport, TransportError, client_tls, close_all
+from dispatcher.transport import Transport, TransportError, close_all
 
 log = logging.getLogger("dispatcher.worker")
 SERIAL_MAX = 65535
@@ -100,14 +101,7 @@ class Sender:
             ps = self.settings.provider(provider)
             codec = CODECS[provider]
             api_key = ps.account(account).key(provider)
-            transport = Transport(
-                ps.base_url,
-                codec.headers(api_key),
-                pool_size=ps.concurrency,
-                timeout=ps.timeout_seconds,
-                connect_timeout=ps.connect_timeout_seconds,
-                ssl_context=client_tls(ps.tls_cert, ps.tls_key, ps.tls_ca),
-            )
+            transport = account_transport(self.settings, provider, account, ps.concurrency)
             rate = GlobalRate(
                 self.redis,
                 self.keys.rate(provider, account),

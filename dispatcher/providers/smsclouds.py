@@ -100,6 +100,27 @@ def error_outcome(status: int, body: bytes) -> Outcome:
     return Outcome(Verdict.PERMANENT, Status.REJECTED, error_code=code, error=info)
 
 
+def created_id(
+    request: HttpRequest, status: int, body: bytes, field: str
+) -> tuple[str | None, list[Outcome]]:
+    """The id a create call (campaign, voice campaign, email campaign) answered with, or
+    no id and the outcomes that say why. A 200 without the id is not resent: the provider
+    may have taken it."""
+    n = len(request.positions)
+    if status != 200:
+        return None, [error_outcome(status, body)] * n
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        data = None
+    value = data.get(field) if isinstance(data, dict) else None
+    if value is None:
+        error = f"answer without {field}; not resent, to avoid a double send"
+        failed = Outcome(Verdict.PERMANENT, Status.FAILED, error_code="BAD_RESPONSE", error=error)
+        return None, [failed] * n
+    return str(value), []
+
+
 class SmscloudsCodec:
     name = "smsclouds"
     options: Mapping[str, type] = {
@@ -234,26 +255,13 @@ class SmscloudsCodec:
         return body
 
     def parse(self, request: HttpRequest, status: int, body: bytes) -> list[Outcome]:
-        n = len(request.positions)
-        if status != 200:
-            return [error_outcome(status, body)] * n
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            data = None
-        campaign = data.get("campaign") if isinstance(data, dict) else None
+        campaign, failed = created_id(request, status, body, "campaign")
         if campaign is None:
-            return [
-                Outcome(
-                    Verdict.PERMANENT,
-                    Status.FAILED,
-                    error_code="BAD_RESPONSE",
-                    error="answer without a campaign id; not resent, to avoid a double send",
-                )
-            ] * n
+            return failed
         sent = orjson.loads(request.body or b"{}")
         segments = next((s for f, _, s in GSM_FLAGS + OTHER_FLAGS if f and sent.get(f)), 1)
-        return [Outcome(Verdict.OK, Status.ACCEPTED, segments=segments, batch_id=str(campaign))] * n
+        outcome = Outcome(Verdict.OK, Status.ACCEPTED, segments=segments, batch_id=campaign)
+        return [outcome] * len(request.positions)
 
 
 #: "Status of message", in our vocabulary. Smsclouds has no delivery reports: "sent" (handed

@@ -30,7 +30,7 @@ from dispatcher.providers.base import (
     refused,
     split_e164,
 )
-from dispatcher.providers.smsclouds import DATE, SmscloudsCodec, campaign_name, error_outcome
+from dispatcher.providers.smsclouds import DATE, SmscloudsCodec, campaign_name, created_id
 
 PATH = "/api/v3/voice"
 #: voice_message_status → (our status, raw name)
@@ -107,23 +107,11 @@ class BlasterCodec(SmscloudsCodec):
         return built
 
     def parse(self, request: HttpRequest, status: int, body: bytes) -> list[Outcome]:
-        n = len(request.positions)
-        if status != 200:
-            return [error_outcome(status, body)] * n
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            data = None
-        campaign = data.get("voice_campaign") if isinstance(data, dict) else None
-        if campaign is None:
-            failed = Outcome(
-                Verdict.PERMANENT,
-                Status.FAILED,
-                error_code="BAD_RESPONSE",
-                error="answer without a voice_campaign id; not resent",
-            )
-            return [failed] * n
-        return [Outcome(Verdict.OK, Status.ACCEPTED, segments=1, batch_id=str(campaign))] * n
+        batch, failed = created_id(request, status, body, "voice_campaign")
+        if batch is None:
+            return failed
+        outcome = Outcome(Verdict.OK, Status.ACCEPTED, segments=1, batch_id=batch)
+        return [outcome] * len(request.positions)
 
     def batch_path(self, batch: str) -> str:
         return f"{PATH}/{batch}"

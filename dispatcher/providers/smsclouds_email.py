@@ -24,7 +24,7 @@ from dispatcher.providers.base import (
     SendJob,
     Verdict,
 )
-from dispatcher.providers.smsclouds import DATE, SmscloudsCodec, error_outcome
+from dispatcher.providers.smsclouds import DATE, SmscloudsCodec, created_id
 
 PATH = "/api/v1/email"
 #: The seed's "Parameters according to template": what each template takes besides
@@ -92,20 +92,8 @@ class EmailCodec(SmscloudsCodec):
         return Built([HttpRequest("POST", PATH, orjson.dumps(body), positions)])
 
     def parse(self, request: HttpRequest, status: int, body: bytes) -> list[Outcome]:
-        n = len(request.positions)
-        if status != 200:
-            return [error_outcome(status, body)] * n
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            data = None
-        campaign = data.get("email_campaign_id") if isinstance(data, dict) else None
-        if campaign is None:
-            failed = Outcome(
-                Verdict.PERMANENT,
-                Status.FAILED,
-                error_code="BAD_RESPONSE",
-                error="answer without an email_campaign_id; not resent",
-            )
-            return [failed] * n
-        return [Outcome(Verdict.OK, Status.SUBMITTED, segments=1, batch_id=str(campaign))] * n
+        batch, failed = created_id(request, status, body, "email_campaign_id")
+        if batch is None:
+            return failed
+        outcome = Outcome(Verdict.OK, Status.SUBMITTED, segments=1, batch_id=batch)
+        return [outcome] * len(request.positions)
