@@ -1,9 +1,10 @@
 """The worker loop: lease a chunk → send its requests under the rate limit → record → ack.
 
-One process runs up to ``chunks_in_flight`` chunks at once; each chunk's requests share the
-account's connection pool, concurrency limit and token bucket. Three background duties run
-beside the main loop: refreshing our leases, taking over chunks whose worker died, and
-nothing else; shutdown is cooperative:
+One process runs up to ``chunks_in_flight`` chunks at once (plus a few for the otp lane);
+each chunk's requests share the account's connection pool, concurrency limit and rate
+(sender.py). Background duties run beside the main loop: refreshing our leases, taking over
+chunks whose worker died (after asking the provider what it already got, where it can say),
+moving delayed chunks back to work, and polling list APIs. Shutdown is cooperative:
 
 * ``stop()`` (SIGTERM/SIGINT): read nothing new, let chunks in flight finish.
 * near the drain deadline: send no new request; requests in flight may still answer.
