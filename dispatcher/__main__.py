@@ -1,6 +1,6 @@
 """``python -m dispatcher``.
 
-A worker must exit 0 on SIGTERM or SIGINT even if the signal comes while it is still
+A worker must exit 0 on SIGTERM, SIGINT or SIGHUP even if the signal comes while it is still
 importing, so for ``worker`` the signals are caught first thing and replayed once the worker
 runs (see ``runtime.early_signals``).
 """

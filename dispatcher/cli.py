@@ -28,14 +28,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="INFO")
     sub = p.add_subparsers(dest="command", required=True)
 
-    w = sub.add_parser("worker", help="send queued campaigns")
+    from dispatcher.supervisor import RESTART_RULE
+
+    w = sub.add_parser(
+        "worker",
+        help="send queued campaigns",
+        description=(
+            "Send queued campaigns. SIGTERM, SIGINT and SIGHUP all drain: nothing new is "
+            f"read, what is in flight finishes, and the worker exits 0. {RESTART_RULE}"
+        ),
+    )
     w.add_argument("--processes", type=int, default=1, help="worker processes (default 1)")
     w.add_argument(
         "--concurrency", type=int, help="HTTP requests in flight per account and process"
     )
     w.add_argument("--chunks", type=int, help="chunks one process works on at once")
     w.add_argument("--lease-seconds", type=float, help="idle time before a chunk is taken over")
-    w.add_argument("--drain-timeout", type=float, help="SIGTERM: seconds to finish in-flight")
+    w.add_argument(
+        "--drain-timeout", type=float, help="SIGTERM/SIGINT/SIGHUP: seconds to finish in-flight"
+    )
     w.add_argument("--provider", action="append", help="only these providers (repeatable)")
     w.add_argument("--no-poll", action="store_true", help="do not poll list APIs here")
 

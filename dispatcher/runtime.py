@@ -25,8 +25,8 @@ _early: list[int] = []
 
 
 def catch_early_signals() -> None:
-    """Remember SIGTERM/SIGINT until the real handlers are installed."""
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    """Remember SIGTERM/SIGINT/SIGHUP until the real handlers are installed."""
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda signum, _frame: _early.append(signum))
 
 
