@@ -72,7 +72,11 @@ class ProviderSettings:
     chunk_size: int = 100
     rate_per_second: float = 50.0  # per provider account, across every worker process
     burst: int = 1  # requests the account may send at once after a quiet spell
-    rate_headroom: float = 0.1  # stay this far below the rate, against network jitter
+    #: How much later or earlier than scheduled a request may reach the provider (network
+    #: and event-loop jitter): requests are spaced so that even then the provider never
+    #: counts more than the rate in any window of max(1 s, 1/rate).
+    rate_jitter_seconds: float = 0.1
+    rate_headroom: float = 0.0  # an extra fraction to stay below the rate, if wanted
     per_number_spacing_seconds: float = 0.0  # e.g. 30: one voice call per number per 30 s
     concurrency: int = 64  # HTTP requests in flight per account and process
     timeout_seconds: float = 10.0
@@ -82,6 +86,15 @@ class ProviderSettings:
     retry_later_seconds: float = 600.0  # when the provider says "busy, come back later"
     poll_interval_seconds: float = 65.0  # one list call per account at most this often
     poll_after_seconds: float = 120.0  # poll a message once this old (pushes come first)
+    #: Unknown fate (a request that may have reached the provider, and we do not know):
+    #: how far the provider's clock may differ from Redis's, for list windows …
+    clock_skew_seconds: float = 1.0
+    #: … how long such recipients wait for the provider's list or reports to settle them
+    #: before the campaign's on_unknown applies (with a list API: more than the window —
+    #: timeout_seconds and a bit — plus a few poll intervals) …
+    unknown_wait_seconds: float = 900.0
+    #: … and what a campaign does with what is still unknown then, unless it says.
+    on_unknown: str = "resend"
     callback_url: str | None = None
     price_per_segment: float | None = None  # for estimates
     tls_cert: str | None = None  # client certificate (two-way TLS, CloudSMS)
@@ -172,6 +185,10 @@ BUILTIN_PROVIDERS: dict[str, dict[str, Any]] = {
         "chunk_size": 30_000,  # the seed's optimum; 50,000 at most
         "concurrency": 4,
         "timeout_seconds": 600,  # the seed allows a request 10 minutes
+        # Nothing can tell what a cut-off request of up to 50,000 recipients reached:
+        # hold such a campaign for an operator rather than text 50,000 people twice.
+        "on_unknown": "hold",
+        "unknown_wait_seconds": 0,
         "accounts": {"default": {"api_key_env": "SMSCLOUDS_TOKEN"}},
     },
 }
@@ -186,8 +203,14 @@ ZERO_ALLOWED = {
     "backoff_seconds",
     "retry_later_seconds",
     "rate_headroom",
+    "rate_jitter_seconds",
     "per_number_spacing_seconds",
+    "clock_skew_seconds",
+    "unknown_wait_seconds",
 }
+#: The slowest rate an account may have: one request every 1,000 seconds.
+MIN_RATE = 0.001
+ON_UNKNOWN = ("resend", "hold")
 
 
 def _check_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
@@ -245,7 +268,22 @@ def _provider(name: str, table: dict[str, Any], schema: dict[str, type]) -> Prov
     if not isinstance(accounts_table, dict):
         raise ConfigError(f"{where}accounts: must be a table")
     accounts = {n: _account(name, n, t, schema) for n, t in accounts_table.items()}
+    _check_rate(values, where)
+    if values.get("on_unknown", "resend") not in ON_UNKNOWN:
+        raise ConfigError(f"{where}on_unknown: must be resend or hold")
     return ProviderSettings(name=name, accounts=accounts, **values)
+
+
+def _check_rate(values: dict[str, Any], where: str) -> None:
+    """Refuse the rates that cannot work, naming the setting."""
+    rate = values.get("rate_per_second")
+    if rate is not None and rate < MIN_RATE:
+        raise ConfigError(
+            f"{where}rate_per_second: at least {MIN_RATE} (one request every "
+            f"{1 / MIN_RATE:,.0f} s); got {rate}"
+        )
+    if values.get("rate_headroom", 0.0) >= 1:
+        raise ConfigError(f"{where}rate_headroom: must be below 1 (a fraction of the rate)")
 
 
 def parse_settings(

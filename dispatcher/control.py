@@ -10,21 +10,35 @@ from __future__ import annotations
 from redis.asyncio import Redis
 
 from dispatcher.keys import DEFAULT_LANE, Keys
+from dispatcher.ranges import LUA_TO_RANGES
 from dispatcher.store import as_str
 
-# Chunks go back with a=1: a re-delivery, so only recipients without a result are sent.
-_RESUME = """
+#: ``requeue(stream, cid, member)``: queue a held ``chunk[|ranges]`` again as a re-delivery
+#: (a=1): the worker then sends only the recipients that have no result yet.
+_REQUEUE = """
+local function requeue(stream, cid, member)
+  local n, only = string.match(member, '^(%d+)|?(.*)$')
+  if only ~= nil and only ~= '' then
+    redis.call('XADD', stream, '*', 'c', cid, 'n', n, 'a', '1', 'i', only)
+  else
+    redis.call('XADD', stream, '*', 'c', cid, 'n', n, 'a', '1')
+  end
+end
+"""
+
+_RESUME = (
+    _REQUEUE
+    + """
 -- KEYS: meta, held, stream, events; ARGV: cid
 if redis.call('HGET', KEYS[1], 'state') ~= 'paused' then return -1 end
 local chunks = redis.call('SMEMBERS', KEYS[2])
-for _, n in ipairs(chunks) do
-  redis.call('XADD', KEYS[3], '*', 'c', ARGV[1], 'n', n, 'a', '1')
-end
+for _, m in ipairs(chunks) do requeue(KEYS[3], ARGV[1], m) end
 redis.call('DEL', KEYS[2])
 redis.call('HSET', KEYS[1], 'state', 'queued', 'reason', '')
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', 100000, '*', 'c', ARGV[1], 'e', 'resumed')
 return #chunks
 """
+)
 
 
 _PAUSE = """
@@ -36,36 +50,41 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', 'c', ARGV[1], 'e', 'paus
 return 1
 """
 
-_CANCEL = """
+_CANCEL = (
+    _REQUEUE
+    + """
 -- KEYS: meta, held, stream, events, delayed; ARGV: cid
 if redis.call('HGET', KEYS[1], 'state') == 'cancelled' then return -1 end
 redis.call('HSET', KEYS[1], 'state', 'cancelled', 'reason', 'cancelled by operator')
 -- Held and delayed chunks go back to work at once: workers record their recipients as
 -- cancelled, so every recipient still ends with a final status.
 local moved = 0
-for _, n in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  redis.call('XADD', KEYS[3], '*', 'c', ARGV[1], 'n', n, 'a', '1')
+for _, m in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  requeue(KEYS[3], ARGV[1], m)
   moved = moved + 1
 end
 redis.call('DEL', KEYS[2])
 local prefix = ARGV[1] .. '|'
 for _, m in ipairs(redis.call('ZRANGE', KEYS[5], 0, -1)) do
   if string.sub(m, 1, #prefix) == prefix then
-    local n = string.match(m, '^[^|]+|(%d+)|')
     redis.call('ZREM', KEYS[5], m)
-    redis.call('XADD', KEYS[3], '*', 'c', ARGV[1], 'n', n, 'a', '1')
+    local n, only = string.match(m, '^[^|]+|(%d+)|%d+|?(.*)$')
+    requeue(KEYS[3], ARGV[1], (only ~= nil and only ~= '') and (n .. '|' .. only) or n)
     moved = moved + 1
   end
 end
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', 100000, '*', 'c', ARGV[1], 'e', 'cancelled')
 return moved
 """
+)
 
 
-_RETRY = """
+_RETRY = (
+    LUA_TO_RANGES
+    + """
 -- KEYS: meta, results, counts, finals, state, dead, stream, events; ARGV: cid
--- Forget the failed result of every dead-lettered recipient and queue its chunk again as a
--- re-delivery (a=1), so the worker sends only the recipients that have no result.
+-- Forget the failed result of every dead-lettered recipient and queue it again, an entry
+-- per chunk naming just those recipients (a=1).
 local entries = redis.call('HGETALL', KEYS[6])
 local chunks, n = {}, 0
 for i = 1, #entries, 2 do
@@ -79,16 +98,19 @@ for i = 1, #entries, 2 do
     end
     redis.call('HDEL', KEYS[5], index)
     n = n + 1
+    chunks[chunk] = chunks[chunk] or {}
+    table.insert(chunks[chunk], tonumber(index))
   end
-  chunks[chunk] = true
 end
 redis.call('DEL', KEYS[6])
-for chunk, _ in pairs(chunks) do
-  redis.call('XADD', KEYS[7], '*', 'c', ARGV[1], 'n', chunk, 'a', '1')
+for chunk, list in pairs(chunks) do
+  table.sort(list)
+  redis.call('XADD', KEYS[7], '*', 'c', ARGV[1], 'n', chunk, 'a', '1', 'i', to_ranges(list))
 end
 redis.call('XADD', KEYS[8], 'MAXLEN', '~', 100000, '*', 'c', ARGV[1], 'e', 'retry')
 return n
 """
+)
 
 
 class Control:

@@ -71,6 +71,7 @@ class Prepared:
     invalid: list[Result]
     valid: int
     duplicates: int
+    on_unknown: str = "resend"  # the campaign's, or else its provider's default
 
     @property
     def total(self) -> int:
@@ -120,7 +121,7 @@ def _check_fields(campaign: Campaign, settings: Settings) -> None:
         raise CampaignError("kind", f"{campaign.provider} sends {kinds}, not {campaign.kind!r}")
     if campaign.lane not in LANES:
         raise CampaignError("lane", f"must be one of {', '.join(LANES)}")
-    if campaign.on_unknown not in ("resend", "hold"):
+    if campaign.on_unknown not in (None, "resend", "hold"):
         raise CampaignError("on_unknown", "must be resend or hold")
 
 
@@ -178,6 +179,8 @@ def prepare(campaign: Campaign, settings: Settings) -> Prepared:
             current = []
     if current:
         chunks.append(orjson.dumps(current))
+    on_unknown = campaign.on_unknown or settings.provider(campaign.provider).on_unknown
     return Prepared(
-        campaign, options, start_ms(campaign.start_at), chunks, invalid, sent, duplicates
-    )
+        campaign, options, start_ms(campaign.start_at), chunks, invalid, sent, duplicates,
+        on_unknown,
+    )  # fmt: skip

@@ -7,10 +7,11 @@ key                        type    holds
 =========================  ======  ==========================================================
 ``campaigns``              zset    campaign ids scored by creation time (ms)
 ``idem:<key>``             string  campaign id for an idempotency key (expires)
-``q:<provider>:<lane>``    stream  work: one entry per chunk to send (fields c, n, a);
-                                   consumer group ``workers``; the pending list is the lease
+``q:<provider>:<lane>``    stream  work: one entry per chunk to send (fields c, n, a, and i:
+                                   only these recipients, as ranges); consumer group
+                                   ``workers``; the pending list is the lease
 ``events``                 stream  progress: chunk recorded, campaign done, campaign paused
-``delayed:<prov>:<lane>``  zset    chunks to queue later (``cid|chunk|attempt``), scored by
+``delayed:<prov>:<lane>``  zset    chunks to queue later (``cid|chunk|attempt[|ranges]``), by
                                    the time (ms) they are due: "busy" answers, throttled
                                    numbers, campaigns scheduled to start later
 ``rate:<provider>:<acct>`` string  the account's GCRA arrival time, shared by all processes
@@ -20,7 +21,7 @@ key                        type    holds
                                    field ``invalid`` → orjson list of invalid indices
 ``{cid}:results``          hash    recipient index → orjson result row (model.ROW_FIELDS)
 ``{cid}:counts``           hash    status → number of results with it
-``{cid}:held``             set     chunk numbers set aside while the campaign is paused
+``{cid}:held``             set     ``chunk[|ranges]`` set aside while the campaign is paused
 ``{cid}:reports``          hash    recipient index → orjson ``[status, raw, error_code, error,
                                    at_ms]``: the latest report, kept apart from the send result
 ``{cid}:state``            hash    recipient index → rank (1 accepted, 2 on its way, 3 final):
@@ -28,8 +29,18 @@ key                        type    holds
 ``{cid}:finals``           hash    final status → number of recipients with it
 ``{cid}:dead``             hash    recipient index → ``chunk<TAB>reason``: failed after every
                                    attempt; ``retry`` sends them again
-``{cid}:sending``          hash    chunk → ms when an attempt started sending; cleared when it
-                                   settles, so one found at takeover means an unknown fate
+``{cid}:owner``            hash    queue entry id → the owner token of the worker sending it,
+                                   ``done`` once settled: the fence every send is checked
+                                   against (fencing.py)
+``{cid}:flight``           hash    queue entry id → ``ms:ranges;…``: recipients authorised to
+                                   be sent, and when; what a successor finds here without a
+                                   result may have reached the provider (unknown fate)
+``{cid}:parked``           hash    recipient index → ``chunk<TAB>from<TAB>until<TAB>expires
+                                   <TAB>reason``: unknown fate, waiting to be settled from
+                                   what the provider says (unknown.py)
+``unknown:<list>:<acct>``  zset    campaigns with parked recipients, scored by the earliest
+                                   time (ms) one of them expires
+``unknownscan:<l>:<acct>`` hash    the account's shared list scan in progress (reconcile.py)
 ``msgidx:<provider>``      hash    provider message id → ``cid.index``, for reports that name
                                    only the message (list APIs, Smsclouds)
 ``open:<provider>:<acct>`` zset    campaigns with messages a list API may still update
@@ -50,6 +61,19 @@ GROUP = "workers"
 #: free for ``otp`` so a one-time password never waits behind a bulk campaign.
 LANES = ("otp", "transactional", "bulk")
 DEFAULT_LANE = "transactional"
+
+
+def unit(cid: str, chunk: int | str, attempt: int | str, only: str = "") -> str:
+    """A piece of work as the delayed set and the scripts name it: ``cid|chunk|attempt``,
+    with ``|ranges`` when only some of the chunk's recipients are to be sent."""
+    base = f"{cid}|{chunk}|{attempt}"
+    return f"{base}|{only}" if only else base
+
+
+def parse_unit(member: str) -> tuple[str, int, int, str]:
+    """``(cid, chunk, attempt, only)`` of :func:`unit`."""
+    cid, chunk, attempt, *rest = member.split("|")
+    return cid, int(chunk), int(attempt), rest[0] if rest else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,8 +132,21 @@ class Keys:
     def state(self, cid: str) -> str:
         return f"{self.prefix}{{{cid}}}:state"
 
-    def sending(self, cid: str) -> str:
-        return f"{self.prefix}{{{cid}}}:sending"
+    def owner(self, cid: str) -> str:
+        return f"{self.prefix}{{{cid}}}:owner"
+
+    def flight(self, cid: str) -> str:
+        return f"{self.prefix}{{{cid}}}:flight"
+
+    def parked(self, cid: str) -> str:
+        return f"{self.prefix}{{{cid}}}:parked"
+
+    def unknown(self, listed: str, account: str) -> str:
+        """Campaigns with parked recipients on this list (see :meth:`listed`) and account."""
+        return f"{self.prefix}unknown:{listed}:{account}"
+
+    def unknown_scan(self, listed: str, account: str) -> str:
+        return f"{self.prefix}unknownscan:{listed}:{account}"
 
     def dead(self, cid: str) -> str:
         return f"{self.prefix}{{{cid}}}:dead"

@@ -92,10 +92,12 @@ class Campaign:
     kind: str = "sms"  # what is sent: sms, or voice (Cloud Aten verification codes)
     lane: str = "transactional"  # otp, transactional or bulk: urgent lanes are read first
     start_at: str | float | None = None  # ISO 8601 time or Unix seconds: send from then on
-    #: When a worker died while sending a chunk and the provider cannot say what it got
-    #: (CloudSMS, Smsclouds): "resend" (a recipient may get it twice) or "hold" (pause the
-    #: campaign for review; resume resends). Cloud Aten and YCloud are asked instead.
-    on_unknown: str = "resend"
+    #: What to do with recipients whose fate stayed unknown (a request that may have
+    #: reached the provider, and nothing the provider said settled it within its
+    #: ``unknown_wait_seconds``): "resend" (a person may get it twice) or "hold" (pause the
+    #: campaign for review; resume resends). None: the provider's ``on_unknown`` (resend,
+    #: or hold for Smsclouds).
+    on_unknown: str | None = None
     #: Refuse to enqueue when the estimated cost exceeds the account's balance.
     check_balance: bool = False
 
@@ -159,7 +161,7 @@ class Campaign:
             options=options,
             kind=data.get("kind") or "sms",
             lane=data.get("lane") or "transactional",
-            on_unknown=data.get("on_unknown") or "resend",
+            on_unknown=data.get("on_unknown") or None,
             check_balance=check_balance,
             start_at=start_at,
         )
@@ -270,6 +272,9 @@ class CampaignStatus:
     duplicates: int
     reason: str | None = None
     finals: dict[str, int] = field(default_factory=dict)  # final statuses, reports included
+    #: Recipients whose fate at the provider is unknown, by why (timeout, connection,
+    #: takeover, shutdown): parked until the provider's list or reports settle them.
+    parked: dict[str, int] = field(default_factory=dict)
 
     @property
     def recorded(self) -> int:
@@ -311,4 +316,5 @@ class CampaignStatus:
             "duplicates": self.duplicates,
             "reason": self.reason,
             "created_at": self.created_at,
+            "parked": self.parked,
         }

@@ -9,6 +9,8 @@ provider sees one call per interval. Each call does one page:
   are matched by message id through the index the worker wrote at send time.
 * ``batch`` providers (Smsclouds): ``/api/v3/campaign/{id}/messages`` for the campaign
   (batch) waiting longest; it leaves the rotation once all its messages are final.
+
+A list call settling recipients of unknown fate (reconcile.py) goes before status pages.
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ from dispatcher.providers import KINDS, codec_for
 from dispatcher.providers.base import BadPush, HttpRequest, Report
 from dispatcher.providers.common import OneMobileCodec, parse_list
 from dispatcher.providers.smsclouds import SmscloudsCodec
-from dispatcher.queue import REDIS_ERRORS
-from dispatcher.store import as_str
+from dispatcher.reconcile import Reconciler
+from dispatcher.store import REDIS_ERRORS, as_str
 from dispatcher.tracking import Tracker
 from dispatcher.transport import Transport, TransportError
+from dispatcher.unknown import UnknownStore
 
 log = logging.getLogger("dispatcher.poller")
 POLL_ERRORS: tuple[type[BaseException], ...] = (*REDIS_ERRORS, TransportError, BadPush)
@@ -52,6 +55,9 @@ class Poller:
         self.settings = settings
         self.keys = Keys(settings.prefix)
         self.tracker = tracker or Tracker(redis, self.keys)
+        self.reconciler = Reconciler(
+            redis, settings, UnknownStore(redis, self.keys), self.tracker, self
+        )
         self._transports: dict[tuple[str, str], Transport] = {}
         self._dial_codes: dict[str, int] = {}
         self.calls = 0
@@ -82,7 +88,7 @@ class Poller:
             for transport in self._transports.values():
                 await transport.close()
 
-    async def _lock(self, provider: str, account: str, kind: str = "sms") -> bool:
+    async def lock(self, provider: str, account: str, kind: str = "sms") -> bool:
         """One list call per interval for this list of the account, across processes."""
         ms = int(self.settings.provider(provider).poll_interval_seconds * 1000)
         key = self.keys.poll_lock(self.keys.listed(provider, kind), account)
@@ -95,7 +101,7 @@ class Poller:
             transport = self._transports[key] = account_transport(self.settings, provider, account)
         return transport
 
-    async def _get(self, provider: str, account: str, path: str) -> bytes:
+    async def get(self, provider: str, account: str, path: str) -> bytes:
         self.calls += 1
         status, body = await self._transport(provider, account).send(
             HttpRequest("GET", path, None, ())
@@ -105,8 +111,11 @@ class Poller:
         return body
 
     async def tick(self, provider: str, account: str, kind: str = "sms") -> bool:
-        """One list call for the account if one is due and the lock is free; True if made."""
+        """One list call for the account if one is due and the lock is free; True if made.
+        Settling unknown fates comes first: it holds recipients back, statuses do not."""
         if codec_for(provider, kind).polling == "list":
+            if await self.reconciler.tick(provider, kind, account):
+                return True
             return await self._list_page(provider, account, kind)
         return await self._batch(provider, account, kind)
 
@@ -125,18 +134,15 @@ class Poller:
         start = int(oldest[0][1]) - WINDOW_MARGIN_MS
         if until <= start + WINDOW_MARGIN_MS:
             return False  # nothing old enough that a push should already have settled
-        if not await self._lock(provider, account, kind):
+        if not await self.lock(provider, account, kind):
             return False
         cursor_key = k.poll_cursor(listed, account)
         cursor = {as_str(a): int(b) for a, b in (await self.redis.hgetall(cursor_key)).items()}
         if not cursor:
             cursor = {"from": start, "until": until, "page": 1}
         size = codec.list_page_size
-        path = (
-            f"{codec.list_path}?{codec.page_param}={cursor['page']}&page_size={size}"
-            f"&from={cursor['from']}&until={cursor['until']}"
-        )
-        reports = parse_list(await self._get(provider, account, path), codec.statuses)
+        path = codec.list_request(cursor["page"], cursor["from"], cursor["until"])
+        reports = parse_list(await self.get(provider, account, path), codec.statuses)
         tally = await self.tracker.apply_many(provider, reports)
         log.info("%s/%s list page %d: %s", provider, account, cursor["page"], tally)
         if len(reports) >= size:
@@ -178,11 +184,11 @@ class Poller:
         due = await self.redis.zrangebyscore(key, "-inf", due_before, start=0, num=1)
         if not due:
             return False
-        if not await self._lock(provider, account, kind):
+        if not await self.lock(provider, account, kind):
             return False
         member = as_str(due[0])
         batch, cid, chunk = member.split("|")
-        reports = codec.parse_batch(await self._get(provider, account, codec.batch_path(batch)))
+        reports = codec.parse_batch(await self.get(provider, account, codec.batch_path(batch)))
         dial = await self._dial_code(cid)
         placed = [
             Report(
@@ -205,50 +211,3 @@ class Poller:
             await self.redis.zadd(key, {member: now_ms()}, xx=True)  # to the back of the line
         log.info("%s/%s campaign %s: %s", provider, account, batch, tally)
         return True
-
-
-class Reconciler:
-    """After a worker died mid-chunk: ask the list API which of the chunk's messages the
-    provider already has, so that only the others are sent again.
-
-    The list call takes the account's poll lock like any other (once a minute per account),
-    so a taken-over chunk may wait up to ``poll_interval_seconds``: rare, and cheaper than
-    texting someone twice.
-    """
-
-    def __init__(self, poller: Poller) -> None:
-        self.poller = poller
-
-    async def _wait_for_lock(self, provider: str, kind: str, account: str) -> None:
-        p = self.poller
-        while not await p._lock(provider, account, kind):
-            left = await p.redis.pttl(p.keys.poll_lock(p.keys.listed(provider, kind), account))
-            await asyncio.sleep(max(0.05, left / 1000 if left and left > 0 else 0.05))
-
-    async def already_sent(
-        self, provider: str, kind: str, account: str, since_ms: int, expected: dict[str, str]
-    ) -> dict[str, str]:
-        """number → message id, for the numbers in ``expected`` (number → text) that the
-        provider lists with that text since ``since_ms``."""
-        codec = codec_for(provider, kind)
-        assert isinstance(codec, OneMobileCodec)
-        found: dict[str, str] = {}
-        until = now_ms()
-        page = 1
-        while True:
-            await self._wait_for_lock(provider, kind, account)
-            path = (
-                f"{codec.list_path}?{codec.page_param}={page}&page_size={codec.list_page_size}"
-                f"&from={since_ms - WINDOW_MARGIN_MS}&until={until}"
-            )
-            body = await self.poller._get(provider, account, path)
-            data = orjson.loads(body)
-            records = data.get("data") or [] if isinstance(data, dict) else []
-            for record in records:
-                number = record.get("mobile")
-                text = str(record.get("text", record.get("verification_code", "")))
-                if number in expected and expected[number] in text and record.get("sid"):
-                    found[number] = str(record["sid"])
-            if len(records) < codec.list_page_size:
-                return found
-            page += 1

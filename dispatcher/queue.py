@@ -8,31 +8,33 @@ been idle for the lease time. Live workers refresh their leases well before that
 Results are written by one Lua script that also acknowledges the entry, so a chunk is either
 recorded and acked or neither. Each result is written with HSETNX and counted only when
 new: a chunk recorded twice (a slow worker and its successor) never counts a recipient twice.
+Only the entry's owner (fencing.py) may acknowledge it; recipients whose fate is unknown are
+parked by the same script (unknown.py).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
+from dispatcher import ranges
 from dispatcher.keys import DEFAULT_LANE, GROUP, LANES, Keys
+from dispatcher.lua import PROGRESS, WRITE_ROWS
 from dispatcher.model import Result
 from dispatcher.providers.base import ChunkRecipient
-from dispatcher.store import EVENTS_MAXLEN, as_str, ensure_group
+from dispatcher.store import EVENTS_MAXLEN, REDIS_ERRORS, as_str, ensure_group
+from dispatcher.unknown import Park
 
-#: What a Redis outage looks like to a caller (redis-py's errors are not OSErrors).
-REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError)
+__all__ = ["REDIS_ERRORS", "ChunkData", "Lease", "Queue", "Recorded", "Track"]
 
 
 @dataclass(slots=True)
 class Lease:
-    """One chunk entry held by this worker."""
+    """One queue entry held by this worker: a chunk, or some of its recipients."""
 
     stream: str
     entry_id: str
@@ -41,6 +43,8 @@ class Lease:
     attempt: int
     redelivered: bool  # taken over or re-queued: some recipients may have results already
     lane: str = DEFAULT_LANE
+    taken_over: bool = False  # claimed from another worker whose lease expired
+    only: str = ""  # ranges: only these recipients of the chunk (see ranges.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,99 +57,99 @@ class Track:
     kind: str = "sms"  # which list: each campaign kind has its own
 
 
+class Recorded(NamedTuple):
+    new: int  # results written for the first time
+    lost: bool  # another worker owns the entry: written, not settled
+    gone: bool  # the campaign no longer exists: nothing written
+
+
 @dataclass(slots=True)
 class ChunkData:
     meta: dict[str, str]
     recipients: list[ChunkRecipient]
-    #: When an earlier attempt started sending this chunk and never settled it (its
-    #: worker died): what it sent is unknown. None if no attempt was cut short.
-    sending_since: int | None = None
 
 
-#: ARGV: group, entry id, cid, chunk, mode, attempt, reason, delay ms, rows. ``rows`` is one
-#: string of ``index<TAB>status<TAB>row json`` lines: a single argument instead of three per
-#: recipient keeps a 30,000-recipient record cheap to send (orjson never writes a raw tab or
-#: newline, so the separators are safe).
-#: mode: ack = chunk complete; requeue = ack and queue the rest again (shutdown);
-#: hold = ack and set aside until resume (paused); keep = record only (lease lost);
+#: The record script: write a chunk's results and settle its entry per ``mode``, atomically:
+#: ack = chunk complete; requeue = ack and queue the rest again (shutdown); hold = ack and
+#: set aside until resume (paused); keep = record only (a progress flush, or lease lost);
 #: delay = ack and queue the rest again after the delay (provider busy).
-#: For polling later: ARGV[10] ``message id<TAB>index`` lines for the message index,
-#: ARGV[11] "1" to list the campaign as open, ARGV[12] ``batch|cid|chunk`` lines.
-#: ARGV[13] ``index<TAB>reason`` lines for the dead-letter list (KEYS[13]).
-_RECORD = r"""
-local stream, results, counts, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local events, held, delayed = KEYS[5], KEYS[6], KEYS[7]
-local state, finals, msgidx, open, batches = KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12]
+#: Rows are one string of ``index<TAB>status<TAB>row json`` lines: one argument instead of
+#: three per recipient keeps a 30,000-recipient record cheap (orjson never writes a raw tab
+#: or newline). Parks are ``index<TAB>chunk<TAB>from<TAB>until<TAB>expires<TAB>reason``
+#: lines: recipients whose fate is unknown (unknown.py). Only the entry's owner (its token)
+#: may settle it; anyone else's record is downgraded to ``keep`` and parks nothing.
+#: Returns {-1} if the campaign is gone (nothing written), else {new results, lost}.
+_RECORD = (
+    WRITE_ROWS
+    + PROGRESS
+    + r"""
+local stream, results, counts, meta, events = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local held, delayed, state, finals, msgidx = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+local open, batches, dead, owner, flight = KEYS[11], KEYS[12], KEYS[13], KEYS[14], KEYS[15]
+local parked, unknown = KEYS[16], KEYS[17]
 local group, id, cid, chunk = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local mode, attempt, reason, delay = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
-local FINAL = {invalid=1, delivered=1, undelivered=1, expired=1, rejected=1, failed=1,
-               submitted=1, cancelled=1}
-local new, final_new = 0, 0
-local tally, final_tally = {}, {}
-for index, status, row in string.gmatch(ARGV[9], '([^\t\n]+)\t([^\t\n]+)\t([^\n]+)') do
-  if redis.call('HSETNX', results, index, row) == 1 then
-    tally[status] = (tally[status] or 0) + 1
-    new = new + 1
-    -- a report may have come first: the rank only moves up, and a final counts once
-    local rank = FINAL[status] and 3 or 1
-    if rank > tonumber(redis.call('HGET', state, index) or '0') then
-      redis.call('HSET', state, index, rank)
-      if rank == 3 then
-        final_tally[status] = (final_tally[status] or 0) + 1
-        final_new = final_new + 1
-      end
-    end
-  end
+local rows, mids, list_open = ARGV[9], ARGV[10], ARGV[11]
+local batch_lines, dead_lines = ARGV[12], ARGV[13]
+local token, only, park_lines, park_score = ARGV[14], ARGV[15], ARGV[16], ARGV[17]
+if redis.call('EXISTS', meta) == 0 then return {-1, 0} end
+local lost = 0
+if mode ~= 'keep' and redis.call('HGET', owner, id) ~= token then
+  mode, lost = 'keep', 1
 end
-for status, n in pairs(tally) do
-  redis.call('HINCRBY', counts, status, n)
-end
-for status, n in pairs(final_tally) do
-  redis.call('HINCRBY', finals, status, n)
-end
-local recorded = redis.call('HINCRBY', meta, 'recorded', new)
-local final = redis.call('HINCRBY', meta, 'final', final_new)
-for mid, index in string.gmatch(ARGV[10], '([^\t\n]+)\t([^\n]+)') do
+local new, final_new = write_rows(rows, {results=results, counts=counts, meta=meta,
+  state=state, finals=finals, parked=parked})
+for mid, index in string.gmatch(mids, '([^\t\n]+)\t([^\n]+)') do
   redis.call('HSET', msgidx, mid, cid .. '.' .. index)
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if ARGV[11] == '1' then
-  redis.call('ZADD', open, 'NX', now, cid)
-end
-for member in string.gmatch(ARGV[12], '([^\n]+)') do
+if list_open == '1' then redis.call('ZADD', open, 'NX', now, cid) end
+for member in string.gmatch(batch_lines, '([^\n]+)') do
   redis.call('ZADD', batches, 'NX', now, member)
 end
 -- the dead-letter list: recipients whose transient failures outlasted every attempt
-for index, reason in string.gmatch(ARGV[13], '([^\t\n]+)\t([^\n]*)') do
-  redis.call('HSET', KEYS[13], index, chunk .. '\t' .. reason)
+for index, why in string.gmatch(dead_lines, '([^\t\n]+)\t([^\n]*)') do
+  redis.call('HSET', dead, index, chunk .. '\t' .. why)
+end
+if lost == 0 then
+  local n = 0
+  for index, entry, why in string.gmatch(park_lines, '([^\t\n]+)\t([^\n]*\t)([^\t\n]+)') do
+    if redis.call('HEXISTS', results, index) == 0 and redis.call('HEXISTS', parked, index) == 0 then
+      redis.call('HSET', parked, index, entry .. why)
+      redis.call('HINCRBY', meta, 'u:' .. why, 1)
+      n = n + 1
+    end
+  end
+  if n > 0 then redis.call('ZADD', unknown, 'LT', park_score, cid) end
 end
 if mode ~= 'keep' then
   redis.call('XACK', stream, group, id)
   redis.call('XDEL', stream, id)
-  redis.call('HDEL', KEYS[14], chunk)  -- this attempt ended cleanly: no fate is unknown
+  redis.call('HSET', owner, id, 'done')  -- a late former owner finds it settled
+  redis.call('HDEL', flight, id)
 end
+local unit = cid .. '|' .. chunk .. '|' .. (tonumber(attempt) + 1)
+if only ~= '' then unit = unit .. '|' .. only end
 if mode == 'requeue' then
-  redis.call('XADD', stream, '*', 'c', cid, 'n', chunk, 'a', tonumber(attempt) + 1)
+  if only ~= '' then
+    redis.call('XADD', stream, '*', 'c', cid, 'n', chunk, 'a', tonumber(attempt) + 1, 'i', only)
+  else
+    redis.call('XADD', stream, '*', 'c', cid, 'n', chunk, 'a', tonumber(attempt) + 1)
+  end
 elseif mode == 'delay' then
-  redis.call('ZADD', delayed, now + delay, cid .. '|' .. chunk .. '|' .. (tonumber(attempt) + 1))
+  redis.call('ZADD', delayed, now + delay, unit)
 elseif mode == 'hold' then
-  redis.call('SADD', held, chunk)
+  redis.call('SADD', held, only ~= '' and (chunk .. '|' .. only) or chunk)
   if reason ~= '' and redis.call('HGET', meta, 'state') ~= 'paused' then
     redis.call('HSET', meta, 'state', 'paused', 'reason', reason)
     redis.call('XADD', events, 'MAXLEN', '~', ARGV_MAXLEN, '*', 'c', cid, 'e', 'paused')
   end
 end
-local total = tonumber(redis.call('HGET', meta, 'total'))
-local event = 'chunk'
-if final_new > 0 and final >= total then
-  event = 'done'
-elseif new > 0 and recorded >= total then
-  event = 'sent'
-end
-redis.call('XADD', events, 'MAXLEN', '~', ARGV_MAXLEN, '*', 'c', cid, 'e', event, 'n', chunk)
-return new
+progress(meta, events, cid, new, final_new, mode == 'keep' and 'progress' or 'chunk', chunk)
+return {new, lost}
 """.replace("ARGV_MAXLEN", str(EVENTS_MAXLEN))
+)
 
 #: Move the delayed chunks that are due into the stream. KEYS: delayed, stream; ARGV: limit.
 _PROMOTE = """
@@ -153,8 +157,12 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 for _, m in ipairs(due) do
-  local cid, n, a = string.match(m, '^(.-)|(%d+)|(%d+)$')
-  redis.call('XADD', KEYS[2], '*', 'c', cid, 'n', n, 'a', a)
+  local cid, n, a, only = string.match(m, '^([^|]+)|(%d+)|(%d+)|?([^|]*)$')
+  if only ~= nil and only ~= '' then
+    redis.call('XADD', KEYS[2], '*', 'c', cid, 'n', n, 'a', a, 'i', only)
+  elseif cid ~= nil then
+    redis.call('XADD', KEYS[2], '*', 'c', cid, 'n', n, 'a', a)
+  end
   redis.call('ZREM', KEYS[1], m)
 end
 return #due
@@ -176,18 +184,21 @@ return lost
 
 
 def _lease(
-    keys: Keys, stream: str, entry_id: Any, fields: dict[Any, Any], redelivered: bool
+    keys: Keys, stream: str, entry_id: Any, fields: dict[Any, Any], taken_over: bool
 ) -> Lease:
     f = {as_str(a): as_str(b) for a, b in fields.items()}
     attempt = int(f.get("a", 0))
+    only = f.get("i", "")
     return Lease(
         stream=stream,
         entry_id=as_str(entry_id),
         campaign_id=f["c"],
         chunk=int(f["n"]),
         attempt=attempt,
-        redelivered=redelivered or attempt > 0,
+        redelivered=taken_over or attempt > 0 or bool(only),
         lane=keys.parse_queue(stream)[1],
+        taken_over=taken_over,
+        only=only,
     )
 
 
@@ -279,29 +290,38 @@ class Queue:
         return lost
 
     async def load(self, lease: Lease) -> ChunkData | None:
-        """The campaign and the chunk's recipients still without a result."""
+        """The campaign and the entry's recipients; None if the campaign is gone (or only
+        partial keys of it remain, as after Redis restarted without its data)."""
         k = self.keys
         cid = lease.campaign_id
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(k.meta(cid))
             pipe.hget(k.chunks(cid), str(lease.chunk))
-            pipe.hget(k.sending(cid), str(lease.chunk))
-            raw_meta, blob, since = await pipe.execute()
-        if not raw_meta or blob is None:
+            raw_meta, blob = await pipe.execute()
+        if not raw_meta or blob is None or b"total" not in raw_meta:
             return None
         meta = {as_str(a): as_str(b) for a, b in raw_meta.items()}
         members = orjson.loads(blob)
         recipients = [ChunkRecipient(m[0], m[1], m[2] if len(m) > 2 else None) for m in members]
-        if lease.redelivered and recipients:
-            have = await self.redis.hmget(k.results(cid), [str(r.index) for r in recipients])
-            recipients = [r for r, row in zip(recipients, have, strict=True) if row is None]
-        return ChunkData(meta, recipients, int(since) if since else None)
+        if lease.only:
+            wanted = set(ranges.decode(lease.only))
+            recipients = [r for r in recipients if r.index in wanted]
+        return ChunkData(meta, recipients)
 
-    async def mark_sending(self, lease: Lease) -> None:
-        """Note that this chunk's requests are about to leave (cleared when it settles)."""
-        await self.redis.hset(
-            self.keys.sending(lease.campaign_id), str(lease.chunk), str(int(time.time() * 1000))
-        )
+    async def unsettled(self, cid: str, recipients: list[ChunkRecipient]) -> list[ChunkRecipient]:
+        """Those of ``recipients`` with neither a result nor an unknown fate (parked)."""
+        if not recipients:
+            return recipients
+        k = self.keys
+        indexes = [str(r.index) for r in recipients]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(k.results(cid), indexes)
+            pipe.hmget(k.parked(cid), indexes)
+            have, parked = await pipe.execute()
+        return [
+            r for r, row, park in zip(recipients, have, parked, strict=True)
+            if row is None and park is None
+        ]  # fmt: skip
 
     async def record(
         self,
@@ -309,15 +329,17 @@ class Queue:
         results: Sequence[Result],
         mode: str,
         *,
+        token: str = "",
         reason: str = "",
         delay_s: float = 0.0,
         track: Track | None = None,
         dead: Sequence[Result] = (),
-    ) -> int:
-        """Write ``results`` and settle the entry per ``mode``, atomically. Returns new results.
+        parks: Sequence[Park] = (),
+    ) -> Recorded:
+        """Write ``results``, park ``parks`` and settle the entry per ``mode``, atomically.
 
         ``track`` says what a later poll needs: message ids to index, the campaign to list
-        as open, the provider's batch ids.
+        as open, the provider's batch ids, and which account's unknown set to use.
         """
         k = self.keys
         cid = lease.campaign_id
@@ -353,6 +375,10 @@ class Queue:
             "1" if track and track.list_open and accepted else "",
             batches,
             "\n".join(f"{r.index}\t{r.error_code or ''}: {r.error or ''}" for r in dead),
+            token,
+            lease.only,
+            "\n".join(p.line() for p in parks),
+            min((p.expires_ms for p in parks), default=0),
         ]
         keys = [
             lease.stream,
@@ -368,9 +394,15 @@ class Queue:
             k.open(listed, account),
             k.batches(listed, account),
             k.dead(cid),
-            k.sending(cid),
+            k.owner(cid),
+            k.flight(cid),
+            k.parked(cid),
+            k.unknown(listed, account),
         ]
-        return int(await self._record(keys=keys, args=args))
+        got = await self._record(keys=keys, args=args)
+        if int(got[0]) < 0:
+            return Recorded(0, lost=False, gone=True)
+        return Recorded(int(got[0]), lost=bool(int(got[1])), gone=False)
 
     async def drop(self, lease: Lease) -> None:
         """Acknowledge an entry whose campaign no longer exists."""

@@ -1,17 +1,21 @@
 """Rate limits that hold across every worker process and host, and per-key throttles.
 
 **Account rate (GCRA).** One Lua script keeps a provider account's *theoretical arrival
-time* in Redis and hands out send slots: with emission interval T = 1 / rate and burst B,
-slot k is at ``max(now, TAT - (B-1)·T)`` and TAT moves on by T. A process asks for several
-slots in one round trip (those due within ``HORIZON_MS``) and keeps them locally, so the
-schedule, not the number of processes, decides when requests leave. Dispatcher stays
-``headroom`` (10 %) below the configured rate so that network jitter never makes the
-provider count more than its limit in any one-second window. Inside a process aiolimiter
-smooths bursts to the same rate.
+time* in Redis and hands out send slots: with emission interval T and burst B, slot k is at
+``max(now, TAT - (B-1)·T)`` and TAT moves on by T. A process asks for several slots in one
+round trip and keeps them locally, so the schedule, not the number of processes, decides
+when requests leave. No slot is ever handed out more than ``HORIZON_MS`` ahead: a process
+that dies (or stops) with slots in hand idles the account for at most that long, and an
+OTP never queues behind more than that many reserved slots.
+
+**Jitter.** Requests reach the provider up to ``jitter`` seconds earlier or later than
+scheduled. Counting in windows of W = max(1 s, 1/rate), ``rate·W`` requests spaced
+T = (W + jitter) / (rate·W) apart never fit in one window however they jitter, so the
+provider never counts more than its limit. (At 50/s with 0.1 s that is 0.91 of the rate;
+at 0.4/s, one request every 2.6 s.) Inside a process aiolimiter smooths bursts too.
 
 **Priority.** Requests of the ``otp`` lane are served first for the account's concurrency
-slots; rate slots are reserved at most ``HORIZON_MS`` ahead, so an OTP does not queue behind
-a bulk campaign for longer than that.
+slots.
 
 **Per-key throttle.** ``SET key NX PX spacing``: a recipient whose number was called less
 than ``spacing`` ago is delayed (by what is left of it), never refused — the seeds' "one voice
@@ -26,21 +30,27 @@ import collections
 from aiolimiter import AsyncLimiter
 from redis.asyncio import Redis
 
-HORIZON_MS = 250.0  # reserve slots due at most this far ahead
+HORIZON_MS = 250.0  # never reserve a slot due further ahead than this
 MAX_BATCH = 256
 MIN_SLEEP_S = 0.0005  # a slot due sooner than this is taken at once
 
 _GCRA = """
--- KEYS[1]: the account's TAT (ms). ARGV: interval ms, burst, wanted, horizon ms
+-- KEYS[1]: the account's TAT (ms). ARGV: interval ms, burst, wanted, horizon ms.
+-- Returns the delays (ms) of the slots granted, all within the horizon; or, when the next
+-- slot lies beyond it, {'wait', ms} until it comes within.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local horizon = tonumber(ARGV[4])
 local tau = (burst - 1) * interval
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 local delays = {}
 for i = 1, tonumber(ARGV[3]) do
   local at = math.max(now, tat - tau)
-  if at - now > tonumber(ARGV[4]) and i > 1 then break end
+  if at - now > horizon then
+    if i == 1 then return {'wait', tostring(at - now - horizon)} end
+    break
+  end
   tat = math.max(tat, at) + interval
   delays[#delays + 1] = tostring(at - now)
 end
@@ -79,16 +89,36 @@ class _Waiters:
         return False
 
 
+def interval_ms(rate: float, jitter_s: float = 0.1, headroom: float = 0.0) -> float:
+    """The spacing of requests that keeps the provider's count within ``rate`` per window
+    of max(1 s, 1/rate) even if each request arrives ``jitter_s`` early or late."""
+    window = max(1.0, 1.0 / rate)
+    return 1000.0 * (window + jitter_s) / (rate * window) / (1.0 - headroom)
+
+
+def local_limiter(rate: float) -> AsyncLimiter:
+    """aiolimiter at ``rate``: a rate below one a second is one request per 1/rate seconds
+    (``AsyncLimiter(0.4, 1)`` could never grant a whole request)."""
+    return AsyncLimiter(1, 1.0 / rate) if rate < 1 else AsyncLimiter(rate, 1.0)
+
+
 class GlobalRate:
     """An account's send slots, shared through Redis by every process."""
 
     def __init__(
-        self, redis: Redis, key: str, rate: float, burst: int = 1, headroom: float = 0.1
+        self,
+        redis: Redis,
+        key: str,
+        rate: float,
+        burst: int = 1,
+        *,
+        headroom: float = 0.0,
+        jitter_s: float = 0.1,
     ) -> None:
         self.redis = redis
         self.key = key
-        self.rate = rate * (1.0 - headroom)
-        self.interval_ms = 1000.0 / self.rate
+        self.interval_ms = interval_ms(rate, jitter_s, headroom)
+        self.rate = 1000.0 / self.interval_ms
         self.burst = max(1, burst)
         self._script = redis.register_script(_GCRA)
         self._slots: collections.deque[float] = collections.deque()  # loop times
@@ -97,11 +127,15 @@ class GlobalRate:
     async def _fetch(self) -> None:
         want = max(1, min(MAX_BATCH, int(self.rate * HORIZON_MS / 1000)))
         loop = asyncio.get_running_loop()
-        delays = await self._script(
+        got = await self._script(
             keys=[self.key], args=[self.interval_ms, self.burst, want, HORIZON_MS]
         )
+        if got and got[0] in (b"wait", "wait"):
+            # The next slot lies beyond the horizon: come back when it is within.
+            await asyncio.sleep(float(got[1]) / 1000 + MIN_SLEEP_S)
+            return
         now = loop.time()
-        self._slots.extend(now + float(d) / 1000 for d in delays)
+        self._slots.extend(now + float(d) / 1000 for d in got)
 
     async def take(self) -> None:
         """Wait for this request's slot: one Redis round trip per batch of slots."""

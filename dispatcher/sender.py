@@ -1,6 +1,11 @@
 """Sending one chunk: build its requests with the codec, send them through the account's
 gate (concurrency, global rate, priority), retry transient failures, and say how the chunk
 is to be settled. The worker loop around it (leases, recording, shutdown) is in worker.py.
+
+No request leaves without a fresh authorisation of the chunk's owner token (fencing.py),
+asked for a few requests ahead at a time. A request whose answer never came although it may
+have left (a timeout, a connection lost mid-request, a shutdown cutting it off) is not
+retried: its recipients' fate is unknown, and they are parked (unknown.py).
 """
 
 from __future__ import annotations
@@ -8,17 +13,18 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import orjson
-from aiolimiter import AsyncLimiter
 from redis.asyncio import Redis
 
 from dispatcher.account_api import account_transport
 from dispatcher.config import ProviderSettings, Settings
+from dispatcher.fencing import AUTH_TTL_S, Claim, Fence, Permits
 from dispatcher.keys import Keys
 from dispatcher.model import Result, Status
 from dispatcher.providers import CODECS
@@ -35,9 +41,10 @@ from dispatcher.providers.base import (
 )
 from dispatcher.providers.smsclouds import SmscloudsCodec
 from dispatcher.queue import Lease
-from dispatcher.ratelimit import AccountGate, GlobalRate, Throttle
+from dispatcher.ratelimit import AccountGate, GlobalRate, Throttle, local_limiter
 from dispatcher.store import now_ms
 from dispatcher.transport import Transport, TransportError, close_all
+from dispatcher.unknown import Park, Why, window
 
 log = logging.getLogger("dispatcher.worker")
 SERIAL_MAX = 65535
@@ -65,15 +72,31 @@ class ChunkRun:
     account: Account
     recipients: list[ChunkRecipient]
     codec: Codec  # the campaign kind's codec (the account's SMS codec for SMS)
+    permits: Permits = field(default_factory=lambda: Permits(""))
     outcomes: dict[int, Outcome] = field(default_factory=dict)
     pause_reason: str = ""
     busy: bool = False  # the provider asked us to come back later: stop sending
     defer_ms: float = 0.0  # some recipients must wait this long (per-number throttle)
-    lost: bool = False
+    lost: bool = False  # another worker owns the entry now: send nothing more
+    gone: bool = False  # the campaign no longer exists: send and write nothing more
+    requests: list[HttpRequest] = field(default_factory=list)  # in the order they go
+    unknown_at: dict[int, int] = field(default_factory=dict)  # position → Redis ms
+    flushed: set[int] = field(default_factory=set)  # positions whose results are written
+    on_outcome: Callable[[bool], None] | None = None  # the worker's progress flush
+    flushing: asyncio.Task[None] | None = None
+    last_flush: float = field(default_factory=time.monotonic)
+    _auth_from: int = 0  # requests before this one need no authorisation any more
 
     @property
     def urgent(self) -> bool:
         return self.lease.lane == URGENT_LANE
+
+    @property
+    def stopped(self) -> bool:
+        return self.lost or self.gone
+
+    def where(self) -> str:
+        return f"campaign {self.lease.campaign_id} chunk {self.lease.chunk}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +112,7 @@ class Sender:
         self.settings = settings
         self.keys = Keys(settings.prefix)
         self.throttle = Throttle(redis)
+        self.fence = Fence(redis, self.keys)
         self.halting = False  # set near the drain deadline: no new HTTP requests
         self.deadlines: set[asyncio.Timeout] = set()
         self._accounts: dict[tuple[str, str], Account] = {}
@@ -107,9 +131,10 @@ class Sender:
                 self.keys.rate(provider, account),
                 ps.rate_per_second,
                 ps.burst,
-                ps.rate_headroom,
+                headroom=ps.rate_headroom,
+                jitter_s=ps.rate_jitter_seconds,
             )
-            gate = AccountGate(ps.concurrency, AsyncLimiter(ps.rate_per_second, 1.0), rate)
+            gate = AccountGate(ps.concurrency, local_limiter(ps.rate_per_second), rate)
             acct = Account(
                 account,
                 ps,
@@ -144,15 +169,16 @@ class Sender:
         todo = [pos for pos in range(len(run.recipients)) if pos not in run.outcomes]
         built = run.codec.build(job, [run.recipients[p] for p in todo], ctx)
         run.outcomes.update({todo[p]: o for p, o in built.refused.items()})
-        built.requests = [
+        run.requests = [
             HttpRequest(r.method, r.path, r.body, tuple(todo[p] for p in r.positions))
             for r in built.requests
         ]
+        run._auth_from = 0
         scope = asyncio.timeout(None)
         self.deadlines.add(scope)
         try:
             async with scope, asyncio.TaskGroup() as group:
-                for request in built.requests:
+                for request in run.requests:
                     group.create_task(self._send(run, request))
         except TimeoutError:
             pass  # shutdown deadline: what answered is in run.outcomes
@@ -185,7 +211,55 @@ class Sender:
                 group.create_task(look_up(pos, rcpt.number))
 
     def _should_send(self, run: ChunkRun) -> bool:
-        return not (self.halting or run.lost or run.pause_reason or run.busy)
+        return not (self.halting or run.stopped or run.pause_reason or run.busy)
+
+    def _ahead(self, run: ChunkRun, request: HttpRequest) -> dict[int, int]:
+        """This request's positions and those of the next few requests not yet sent, for
+        one authorisation: as many requests as the account's rate lets go within
+        AUTH_TTL_S (at least one, at most its concurrency). Position → recipient index."""
+        acct = run.account
+        most = max(1, min(acct.provider.concurrency,
+                          math.ceil(AUTH_TTL_S * 1000 / acct.gate.rate.interval_ms)))  # fmt: skip
+        now = time.monotonic()
+        wanted = [request]
+        while run._auth_from < len(run.requests):
+            head = run.requests[run._auth_from]
+            if head.positions[0] in run.outcomes or head.positions[0] in run.permits.granted:
+                run._auth_from += 1  # answered, or already on its way
+            else:
+                break
+        for r in run.requests[run._auth_from :]:
+            if len(wanted) >= most:
+                break
+            pending = r is not request and r.positions[0] not in run.outcomes
+            if pending and not run.permits.fresh(r.positions, now):
+                wanted.append(r)
+        return {p: run.recipients[p].index for r in wanted for p in r.positions}
+
+    async def _authorised(self, run: ChunkRun, request: HttpRequest) -> bool:
+        """Whether this request may leave now: its run still owns the entry, checked in
+        Redis no longer than AUTH_TTL_S ago."""
+        while not run.stopped and not run.permits.fresh(request.positions, time.monotonic()):
+            claim = await self.fence.authorize(
+                run.lease.campaign_id, run.lease.entry_id, run.permits, self._ahead(run, request)
+            )
+            if claim is Claim.LOST and not run.lost:
+                log.warning("%s: lease lost to another worker; sending nothing more", run.where())
+                run.lost = True
+            elif claim is Claim.GONE and not run.gone:
+                log.warning("%s: the campaign is gone; sending nothing more", run.where())
+                run.gone = True
+        return not run.stopped
+
+    def _unknown(self, run: ChunkRun, request: HttpRequest, why: Why, error: str) -> None:
+        """The request may have reached the provider and we cannot tell: its recipients'
+        fate is unknown."""
+        now = time.monotonic()
+        outcome = Outcome(Verdict.UNKNOWN, Status.PENDING, error_code=why.value, error=error)
+        for pos in request.positions:
+            asked, at = run.permits.granted[pos]
+            run.outcomes[pos] = outcome
+            run.unknown_at[pos] = at + int((now - asked) * 1000)
 
     async def _throttled(self, run: ChunkRun, request: HttpRequest) -> bool:
         """Take the per-number spacing right before sending; True if it is too early."""
@@ -213,9 +287,19 @@ class Sender:
             try:
                 if not self._should_send(run) or await self._throttled(run, request):
                     return  # not sent: it goes back to the queue
+                if not await self._authorised(run, request):
+                    return  # not ours any more: the successor sees it as unknown fate
                 try:
                     status, body = await acct.transport.send(request)
+                except asyncio.CancelledError:
+                    self._unknown(run, request, Why.SHUTDOWN, "cut off in flight at shutdown")
+                    raise
                 except TransportError as exc:
+                    if exc.maybe_sent:
+                        why = Why.TIMEOUT if exc.code == "TIMEOUT" else Why.CONNECTION
+                        self._unknown(run, request, why, str(exc))
+                        self._progress(run, request)
+                        return
                     outcomes = [transient(exc.code, str(exc))] * len(request.positions)
                 else:
                     outcomes = run.codec.parse(request, status, body)
@@ -238,14 +322,35 @@ class Sender:
                 await asyncio.sleep(delay)
         for pos, outcome in zip(request.positions, outcomes, strict=True):
             run.outcomes[pos] = outcome
+        self._progress(run, request)
 
     @staticmethod
-    def results(run: ChunkRun) -> list[Result]:
-        """The chunk's send results; transient failures that outlasted every attempt are
-        ``failed`` (and go to the dead-letter list)."""
+    def _progress(run: ChunkRun, request: HttpRequest) -> None:
+        if run.on_outcome is not None:
+            run.on_outcome(len(request.positions) > 1)
+
+    @staticmethod
+    def parks(run: ChunkRun) -> list[Park]:
+        """The recipients whose fate this run left unknown."""
+        ps = run.account.provider
+        return [
+            window(ps, run.recipients[pos].index, run.lease.chunk,
+                   since_ms=run.permits.granted[pos][1], seen_ms=run.unknown_at[pos],
+                   why=Why(o.error_code or Why.TIMEOUT), listed=run.codec.polling == "list")
+            for pos, o in run.outcomes.items()
+            if o.verdict is Verdict.UNKNOWN
+        ]  # fmt: skip
+
+    @staticmethod
+    def results(run: ChunkRun, positions: list[int] | None = None) -> list[Result]:
+        """The chunk's send results (of ``positions``, or all); transient failures that
+        outlasted every attempt are ``failed`` (and go to the dead-letter list)."""
         sent_at = now_ms()
         results = []
-        for pos, o in run.outcomes.items():
+        for pos in run.outcomes if positions is None else positions:
+            o = run.outcomes[pos]
+            if o.verdict is Verdict.UNKNOWN:
+                continue
             r = run.recipients[pos]
             status = Status.FAILED if o.verdict is Verdict.RETRY else o.status
             results.append(
@@ -277,6 +382,8 @@ class Sender:
         complete = len(run.outcomes) == len(run.recipients)
         ps = run.account.provider
         where = f"campaign {run.lease.campaign_id} chunk {run.lease.chunk}"
+        if run.gone:
+            return Settlement("drop")
         if run.lost:
             return Settlement("keep")
         if run.pause_reason:

@@ -14,12 +14,14 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError, WatchError
+from redis.exceptions import RedisError, ResponseError, WatchError
 
 from dispatcher.intake import Prepared
-from dispatcher.keys import GROUP, Keys
+from dispatcher.keys import GROUP, Keys, unit
 from dispatcher.model import CampaignState, CampaignStatus, Enqueued, Result, Status
 
+#: What a Redis outage looks like to a caller (redis-py's errors are not OSErrors).
+REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError)
 #: Fields of one HSET in the enqueue transaction: bounds the size of a single command.
 _BATCH = 1000
 EVENTS_MAXLEN = 100_000
@@ -131,7 +133,7 @@ class Store:
                 "state": CampaignState.QUEUED.value,
                 "kind": c.kind,
                 "lane": c.lane,
-                "on_unknown": c.on_unknown,
+                "on_unknown": p.on_unknown,
                 "start_at": p.start_ms or 0,
                 "reason": "",
                 "created_at": created,
@@ -158,7 +160,7 @@ class Store:
             delayed = k.delayed(c.provider, c.lane)
             for start in range(0, len(p.chunks), _BATCH):
                 members = range(start, min(start + _BATCH, len(p.chunks)))
-                pipe.zadd(delayed, {f"{cid}|{n}|0": p.start_ms for n in members})
+                pipe.zadd(delayed, {unit(cid, n, 0): p.start_ms for n in members})
         else:
             for n in range(len(p.chunks)):
                 pipe.xadd(stream, {"c": cid, "n": n, "a": 0})
@@ -189,11 +191,12 @@ class Store:
             pipe.hgetall(self.keys.counts(cid))
             pipe.hgetall(self.keys.finals(cid))
             raw_meta, raw_counts, raw_finals = await pipe.execute()
-        if not raw_meta:
-            return None
+        if not raw_meta or b"total" not in raw_meta:
+            return None  # none, or only partial keys (Redis restarted without its data)
         m = {as_str(a): as_str(b) for a, b in raw_meta.items()}
         counts = {as_str(a): int(b) for a, b in raw_counts.items() if int(b)}
         finals = {as_str(a): int(b) for a, b in raw_finals.items() if int(b)}
+        parked = {a[2:]: int(b) for a, b in m.items() if a.startswith("u:") and int(b)}
         total = int(m["total"])
         state = m["state"]
         if sum(finals.values()) >= total:
@@ -214,13 +217,14 @@ class Store:
             duplicates=int(m.get("duplicates", 0)),
             reason=m.get("reason") or None,
             finals=finals,
+            parked=parked,
         )
 
     async def results(self, cid: str, batch: int = 64) -> AsyncIterator[Result]:
         """Every recipient in index order: its result, or ``pending`` while it has none."""
         k = self.keys
         meta = await self.meta(cid)
-        if not meta:
+        if "total" not in meta:
             return
         chunks = int(meta["chunks"])
         raw_invalid = await self.redis.hget(k.chunks(cid), "invalid")

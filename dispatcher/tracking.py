@@ -20,9 +20,10 @@ import orjson
 from redis.asyncio import Redis
 
 from dispatcher.keys import Keys
-from dispatcher.model import rank
+from dispatcher.model import Result, Status, rank
 from dispatcher.providers.base import Inbound, Report
 from dispatcher.store import EVENTS_MAXLEN, as_str
+from dispatcher.unknown import Park, UnknownStore
 
 log = logging.getLogger("dispatcher.tracking")
 INBOUND_MAXLEN = 1_000_000
@@ -30,12 +31,14 @@ INBOUND_MAXLEN = 1_000_000
 SEEN_TTL_S = 5 * 24 * 3600
 
 _APPLY = """
--- KEYS: meta, state, reports, finals, events; ARGV: cid, index, rank, status, report
+-- KEYS: meta, state, reports, finals, events, parked; ARGV: cid, index, rank, status, report
+-- 1 applied, 0 stale, -1 no such recipient, 2 its fate is unknown: settle that first.
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local index = tonumber(ARGV[2])
 if index < 0 or index >= tonumber(redis.call('HGET', KEYS[1], 'entries') or '0') then
   return -1
 end
+if redis.call('HEXISTS', KEYS[6], ARGV[2]) == 1 then return 2 end
 local new = tonumber(ARGV[3])
 if new <= tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0') then return 0 end
 redis.call('HSET', KEYS[2], ARGV[2], new)
@@ -61,6 +64,7 @@ class Tracker:
     def __init__(self, redis: Redis, keys: Keys, chunk_cache: int = 256) -> None:
         self.redis = redis
         self.keys = keys
+        self.unknown = UnknownStore(redis, keys)
         self._apply = redis.register_script(_APPLY)
         self._chunks: OrderedDict[tuple[str, int], dict[str, int]] = OrderedDict()
         self._chunk_cache = chunk_cache
@@ -78,6 +82,22 @@ class Tracker:
         else:
             self._chunks.move_to_end(key)
         return numbers
+
+    async def _settle_parked(self, provider: str, cid: str, index: int, report: Report) -> bool:
+        """A report about a recipient whose fate was unknown proves the provider has its
+        message: record it accepted, with the report's message id. Only when the report's
+        number is the one we sent to that recipient."""
+        raw = await self.redis.hget(self.keys.parked(cid), str(index))
+        if raw is None or not report.number:
+            return False
+        park = Park.parse(index, as_str(raw))
+        if (await self._chunk_numbers(cid, park.chunk)).get(report.number) != index:
+            return False
+        result = Result(
+            index, report.number, Status.ACCEPTED, report.message_id, sent_at=report.at,
+            error=f"fate was unknown ({park.reason}); a report shows {provider} has it",
+        )  # fmt: skip
+        return await self.unknown.found(cid, provider, [result]) > 0
 
     async def locate(self, provider: str, report: Report) -> tuple[str, int] | None:
         """The campaign and recipient index a report is about, or None."""
@@ -106,11 +126,14 @@ class Tracker:
         blob = orjson.dumps(
             [report.status, report.raw_status, report.error_code, report.error, report.at]
         )
-        got = await self._apply(
-            keys=[k.meta(cid), k.state(cid), k.reports(cid), k.finals(cid), k.events],
-            args=[cid, index, rank(report.status), report.status, blob],
-        )
-        return {1: Applied.APPLIED, 0: Applied.STALE}.get(int(got), Applied.UNKNOWN)
+        keys = [k.meta(cid), k.state(cid), k.reports(cid), k.finals(cid), k.events, k.parked(cid)]
+        args: list[Any] = [cid, index, rank(report.status), report.status, blob]
+        got = int(await self._apply(keys=keys, args=args))
+        if got == 2:
+            if not await self._settle_parked(provider, cid, index, report):
+                return Applied.UNKNOWN
+            got = int(await self._apply(keys=keys, args=args))
+        return {1: Applied.APPLIED, 0: Applied.STALE}.get(got, Applied.UNKNOWN)
 
     async def apply_many(
         self, provider: str, reports: Sequence[Report], *, index_messages: bool = False

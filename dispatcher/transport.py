@@ -16,21 +16,31 @@ from dispatcher.providers.base import HttpRequest
 
 def client_tls(cert: str | None, key: str | None, ca: str | None) -> ssl.SSLContext | None:
     """A TLS context with our client certificate (two-way TLS) and/or a private CA; None
-    when neither is configured, for the system's default verification."""
+    when neither is configured, for the system's default verification.
+
+    Such connections use TLS 1.2: its handshake ends only once the server has checked our
+    certificate, so a refusal comes before any request leaves, as a connection error that
+    is safe to retry. Under TLS 1.3 the server refuses after the handshake, when the
+    request is already on its way, and the refusal looks like a lost answer (unknown fate).
+    """
     if not (cert or ca):
         return None
     context = ssl.create_default_context(cafile=ca)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
     if cert:
         context.load_cert_chain(cert, key)
     return context
 
 
 class TransportError(Exception):
-    """No HTTP answer: the request may or may not have reached the provider."""
+    """No HTTP answer. ``maybe_sent`` is False only when the request certainly did not
+    leave (no connection could be made); otherwise it may have reached the provider, and
+    its fate is unknown (unknown.py)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, maybe_sent: bool = True) -> None:
         super().__init__(message)
         self.code = code
+        self.maybe_sent = maybe_sent
 
 
 class Transport:
@@ -90,6 +100,11 @@ class Transport:
                 # We were cancelled (shutdown): aiohttp may report that as a timeout, but it
                 # must stay a cancellation or the caller would carry on as if nothing happened.
                 raise asyncio.CancelledError from None
+            if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
+                # No connection was made: nothing left, so trying again is safe.
+                raise TransportError(
+                    "CONNECTION", f"{type(exc).__name__}: {exc}", maybe_sent=False
+                ) from None
             if isinstance(exc, TimeoutError):
                 raise TransportError("TIMEOUT", "no answer within the timeout") from None
             raise TransportError("CONNECTION", f"{type(exc).__name__}: {exc}") from None

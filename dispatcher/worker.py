@@ -2,9 +2,14 @@
 
 One process runs up to ``chunks_in_flight`` chunks at once (plus a few for the otp lane);
 each chunk's requests share the account's connection pool, concurrency limit and rate
-(sender.py). Background duties run beside the main loop: refreshing our leases, taking over
-chunks whose worker died (after asking the provider what it already got, where it can say),
-moving delayed chunks back to work, and polling list APIs. Shutdown is cooperative:
+(sender.py). A chunk is claimed with an owner token before anything is sent (fencing.py),
+writes its answered results as it goes, and settles with one script: results recorded,
+recipients of unknown fate parked (unknown.py), entry acknowledged. Background duties run
+beside the main loop: refreshing our leases, taking over chunks whose worker died or
+stalled (parking what it may have sent, never waiting for the provider in a chunk slot),
+moving delayed chunks back to work, settling unknown fates that expired, and polling list
+APIs (which also settles unknown fates from the provider's records). Shutdown is
+cooperative:
 
 * ``stop()`` (SIGTERM/SIGINT): read nothing new, let chunks in flight finish.
 * near the drain deadline: send no new request; requests in flight may still answer.
@@ -20,21 +25,23 @@ import logging
 import os
 import socket
 import time
+from collections import Counter
 from typing import Any
 
 from redis.asyncio import Redis
 
 from dispatcher.aio import checkpoint
 from dispatcher.config import ConfigError, Settings
+from dispatcher.fencing import Claim, Permits
 from dispatcher.keys import LANES, Keys
 from dispatcher.model import CampaignState, Result, Status
-from dispatcher.poller import Poller, Reconciler
+from dispatcher.poller import Poller
 from dispatcher.providers import codec_for
-from dispatcher.providers.base import ChunkRecipient
-from dispatcher.queue import REDIS_ERRORS, ChunkData, Lease, Queue, Track
-from dispatcher.render import render
-from dispatcher.sender import URGENT_LANE, Account, ChunkRun, Sender
+from dispatcher.providers.base import Verdict
+from dispatcher.queue import REDIS_ERRORS, Lease, Queue, Recorded, Track
+from dispatcher.sender import URGENT_LANE, ChunkRun, Sender
 from dispatcher.store import now_ms
+from dispatcher.unknown import Settler, UnknownStore, expiry_floor
 
 log = logging.getLogger("dispatcher.worker")
 MIN_BACKOFF_S = 0.1
@@ -43,6 +50,7 @@ RECORD_PATIENCE_S = 120.0  # how long a chunk's results wait for Redis to come b
 PROMOTE_EVERY_S = 0.5
 URGENT_SLOTS = 2  # chunk slots kept for the otp lane beyond chunks_in_flight
 URGENT_POLL_MS = 100  # how often a busy worker looks at the otp lane
+FLUSH_EVERY_S = 0.25  # a sending chunk writes its answered results at least this often
 
 
 def consumer_name() -> str:
@@ -67,7 +75,7 @@ class Worker:
         self.queue = Queue(redis, self.keys, consumer or consumer_name(), streams)
         self.sender = Sender(redis, settings)
         self.poller = Poller(redis, settings) if poll else None
-        self.reconciler = Reconciler(self.poller or Poller(redis, settings))
+        self.settler = Settler(redis, settings, UnknownStore(redis, self.keys))
         self._runs: dict[str, ChunkRun] = {}  # entry id → run
         self._tasks: set[asyncio.Task[None]] = set()
         self._urgent: set[asyncio.Task[None]] = set()
@@ -90,6 +98,7 @@ class Worker:
             asyncio.create_task(self._keep_leases(), name="leases"),
             asyncio.create_task(self._take_over(), name="takeover"),
             asyncio.create_task(self._promote_delayed(), name="delayed"),
+            asyncio.create_task(self.settler.run(REDIS_ERRORS), name="settler"),
         ]
         if self.poller is not None:
             duties.append(asyncio.create_task(self.poller.run(), name="poller"))
@@ -149,18 +158,17 @@ class Worker:
         with contextlib.suppress(*REDIS_ERRORS):
             await self.queue.setup()
 
-    async def _record(self, lease: Lease, *args: Any, **kwargs: Any) -> None:
+    async def _record(self, lease: Lease, *args: Any, **kwargs: Any) -> Recorded:
         """Record and settle a chunk, riding out a Redis outage for up to RECORD_PATIENCE_S.
 
-        Giving up leaves the entry pending: another attempt sends what has no result, so a
-        long outage costs duplicates, never losses.
+        Giving up leaves the entry pending: a successor takes it over, parking what this
+        attempt was authorised to send, so a long outage costs time, not duplicates.
         """
         delay = MIN_BACKOFF_S
         deadline = time.monotonic() + RECORD_PATIENCE_S
         while True:
             try:
-                await self.queue.record(lease, *args, **kwargs)
-                return
+                return await self.queue.record(lease, *args, **kwargs)
             except REDIS_ERRORS as exc:
                 if time.monotonic() > deadline:
                     raise
@@ -230,11 +238,6 @@ class Worker:
             if free > 0:
                 try:
                     for lease in await self.queue.claim(free, lease_ms):
-                        log.info(
-                            "taking over chunk %d of campaign %s",
-                            lease.chunk,
-                            lease.campaign_id,
-                        )
                         self._start(lease)
                 except REDIS_ERRORS as exc:
                     log.warning("takeover scan failed: %s", exc)
@@ -253,44 +256,74 @@ class Worker:
 
     # -- one chunk ---------------------------------------------------------------------
 
+    async def _own(self, lease: Lease, meta: dict[str, str], token: str) -> Claim:
+        """Claim the entry for ``token``: a fresh one if nobody had it, or one taken over,
+        parking what its previous owner may have sent (fencing.py)."""
+        if not lease.taken_over:
+            return await self.sender.fence.claim(lease.campaign_id, lease.entry_id, token)
+        provider, kind = meta["provider"], meta.get("kind") or "sms"
+        ps = self.settings.provider(provider)
+        claim, parked = await self.sender.fence.take_over(
+            lease.campaign_id,
+            lease.chunk,
+            lease.entry_id,
+            token,
+            self.keys.unknown(self.keys.listed(provider, kind), meta.get("account", "default")),
+            skew_s=ps.clock_skew_seconds,
+            late_s=ps.timeout_seconds,
+            wait_s=ps.unknown_wait_seconds,
+            floor_s=expiry_floor(ps, codec_for(provider, kind).polling == "list"),
+        )
+        log.info(
+            "campaign %s chunk %d: taken over from a worker that stopped%s",
+            lease.campaign_id, lease.chunk,
+            f"; {parked} recipient(s) it may have sent are parked (unknown fate)"
+            if parked else "",
+        )  # fmt: skip
+        return claim
+
     async def _process(self, lease: Lease) -> None:
         where = f"campaign {lease.campaign_id} chunk {lease.chunk}"
         try:
             data = await self.queue.load(lease)
             if data is None:
-                log.warning("%s: campaign is gone; dropping the entry", where)
+                log.warning("%s: the campaign is gone; dropping the entry", where)
                 await self.queue.drop(lease)
                 return
             meta = data.meta
+            token = f"{self.queue.consumer}:{os.urandom(4).hex()}"
+            claim = await self._own(lease, meta, token)
+            if claim is not Claim.OK:
+                if claim is Claim.GONE or lease.taken_over:  # gone, or settled long ago
+                    await self.queue.drop(lease)
+                return  # another worker owns it
+            recipients = data.recipients
+            if lease.redelivered:
+                recipients = await self.queue.unsettled(lease.campaign_id, recipients)
             if meta["state"] == CampaignState.PAUSED:
-                await self._record(lease, [], "hold")
+                await self._record(lease, [], "hold", token=token)
                 return
             if meta["state"] == CampaignState.CANCELLED:
                 now = now_ms()
                 cancelled = [
                     Result(r.index, r.number, Status.CANCELLED, error="cancelled", sent_at=now)
-                    for r in data.recipients
+                    for r in recipients
                 ]
-                await self._record(lease, cancelled, "ack")
+                await self._record(lease, cancelled, "ack", token=token)
                 return
             try:
                 account = self.sender.account(meta["provider"], meta.get("account", "default"))
             except ConfigError as exc:
                 # A missing key or account is mended by an operator, not by retrying.
                 log.error("campaign %s paused: %s", lease.campaign_id, exc)
-                await self._record(lease, [], "hold", reason=str(exc))
+                await self._record(lease, [], "hold", token=token, reason=str(exc))
                 return
             codec = codec_for(meta["provider"], meta.get("kind") or "sms")
-            run = ChunkRun(lease, account, data.recipients, codec)
+            run = ChunkRun(lease, account, recipients, codec, permits=Permits(token))
+            run.on_outcome = lambda batch: self._maybe_flush(run, batch)
             self._runs[lease.entry_id] = run  # its lease is kept alive from here on
             try:
-                if data.sending_since is not None and run.recipients:
-                    survivors = await self._unknown_fate(lease, account, meta, data)
-                    if survivors is None:
-                        return  # held for review
-                    run.recipients = survivors
-                if run.recipients and not run.lost:
-                    await self.queue.mark_sending(lease)
+                if run.recipients:
                     await self.sender.send_all(run, meta)
             finally:
                 self._runs.pop(lease.entry_id, None)
@@ -302,61 +335,80 @@ class Worker:
             # Left pending on purpose: the lease expires and another attempt takes it.
             log.exception("%s: failed; it will be retried after its lease expires", where)
 
-    async def _unknown_fate(
-        self, lease: Lease, account: Account, meta: dict[str, str], data: ChunkData
-    ) -> list[ChunkRecipient] | None:
-        """An earlier attempt died while sending this chunk. Where the provider's list API can
-        say what it received (Cloud Aten, YCloud), record those as sent and send the rest;
-        otherwise follow the campaign's ``on_unknown``: resend, or hold for review."""
-        where = f"campaign {lease.campaign_id} chunk {lease.chunk}"
-        assert data.sending_since is not None
-        if codec_for(account.provider.name, meta.get("kind") or "sms").polling == "list":
-            expected = {r.number: render(meta["text"], r.fields) for r in data.recipients}
-            found = await self.reconciler.already_sent(
-                account.provider.name,
-                meta.get("kind") or "sms",
-                account.name,
-                data.sending_since,
-                expected,
-            )
-            now = now_ms()
-            reconciled = [
-                Result(r.index, r.number, Status.ACCEPTED, found[r.number], sent_at=now,
-                       error="reconciled after its worker stopped")
-                for r in data.recipients
-                if r.number in found
-            ]  # fmt: skip
-            if reconciled:
-                await self._record(lease, reconciled, "keep")
-            log.warning("%s: %d of %d already sent; sending the rest", where,
-                        len(reconciled), len(data.recipients))  # fmt: skip
-            return [r for r in data.recipients if r.number not in found]
-        if meta.get("on_unknown") == "hold":
-            reason = (
-                f"chunk {lease.chunk} was being sent when its worker stopped; what reached "
-                f"{account.provider.name} is unknown. Resume to send it again (some "
-                "recipients may get it twice)."
-            )
-            await self._record(lease, [], "hold", reason=reason)
-            return None
-        log.warning("%s: its worker stopped while sending; sending it again", where)
-        return data.recipients
+    @staticmethod
+    def _track(run: ChunkRun) -> Track:
+        return Track(
+            run.account.name,
+            index_messages=run.codec.polling == "list",
+            list_open=run.codec.polling == "list",
+            kind=run.codec.kind,
+        )
+
+    def _maybe_flush(self, run: ChunkRun, batch: bool) -> None:
+        """Write answered results while the chunk is still sending, so that a crash leaves
+        little of unknown fate: at once after a batch request (a CloudSMS packet), else
+        every FLUSH_EVERY_S."""
+        if run.stopped or (run.flushing is not None and not run.flushing.done()):
+            return
+        due = batch or time.monotonic() - run.last_flush >= FLUSH_EVERY_S
+        if not due:
+            return
+        todo = [
+            p for p, o in run.outcomes.items()
+            if p not in run.flushed and o.verdict in (Verdict.OK, Verdict.PERMANENT)
+        ]  # fmt: skip
+        if todo:
+            run.last_flush = time.monotonic()
+            run.flushing = asyncio.create_task(self._flush(run, todo))
+
+    async def _flush(self, run: ChunkRun, positions: list[int]) -> None:
+        try:
+            rec = await self.queue.record(
+                run.lease, self.sender.results(run, positions), "keep",
+                token=run.permits.token, track=self._track(run),
+            )  # fmt: skip
+        except REDIS_ERRORS as exc:
+            log.debug("%s: progress not written yet (%s)", run.where(), exc)
+            return
+        checkpoint()
+        run.flushed.update(positions)
+        if rec.gone and not run.gone:
+            log.warning("%s: the campaign is gone; sending nothing more", run.where())
+            run.gone = True
+        elif rec.lost and not run.lost:
+            log.warning("%s: lease lost to another worker; sending nothing more", run.where())
+            run.lost = True
 
     async def _settle(self, run: ChunkRun) -> None:
-        acct = run.account
+        if run.flushing is not None:
+            with contextlib.suppress(Exception):
+                await run.flushing
         how = self.sender.settlement(run)
-        results = self.sender.results(run)
-        await self._record(
+        if how.mode == "drop":
+            await self.queue.drop(run.lease)
+            return
+        todo = [p for p in run.outcomes if p not in run.flushed]
+        results = self.sender.results(run, todo)
+        parks = [] if run.lost else self.sender.parks(run)
+        rec = await self._record(
             run.lease,
             results,
             how.mode,
+            token=run.permits.token,
             dead=self.sender.exhausted(run, results),
             reason=how.reason,
             delay_s=how.delay_s,
-            track=Track(
-                acct.name,
-                index_messages=run.codec.polling == "list",
-                list_open=run.codec.polling == "list",
-                kind=run.codec.kind,
-            ),
+            track=self._track(run),
+            parks=parks,
         )
+        if rec.gone:
+            await self.queue.drop(run.lease)
+        elif rec.lost and how.mode != "keep":
+            log.warning("%s: lease lost before it settled; its answers are recorded", run.where())
+        elif parks:
+            why = Counter(p.reason for p in parks)
+            log.warning(
+                "%s: %d recipient(s) parked, their fate unknown (%s); settling them from "
+                "what %s says", run.where(), len(parks),
+                ", ".join(f"{w} {n}" for w, n in sorted(why.items())), run.account.provider.name,
+            )  # fmt: skip

@@ -7,9 +7,10 @@ from redis.asyncio import Redis
 
 from dispatcher.client import Client
 from dispatcher.config import Settings
+from dispatcher.fencing import Claim, Fence
 from dispatcher.keys import GROUP, Keys
 from dispatcher.model import Campaign, Result, Status
-from dispatcher.queue import Queue
+from dispatcher.queue import Lease, Queue
 
 NUMBERS = [f"+4479110{i:05d}" for i in range(15)]
 
@@ -21,6 +22,13 @@ async def setup(redis: Redis, settings: Settings, consumer: str = "a") -> tuple[
     q = Queue(redis, k, consumer, [k.queue("cloudaten")])
     await q.setup()
     return answer.id, q
+
+
+async def own(redis: Redis, settings: Settings, lease: Lease, token: str = "t1") -> str:
+    """Claim a freshly read entry, as a worker does before sending; its owner token."""
+    fence = Fence(redis, Keys(settings.prefix))
+    assert await fence.claim(lease.campaign_id, lease.entry_id, token) is Claim.OK
+    return token
 
 
 def accepted(index: int) -> Result:
@@ -43,8 +51,9 @@ async def test_read_load_and_ack(redis: Redis, settings: Settings) -> None:
     assert data is not None
     assert [r.index for r in data.recipients] == list(range(10))
     assert data.meta["text"] == "hi"
-    new = await q.record(leases[0], [accepted(i) for i in range(10)], "ack")
-    assert new == 10
+    token = await own(redis, settings, leases[0])
+    rec = await q.record(leases[0], [accepted(i) for i in range(10)], "ack", token=token)
+    assert rec.new == 10 and not rec.lost
     assert await pending_count(redis, settings) == 1
     st = await Client(settings=settings, redis=redis).status(cid)
     assert st.counts == {"accepted": 10}
@@ -53,9 +62,11 @@ async def test_read_load_and_ack(redis: Redis, settings: Settings) -> None:
 async def test_a_chunk_recorded_twice_counts_once(redis: Redis, settings: Settings) -> None:
     cid, q = await setup(redis, settings)
     lease = (await q.read(1, 100))[0]
-    assert await q.record(lease, [accepted(0), accepted(1)], "keep") == 2
+    token = await own(redis, settings, lease)
+    assert (await q.record(lease, [accepted(0), accepted(1)], "keep", token=token)).new == 2
     assert await pending_count(redis, settings) == 1  # keep: recorded, still leased
-    assert await q.record(lease, [accepted(i) for i in range(10)], "ack") == 8
+    rec = await q.record(lease, [accepted(i) for i in range(10)], "ack", token=token)
+    assert rec.new == 8
     assert await pending_count(redis, settings) == 0
     st = await Client(settings=settings, redis=redis).status(cid)
     assert st.counts == {"accepted": 10}
@@ -66,12 +77,14 @@ async def test_a_chunk_recorded_twice_counts_once(redis: Redis, settings: Settin
 async def test_requeue_sends_only_the_rest(redis: Redis, settings: Settings) -> None:
     _, q = await setup(redis, settings)
     lease = (await q.read(1, 100))[0]
-    await q.record(lease, [accepted(i) for i in range(4)], "requeue")
+    token = await own(redis, settings, lease)
+    await q.record(lease, [accepted(i) for i in range(4)], "requeue", token=token)
     again = [le for le in await q.read(10, 100) if le.chunk == 0]
     assert len(again) == 1 and again[0].attempt == 1 and again[0].redelivered
     data = await q.load(again[0])
     assert data is not None
-    assert [r.index for r in data.recipients] == list(range(4, 10))
+    rest = await q.unsettled(again[0].campaign_id, data.recipients)
+    assert [r.index for r in rest] == list(range(4, 10))
 
 
 async def test_takeover_after_the_lease_and_lost_lease(redis: Redis, settings: Settings) -> None:
@@ -91,7 +104,9 @@ async def test_hold_pauses_and_resume_requeues(redis: Redis, settings: Settings)
     cid, q = await setup(redis, settings)
     client = Client(settings=settings, redis=redis)
     lease = (await q.read(1, 100))[0]
-    await q.record(lease, [accepted(0)], "hold", reason="INVALID_API_KEY from cloudaten account x")
+    token = await own(redis, settings, lease)
+    reason = "INVALID_API_KEY from cloudaten account x"
+    await q.record(lease, [accepted(0)], "hold", token=token, reason=reason)
     st = await client.status(cid)
     assert st.state == "paused" and st.reason == "INVALID_API_KEY from cloudaten account x"
     assert await client.wait(cid, 5) == st  # a paused campaign does not keep a waiter waiting

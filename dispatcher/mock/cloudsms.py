@@ -21,7 +21,7 @@ import orjson
 from aiohttp import web
 
 from dispatcher.mock.onemobile import json_response
-from dispatcher.mock.reports import decide, final_at_ms, gatekeeper, now_ms
+from dispatcher.mock.reports import answered, decide, final_at_ms, gatekeeper, now_ms
 from dispatcher.mock.segments import segments
 from dispatcher.mock.state import MockState
 
@@ -108,11 +108,12 @@ class CloudSms:
             return gated
         code = self.check_packet(packet)
         if code is not None:
-            return self.answer(serial, code)
+            return await answered(self.state, self.recorder, request, self.answer(serial, code))
         if self.state.settings.cloudsms_busy > 0:
             self.state.settings.cloudsms_busy -= 1
             return self.answer(serial, 0x03)
-        return self.answer(serial, 0x01, self.deliver(packet))
+        response = self.answer(serial, 0x01, self.deliver(packet))
+        return await answered(self.state, self.recorder, request, response)
 
     def check_packet(self, p: dict[str, Any]) -> int | None:
         """The packet-level RESULT_CODE when the packet is refused as a whole."""

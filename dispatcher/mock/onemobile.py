@@ -14,7 +14,14 @@ import orjson
 import phonenumbers
 from aiohttp import web
 
-from dispatcher.mock.reports import decide, final_at_ms, gatekeeper, now_ms, post_json
+from dispatcher.mock.reports import (
+    answered,
+    decide,
+    final_at_ms,
+    gatekeeper,
+    now_ms,
+    post_json,
+)
 from dispatcher.mock.segments import segments
 from dispatcher.mock.state import MockState
 
@@ -87,10 +94,11 @@ class OneMobileMock:
         if refused is not None:
             return refused
         try:
-            return json_response(self.accept(await request.read()))
+            response = json_response(self.accept(await request.read()))
         except Refusal as r:
             self.recorder.stats.rejected += 1
-            return json_response({"code": r.code, "msg": r.msg})
+            response = json_response({"code": r.code, "msg": r.msg})
+        return await answered(self.state, self.recorder, request, response)
 
     def parse_body(self, raw: bytes) -> dict[str, Any]:
         try:

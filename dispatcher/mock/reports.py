@@ -137,6 +137,11 @@ def current(message: dict[str, Any], at_ms: int) -> bool:
     return at_ms >= int(message["final_at"])
 
 
+#: Faults that strike after the provider did its work: the answer never reaches the client.
+ANSWER_FAULTS = ("lost", "late")
+_ANSWER_FAULT = web.RequestKey("answer_fault", str)
+
+
 async def gatekeeper(
     state: MockState,
     recorder: Recorder,
@@ -152,6 +157,9 @@ async def gatekeeper(
     if kind is None:
         return None
     recorder.stats.faults += 1
+    if kind in ANSWER_FAULTS:
+        request[_ANSWER_FAULT] = kind  # the provider works as usual; see answered()
+        return None
     if kind == "5xx":
         return web.json_response({"error": "Service Unavailable"}, status=503)
     if kind == "timeout":
@@ -162,3 +170,20 @@ async def gatekeeper(
             request.transport.close()  # the client sees the connection go, with no answer
         return web.Response(status=500)
     return busy()
+
+
+async def answered(
+    state: MockState, recorder: Recorder, request: web.Request, response: web.Response
+) -> web.Response:
+    """The provider's answer, unless an answer fault was drawn for this request: ``lost``
+    closes the connection instead (the provider has accepted what it accepted), ``late``
+    holds the answer for ``fault_timeout_s`` (the client has given up by then)."""
+    kind = request.get(_ANSWER_FAULT)
+    if kind is None:
+        return response
+    recorder.stats.answers_lost += 1
+    if kind == "late":
+        await asyncio.sleep(state.settings.fault_timeout_s)
+    elif request.transport is not None:
+        request.transport.close()
+    return response

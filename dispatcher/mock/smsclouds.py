@@ -19,7 +19,7 @@ import orjson
 from aiohttp import web
 
 from dispatcher.mock.onemobile import json_response
-from dispatcher.mock.reports import decide, final_at_ms, gatekeeper, now_ms
+from dispatcher.mock.reports import answered, decide, final_at_ms, gatekeeper, now_ms
 from dispatcher.mock.segments import GSM_BASIC, GSM_EXTENDED
 from dispatcher.mock.state import MockState
 
@@ -166,10 +166,11 @@ class Smsclouds:
             self.recorder.stats.rejected += 1
             return error(400, "The request must carry a JSON body.")
         try:
-            return json_response(self.create(body))
+            response = json_response(self.create(body))
         except Invalid as exc:
             self.recorder.stats.rejected += 1
-            return error(422, str(exc))
+            response = error(422, str(exc))
+        return await answered(self.state, self.recorder, request, response)
 
     @staticmethod
     def limit(text: str, body: dict[str, Any]) -> int:

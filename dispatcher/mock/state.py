@@ -62,9 +62,11 @@ class MockSettings:
     #: Send requests a provider takes per second (0: no limit). Requests above it, counted
     #: over sliding one-second windows, are refused with HTTP 429 and counted as over_rate.
     rate_limits: tuple[tuple[str, float], ...] = ()
-    #: Injected faults: the share of send requests that fail, by kind, before the provider
+    #: Injected faults: the share of send requests that fail, by kind. Before the provider
     #: looks at them (so a retry never duplicates): "5xx" (HTTP 503), "timeout" (no answer
     #: for fault_timeout_s), "drop" (connection closed), "busy" (the provider's busy answer).
+    #: After the provider did its work (accepted what it accepts): "lost" (the connection
+    #: closes instead of the answer), "late" (the answer comes after fault_timeout_s).
     faults: tuple[tuple[str, float], ...] = ()
     fault_timeout_s: float = 5.0
     fault_seed: int = 7

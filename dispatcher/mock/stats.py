@@ -23,6 +23,7 @@ class ProviderStats:
     bad_answers: int = 0  # CloudSMS report pushes answered without a proper ANSWER packet
     over_rate: int = 0  # send requests above the provider's rate, refused with 429
     faults: int = 0  # send requests failed on purpose
+    answers_lost: int = 0  # of those, requests processed as usual whose answer was lost
     spacing_violations: int = 0  # voice calls to a number sooner than allowed
     hlr_lookups: int = 0
 

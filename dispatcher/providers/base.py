@@ -25,6 +25,9 @@ class Verdict(StrEnum):
     PERMANENT = "permanent"  # this recipient will never succeed: record it, do not resend
     RETRY = "retry"  # transient: send the same request again
     ACCOUNT = "account"  # the account cannot send (bad key, no balance): pause the campaign
+    #: The request may have reached the provider and no answer says (set by the sender,
+    #: never by a codec): the recipient is parked until its fate is known (unknown.py).
+    UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,6 +64,9 @@ class CloudAtenVoiceCodec(OneMobileCodec):
     def segments(self, text: str, signature: str | None, options: Mapping[str, Any]) -> int:
         return 1  # billed per call
 
+    def sent_text(self, text: str, fields: dict[str, str] | None) -> str:
+        return render(text, fields).strip()  # the list shows the verification_code
+
     def build(self, job: SendJob, recipients: Sequence[ChunkRecipient], ctx: BuildContext) -> Built:
         built = Built()
         language = job.options.get("language")

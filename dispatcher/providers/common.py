@@ -8,6 +8,7 @@ small module that sets those and inherits the rest from :class:`OneMobileCodec`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -108,6 +109,18 @@ def _str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """One record of a list page, with what matching a message of unknown fate needs."""
+
+    report: Report  # its status, as polling reads it
+    mobile: str
+    text: str  # the SMS text as sent (signature included), or the voice code
+    created_ms: int | None  # ``create_timestamp``, the provider's clock
+    segments: int | None
+    price: float | None
+
+
 class OneMobileCodec:
     """One ``send_messages`` request per recipient; the text rendered for each."""
 
@@ -157,6 +170,45 @@ class OneMobileCodec:
             }
             built.requests.append(HttpRequest("POST", self.send_path, orjson.dumps(body), (pos,)))
         return built
+
+    def list_request(self, page: int, start_ms: int, until_ms: int) -> str:
+        """The GET path of one page of the records created in ``[start_ms, until_ms]``."""
+        return (
+            f"{self.list_path}?{self.page_param}={page}&page_size={self.list_page_size}"
+            f"&from={start_ms}&until={until_ms}"
+        )
+
+    def sent_text(self, text: str, fields: dict[str, str] | None) -> str:
+        """What a list record shows of one recipient's message: its rendered text (the
+        provider may put the signature in front)."""
+        return render(text, fields)
+
+    def parse_listed(self, body: bytes) -> list[Listed]:
+        """A list page's records; :class:`BadPush` if the provider refused the call."""
+        reports = parse_list(body, self.statuses)
+        data = orjson.loads(body)
+        items = [
+            i
+            for i in data.get("data") or []
+            if isinstance(i, dict) and isinstance(i.get("sid"), str)
+        ]
+        out = []
+        for report, item in zip(reports, items, strict=True):
+            text = item.get("text", item.get("verification_code", ""))
+            created, count, price = (
+                item.get("create_timestamp"), item.get("count"), item.get("price")
+            )  # fmt: skip
+            out.append(
+                Listed(
+                    report=report,
+                    mobile=str(item.get("mobile", "")),
+                    text=str(text),
+                    created_ms=created if isinstance(created, int) else None,
+                    segments=count if isinstance(count, int) else None,
+                    price=float(price) if isinstance(price, int | float) else None,
+                )
+            )
+        return out
 
     def parse(self, request: HttpRequest, status: int, body: bytes) -> list[Outcome]:
         outcome = http_outcome(status, body)

@@ -70,7 +70,8 @@ async def wait_for_chunks(redis: Redis, system: System, cid: str, count: int) ->
 
 def check_exactly_one_result_each(results: list[Result], n: int = N) -> None:
     assert [r.index for r in results] == list(range(n))  # every recipient, once
-    assert all(r.status == Status.ACCEPTED and r.message_id for r in results)
+    # Accepted, or further on where a list page brought its status already.
+    assert all(r.status != Status.PENDING and r.message_id for r in results)
 
 
 async def test_5000_recipients_one_result_each(
@@ -104,10 +105,9 @@ async def test_sigkill_mid_campaign_a_second_worker_finishes(
     assert st.sent and st.counts == {"accepted": N}
     check_exactly_one_result_each(await all_results(client, cid))
     stats = await mock_stats(system)
-    # Only requests in flight at the kill can repeat: at most chunks_in_flight (4) chunks.
-    print(f"\nSIGKILL: mock accepted {stats['accepted']}, repeated uids {stats['uids_repeated']}")
-    assert stats["accepted"] == N + stats["uids_repeated"]
-    assert stats["uids_repeated"] <= 4 * 100
+    # What the dead worker may have sent was parked, and the list API said what arrived.
+    assert (stats["accepted"], stats["uids_repeated"]) == (N, 0)
+    assert st.parked == {}
 
 
 async def test_sigterm_drains_and_exits_0(system: System, redis: Redis, tmp_path: Path) -> None:

@@ -1,0 +1,201 @@
+"""Fencing: a worker that no longer owns a queue entry sends nothing more from it.
+
+Every entry a worker works on gets an *owner token* in ``{cid}:owner`` when it is claimed:
+set only if the entry has no owner yet (a fresh read), or taken over after its lease
+expired (XAUTOCLAIM), or written ``done`` once the entry is settled. Before requests leave,
+the worker asks :data:`_AUTHORIZE` to check its token and note the recipients it is about to
+send, with Redis's time, in ``{cid}:flight``; that answer is good for ``AUTH_TTL_S`` on the
+worker's own monotonic clock, after which it must ask again. So a worker that was stopped
+(SIGSTOP, a long GC, a frozen VM) past its lease wakes up with expired authorisations, asks,
+is refused, and stops before sending.
+
+A successor that takes an entry over (:data:`_TAKEOVER`) swaps in its own token and, in the
+same script, parks every recipient the previous owner was authorised to send and did not
+record: the provider may have it (unknown fate, see unknown.py). Such a request could have
+left up to ``AUTH_TTL_S`` after its authorisation and reached the provider up to the
+provider's timeout after that, so that is the window in which the provider's records are
+searched for it.
+
+All keys of each script carry the campaign's hash tag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+
+from redis.asyncio import Redis
+
+from dispatcher.keys import Keys
+from dispatcher.ranges import LUA_EACH, encode
+
+#: How long an authorisation lets a worker send, on its monotonic clock.
+AUTH_TTL_S = 1.0
+DONE = "done"
+
+_CLAIM = """
+-- KEYS: meta, owner. ARGV: entry, token. 1 ok, 0 someone else has (had) it, -1 gone.
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+return redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2])
+"""
+
+_AUTHORIZE = """
+-- KEYS: meta, owner, flight. ARGV: entry, token, ranges.
+-- {1, ms} authorised at Redis time ms; {0} another worker owns the entry; {-1} gone.
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return {0} end
+local t = redis.call('TIME')
+local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local marks = redis.call('HGET', KEYS[3], ARGV[1]) or ''
+redis.call('HSET', KEYS[3], ARGV[1], marks .. ms .. ':' .. ARGV[3] .. ';')
+return {1, ms}
+"""
+
+_TAKEOVER = (
+    LUA_EACH
+    + """
+-- KEYS: meta, owner, flight, results, parked, unknown (the account's zset).
+-- ARGV: entry, token, cid, chunk, skew ms, late ms, wait ms, floor ms (with a list API to
+-- settle them, expiry comes no sooner than this long after the window closed; 0: none).
+-- Returns {-1} gone, {-2} already settled, or {parked}.
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
+if redis.call('HGET', KEYS[2], ARGV[1]) == 'done' then return {-2} end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+local marks = redis.call('HGET', KEYS[3], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+if not marks then return {0} end
+local skew, late, wait, floor = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]),
+  tonumber(ARGV[8])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local first, last = {}, {}
+for ms, ranges in string.gmatch(marks, '(%d+):([^;]*);') do
+  local at = tonumber(ms)
+  each_index(ranges, function(i)
+    if first[i] == nil or at < first[i] then first[i] = at end
+    if last[i] == nil or at > last[i] then last[i] = at end
+  end)
+end
+local n, soonest = 0, nil
+for i, at in pairs(first) do
+  if redis.call('HEXISTS', KEYS[4], i) == 0 and redis.call('HEXISTS', KEYS[5], i) == 0 then
+    local until_ = last[i] + late + skew
+    local expires = now + wait
+    if floor > 0 then expires = math.max(expires, until_ + floor) end
+    redis.call('HSET', KEYS[5], i, table.concat(
+      {ARGV[4], at - skew, until_, expires, 'takeover'}, '\\t'))
+    n = n + 1
+    if soonest == nil or expires < soonest then soonest = expires end
+  end
+end
+if n > 0 then
+  redis.call('HINCRBY', KEYS[1], 'u:takeover', n)
+  redis.call('ZADD', KEYS[6], 'LT', soonest, ARGV[3])
+end
+return {n}
+"""
+)
+
+
+class Claim(Enum):
+    OK = "ok"
+    LOST = "lost"  # another worker owns (or settled) the entry
+    GONE = "gone"  # the campaign no longer exists (Redis lost it, or it was purged)
+
+
+@dataclass(slots=True)
+class Permits:
+    """What one chunk run is authorised to send: position → (loop time asked, Redis ms)."""
+
+    token: str
+    granted: dict[int, tuple[float, int]] = field(default_factory=dict)
+    pending: asyncio.Future[Claim] | None = None
+
+    def fresh(self, positions: tuple[int, ...], now: float) -> bool:
+        for p in positions:
+            got = self.granted.get(p)
+            if got is None or now - got[0] >= AUTH_TTL_S:
+                return False
+        return True
+
+    def since_ms(self, position: int) -> int | None:
+        """Redis time of the position's latest authorisation, if any."""
+        got = self.granted.get(position)
+        return got[1] if got else None
+
+
+class Fence:
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self._claim = redis.register_script(_CLAIM)
+        self._authorize = redis.register_script(_AUTHORIZE)
+        self._takeover = redis.register_script(_TAKEOVER)
+
+    async def claim(self, cid: str, entry: str, token: str) -> Claim:
+        """Own a freshly read entry (one no worker has owned before)."""
+        k = self.keys
+        got = int(await self._claim(keys=[k.meta(cid), k.owner(cid)], args=[entry, token]))
+        return {1: Claim.OK, 0: Claim.LOST}.get(got, Claim.GONE)
+
+    async def take_over(
+        self,
+        cid: str,
+        chunk: int,
+        entry: str,
+        token: str,
+        unknown_key: str,
+        *,
+        skew_s: float,
+        late_s: float,
+        wait_s: float,
+        floor_s: float = 0.0,
+    ) -> tuple[Claim, int]:
+        """Own an entry whose lease expired; park what its previous owner may have sent.
+        Returns the claim and how many recipients were parked."""
+        k = self.keys
+        got = await self._takeover(
+            keys=[k.meta(cid), k.owner(cid), k.flight(cid), k.results(cid), k.parked(cid),
+                  unknown_key],
+            args=[entry, token, cid, chunk, int(skew_s * 1000),
+                  int((AUTH_TTL_S + late_s) * 1000), int(wait_s * 1000), int(floor_s * 1000)],
+        )  # fmt: skip
+        code = int(got[0])
+        if code == -1:
+            return Claim.GONE, 0
+        if code == -2:
+            return Claim.LOST, 0
+        return Claim.OK, code
+
+    async def authorize(
+        self, cid: str, entry: str, permits: Permits, positions: dict[int, int]
+    ) -> Claim:
+        """Authorise ``positions`` (position → recipient index) of a run; one call at a
+        time per run, so concurrent requests share the answer."""
+        if permits.pending is not None:
+            return await asyncio.shield(permits.pending)
+        future: asyncio.Future[Claim] = asyncio.get_running_loop().create_future()
+        permits.pending = future
+        try:
+            asked = time.monotonic()
+            k = self.keys
+            got = await self._authorize(
+                keys=[k.meta(cid), k.owner(cid), k.flight(cid)],
+                args=[entry, permits.token, encode(positions.values())],
+            )
+            code = int(got[0])
+            claim = {1: Claim.OK, 0: Claim.LOST}.get(code, Claim.GONE)
+            if claim is Claim.OK:
+                at = int(got[1])
+                for p in positions:
+                    permits.granted[p] = (asked, at)
+            future.set_result(claim)
+            return claim
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: other waiters re-raise it themselves
+            raise
+        finally:
+            permits.pending = None

@@ -1,0 +1,341 @@
+"""Unknown fate: recipients whose request may have reached the provider, and we do not know.
+
+A request's fate is unknown when no answer came after its body may have left (a timeout, a
+connection lost mid-request, a shutdown that cut it off), or when its worker died or was
+stopped and a successor took the chunk over (fencing.py). Such recipients are never resent
+blindly, and never wait in a worker's chunk slot: they are *parked* in ``{cid}:parked`` with
+the window of time in which the provider may have received them, and the campaign is listed
+in the account's ``unknown:`` set. Then, whichever comes first:
+
+* **found** — the provider's list (reconcile.py) shows the message in its window, or a
+  delivery report names it (tracking.py): it is recorded ``accepted`` with the provider's
+  message id, as if the answer had arrived;
+* **absent** — the provider's list was read over the whole window after it closed and the
+  message is not there: it is queued again, for the rest of its chunk's attempts (not a
+  blind resend: the provider told us);
+* **expired** — nothing settled it within ``unknown_wait_seconds`` of being parked (no
+  list API, no report, the list API failing): the campaign's ``on_unknown`` applies,
+  ``resend`` (queue it again: the person may get it twice) or ``hold`` (pause the campaign
+  with the reason; ``resume`` resends).
+
+Every resolution acts only on recipients still parked (HDEL decides), so workers racing to
+resolve the same recipients resolve each once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+import orjson
+from redis.asyncio import Redis
+
+from dispatcher import ranges
+from dispatcher.aio import checkpoint
+from dispatcher.config import ConfigError, ProviderSettings, Settings
+from dispatcher.keys import DEFAULT_LANE, Keys
+from dispatcher.lua import PROGRESS, WRITE_ROWS
+from dispatcher.model import Result
+from dispatcher.store import as_str
+
+log = logging.getLogger("dispatcher.unknown")
+TICK_S = 1.0
+
+
+class Why(StrEnum):
+    """Why a recipient's fate is unknown."""
+
+    TIMEOUT = "timeout"  # no answer within the timeout, after the request left
+    CONNECTION = "connection"  # the connection broke after the request may have left
+    TAKEOVER = "takeover"  # its worker died or stalled while it was being sent
+    SHUTDOWN = "shutdown"  # cut off in flight at the shutdown deadline
+
+
+@dataclass(frozen=True, slots=True)
+class Park:
+    """One parked recipient: where it is and when the provider may have received it."""
+
+    index: int
+    chunk: int
+    from_ms: int  # the provider may have created it from here (Redis clock, minus skew) …
+    until_ms: int  # … to here (plus skew): a list read after this time is final for it
+    expires_ms: int  # parked this long (unknown_wait_seconds), on_unknown applies
+    reason: str
+
+    def line(self) -> str:
+        return (
+            f"{self.index}\t{self.chunk}\t{self.from_ms}\t{self.until_ms}\t"
+            f"{self.expires_ms}\t{self.reason}"
+        )
+
+    @classmethod
+    def parse(cls, index: int, value: str) -> Park:
+        chunk, from_ms, until_ms, expires_ms, reason = value.split("\t")
+        return cls(index, int(chunk), int(from_ms), int(until_ms), int(expires_ms), reason)
+
+
+def expiry_floor(ps: ProviderSettings, listed: bool) -> float:
+    """Seconds after its window closed before a parked recipient may expire: with a list
+    API, one poll interval, so that a scan can always read it first."""
+    return ps.poll_interval_seconds if listed else 0.0
+
+
+def window(
+    ps: ProviderSettings,
+    index: int,
+    chunk: int,
+    *,
+    since_ms: int,
+    seen_ms: int,
+    why: Why,
+    listed: bool,
+) -> Park:
+    """The park of a request authorised at ``since_ms`` whose fate became unknown at
+    ``seen_ms`` (both Redis-clock ms): the provider may have it from the first to the
+    second, give or take the clocks' skew."""
+    skew = int(ps.clock_skew_seconds * 1000)
+    seen = max(seen_ms, since_ms)
+    until = seen + skew
+    expires = seen + int(ps.unknown_wait_seconds * 1000)
+    if listed:
+        expires = max(expires, until + int(expiry_floor(ps, listed) * 1000))
+    return Park(index, chunk, since_ms - skew, until, expires, why.value)
+
+
+_UNPARK = (
+    ranges.LUA_TO_RANGES
+    + """
+local function unpark(parked, meta, i)
+  local v = redis.call('HGET', parked, i)
+  if not v then return false end
+  redis.call('HDEL', parked, i)
+  redis.call('HINCRBY', meta, 'u:' .. string.match(v, '([^\\t]*)$'), -1)
+  return true
+end
+"""
+)
+
+#: KEYS: results, counts, meta, state, finals, parked, msgidx, events. ARGV: cid, rows
+#: (``index<TAB>status<TAB>row`` lines), mids (``mid<TAB>index`` lines). Only recipients still
+#: parked are written. Returns how many.
+_FOUND = (
+    WRITE_ROWS
+    + PROGRESS
+    + """
+if redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
+local keep = {}
+for line in string.gmatch(ARGV[2], '[^\\n]+') do
+  local index = string.match(line, '^([^\\t]+)')
+  if redis.call('HEXISTS', KEYS[6], index) == 1 then keep[#keep + 1] = line end
+end
+local new, final_new = write_rows(table.concat(keep, '\\n'), {results=KEYS[1], counts=KEYS[2],
+  meta=KEYS[3], state=KEYS[4], finals=KEYS[5], parked=KEYS[6]})
+for mid, index in string.gmatch(ARGV[3], '([^\\t\\n]+)\\t([^\\n]+)') do
+  if redis.call('HGET', KEYS[1], index) then
+    redis.call('HSET', KEYS[7], mid, ARGV[1] .. '.' .. index)
+  end
+end
+if new > 0 then progress(KEYS[3], KEYS[8], ARGV[1], new, final_new, 'settled', '') end
+return new
+"""
+)
+
+#: KEYS: meta, parked, stream, events. ARGV: cid, ``chunk<TAB>ranges`` lines. Unpark what is
+#: still parked and queue it again, an entry per chunk naming only those recipients.
+_SEND_AGAIN = (
+    ranges.LUA_EACH
+    + _UNPARK
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local n = 0
+for chunk, list in string.gmatch(ARGV[2], '([^\\t\\n]+)\\t([^\\n]+)') do
+  local moved = {}
+  each_index(list, function(i) if unpark(KEYS[2], KEYS[1], i) then moved[#moved + 1] = i end end)
+  if #moved > 0 then
+    redis.call('XADD', KEYS[3], '*', 'c', ARGV[1], 'n', chunk, 'a', 1, 'i', to_ranges(moved))
+    n = n + #moved
+  end
+end
+if n > 0 then
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', 100000, '*', 'c', ARGV[1], 'e', 'unparked')
+end
+return n
+"""
+)
+
+#: KEYS: meta, parked, held, events. ARGV: cid, lines as above, reason. Unpark, set aside
+#: until resume, and pause the campaign with the reason.
+_HOLD = (
+    ranges.LUA_EACH
+    + _UNPARK
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local n = 0
+for chunk, list in string.gmatch(ARGV[2], '([^\\t\\n]+)\\t([^\\n]+)') do
+  local moved = {}
+  each_index(list, function(i) if unpark(KEYS[2], KEYS[1], i) then moved[#moved + 1] = i end end)
+  if #moved > 0 then
+    redis.call('SADD', KEYS[3], chunk .. '|' .. to_ranges(moved))
+    n = n + #moved
+  end
+end
+if n > 0 and redis.call('HGET', KEYS[1], 'state') ~= 'cancelled' then
+  redis.call('HSET', KEYS[1], 'state', 'paused', 'reason', ARGV[3])
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', 100000, '*', 'c', ARGV[1], 'e', 'paused')
+end
+return n
+"""
+)
+
+#: KEYS: parked, unknown zset. ARGV: cid. The campaign's score becomes its soonest expiry;
+#: it leaves the set when nothing of it is parked.
+_RESCORE = """
+local soonest = nil
+local all = redis.call('HVALS', KEYS[1])
+for _, v in ipairs(all) do
+  local e = tonumber(string.match(v, '^[^\\t]*\\t[^\\t]*\\t[^\\t]*\\t([^\\t]*)'))
+  if soonest == nil or e < soonest then soonest = e end
+end
+if soonest == nil then redis.call('ZREM', KEYS[2], ARGV[1]) return 0 end
+redis.call('ZADD', KEYS[2], soonest, ARGV[1])
+return #all
+"""
+
+
+def by_chunk(parks: Iterable[Park]) -> str:
+    """``chunk<TAB>ranges`` lines, the scripts' form of a set of parked recipients."""
+    groups: dict[int, list[int]] = defaultdict(list)
+    for p in parks:
+        groups[p.chunk].append(p.index)
+    return "\n".join(f"{c}\t{ranges.encode(ix)}" for c, ix in sorted(groups.items()))
+
+
+class UnknownStore:
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self._found = redis.register_script(_FOUND)
+        self._send_again = redis.register_script(_SEND_AGAIN)
+        self._hold = redis.register_script(_HOLD)
+        self._rescore = redis.register_script(_RESCORE)
+
+    async def entries(self, cid: str) -> dict[int, Park]:
+        raw = await self.redis.hgetall(self.keys.parked(cid))
+        return {int(as_str(i)): Park.parse(int(as_str(i)), as_str(v)) for i, v in raw.items()}
+
+    async def found(self, cid: str, provider: str, results: list[Result]) -> int:
+        """Record ``results`` (accepted, with the provider's message id) for the recipients
+        among them that are still parked; returns how many were settled."""
+        if not results:
+            return 0
+        k = self.keys
+        rows = "\n".join(
+            f"{r.index}\t{r.status}\t{orjson.dumps(r.row()).decode()}" for r in results
+        )
+        mids = "\n".join(f"{r.message_id}\t{r.index}" for r in results if r.message_id)
+        keys = [k.results(cid), k.counts(cid), k.meta(cid), k.state(cid), k.finals(cid),
+                k.parked(cid), k.message_index(provider), k.events]  # fmt: skip
+        return int(await self._found(keys=keys, args=[cid, rows, mids]))
+
+    async def send_again(self, cid: str, stream: str, parks: Iterable[Park]) -> int:
+        """Queue again those of ``parks`` still parked; how many."""
+        k = self.keys
+        keys = [k.meta(cid), k.parked(cid), stream, k.events]
+        return int(await self._send_again(keys=keys, args=[cid, by_chunk(parks)]))
+
+    async def hold(self, cid: str, parks: Iterable[Park], reason: str) -> int:
+        k = self.keys
+        keys = [k.meta(cid), k.parked(cid), k.held(cid), k.events]
+        return int(await self._hold(keys=keys, args=[cid, by_chunk(parks), reason]))
+
+    async def rescore(self, cid: str, unknown_key: str) -> int:
+        """Re-file the campaign in the account's unknown set; how many are still parked."""
+        keys = [self.keys.parked(cid), unknown_key]
+        return int(await self._rescore(keys=keys, args=[cid]))
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Settler:
+    """Applies ``on_unknown`` to what nothing settled in time. Runs in every worker;
+    resolving is idempotent, so several at once are harmless."""
+
+    def __init__(self, redis: Redis, settings: Settings, store: UnknownStore) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.keys = store.keys
+        self.store = store
+
+    def targets(self) -> list[tuple[str, str, str]]:
+        """(provider, kind, account) of every unknown set this configuration can fill."""
+        from dispatcher.providers import KINDS
+
+        return [
+            (name, kind, account)
+            for (name, kind) in sorted(KINDS)
+            if name in self.settings.providers
+            for account in sorted(self.settings.providers[name].accounts)
+        ]
+
+    async def run(self, errors: tuple[type[BaseException], ...]) -> None:
+        while True:
+            for provider, kind, account in self.targets():
+                try:
+                    await self.expire(provider, kind, account)
+                except errors as exc:
+                    log.warning("settling unknown fates of %s/%s: %s", provider, account, exc)
+                except ConfigError:
+                    pass
+                checkpoint()
+            await asyncio.sleep(TICK_S)
+
+    async def expire(self, provider: str, kind: str, account: str) -> int:
+        """Apply on_unknown to the parked recipients of this account that expired."""
+        k = self.keys
+        zkey = k.unknown(k.listed(provider, kind), account)
+        now = now_ms()
+        due = await self.redis.zrangebyscore(zkey, "-inf", now, start=0, num=20)
+        done = 0
+        for raw in due:
+            cid = as_str(raw)
+            meta = await self.redis.hmget(k.meta(cid), ["total", "on_unknown", "lane"])
+            if meta[0] is None:  # the campaign is gone: nothing to settle
+                await self.redis.zrem(zkey, cid)
+                continue
+            on_unknown = as_str(meta[1]) or "resend"
+            lane = as_str(meta[2]) or DEFAULT_LANE
+            expired = [p for p in (await self.store.entries(cid)).values() if p.expires_ms <= now]
+            if expired:
+                done += await self._apply(cid, provider, lane, on_unknown, expired)
+            await self.store.rescore(cid, zkey)
+        return done
+
+    async def _apply(
+        self, cid: str, provider: str, lane: str, on_unknown: str, parks: list[Park]
+    ) -> int:
+        why = ", ".join(f"{w} {n}" for w, n in sorted(Counter(p.reason for p in parks).items()))
+        wait = self.settings.provider(provider).unknown_wait_seconds
+        if on_unknown == "hold":
+            reason = (
+                f"{len(parks)} recipient(s) may or may not have reached {provider} ({why}) "
+                f"and {provider} did not say within {wait:g} s; resume sends them again "
+                "(they may get it twice)"
+            )
+            n = await self.store.hold(cid, parks, reason)
+            if n:
+                log.warning("campaign %s paused: %s", cid, reason)
+            return n
+        n = await self.store.send_again(cid, self.keys.queue(provider, lane), parks)
+        if n:
+            log.warning(
+                "campaign %s: %d recipient(s) of unknown fate (%s) unsettled by %s after "
+                "%g s; sending them again (on_unknown = resend)", cid, n, why, provider, wait
+            )  # fmt: skip
+        return n
