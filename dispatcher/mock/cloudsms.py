@@ -90,8 +90,8 @@ class CloudSms:
 
     async def send(self, request: web.Request) -> web.Response:
         self.recorder.stats.requests += 1
-        await self.state.delay()
-        raw = await request.read()
+        raw = await request.read()  # the whole packet has arrived: the provider has it …
+        await self.state.delay()  # … and works on it, whether the client waits or not
         if not raw.strip():
             return self.answer(0, 0x04)
         try:

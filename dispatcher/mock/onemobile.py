@@ -86,7 +86,8 @@ class OneMobileMock:
 
     async def send_message(self, request: web.Request) -> web.Response:
         self.recorder.stats.requests += 1
-        await self.state.delay()
+        raw = await request.read()  # the whole request has arrived: the provider has it …
+        await self.state.delay()  # … and works on it, whether the client waits or not
         gated = await gatekeeper(self.state, self.recorder, self.name, request, self.busy)
         if gated is not None:
             return gated
@@ -94,7 +95,7 @@ class OneMobileMock:
         if refused is not None:
             return refused
         try:
-            response = json_response(self.accept(await request.read()))
+            response = json_response(self.accept(raw))
         except Refusal as r:
             self.recorder.stats.rejected += 1
             response = json_response({"code": r.code, "msg": r.msg})

@@ -123,8 +123,19 @@ async def change_settings(request: web.Request) -> web.Response:
     return _json(state.settings.public())
 
 
+@web.middleware
+async def client_gone(request: web.Request, handler: Any) -> web.StreamResponse:
+    """A client that went away mid-request (a killed worker) is nobody to answer: no
+    traceback in the log, as a real provider would just drop it."""
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except ConnectionResetError:
+        return web.Response(status=499)
+
+
 def build_app(settings: MockSettings) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[client_gone])
     state = MockState(settings)
     app[STATE] = state
     app.add_routes(

@@ -146,7 +146,8 @@ class Smsclouds:
         )
 
     async def campaign(self, request: web.Request) -> web.Response:
-        refused = await self._enter(request)
+        raw = await request.read()  # the whole request has arrived: the provider has it …
+        refused = await self._enter(request)  # … and works on it, whether the client waits
         if refused is not None:
             return refused
         gated = await gatekeeper(
@@ -159,7 +160,7 @@ class Smsclouds:
         if gated is not None:
             return gated
         try:
-            body = orjson.loads(await request.read())
+            body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             body = None
         if not isinstance(body, dict):
