@@ -358,6 +358,12 @@ def _print_status(st: CampaignStatus, as_json: bool) -> None:
     print(f"sent:  total {st.total}  {counts}  pending {st.pending}")
     finals = "  ".join(f"{k} {v}" for k, v in sorted(st.finals.items()))
     print(f"final: {finals or 'none yet'}  open {st.open}")
+    if st.parked:
+        why = ", ".join(f"{k} {v}" for k, v in sorted(st.parked.items()))
+        print(
+            f"unknown fate: {sum(st.parked.values())} parked ({why}), waiting for "
+            f"{st.provider} to say whether it has them"
+        )
     if st.reason:
         print(f"reason: {st.reason}")
 

@@ -112,7 +112,9 @@ class ProviderSettings:
 @dataclass(frozen=True)
 class WorkerSettings:
     chunks_in_flight: int = 8  # chunks one process works on at once
-    lease_seconds: float = 30.0  # a chunk idle this long is taken over by another worker
+    #: A chunk whose worker stopped refreshing it for this long is taken over by another
+    #: (fencing makes that safe: the old worker cannot send once it has lost it).
+    lease_seconds: float = 10.0
     drain_timeout_seconds: float = 20.0  # SIGTERM: time to finish the chunks in flight
     block_ms: int = 1000  # how long one XREADGROUP waits for new chunks
 

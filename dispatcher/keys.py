@@ -23,7 +23,8 @@ key                        type    holds
 ``{cid}:counts``           hash    status → number of results with it
 ``{cid}:held``             set     ``chunk[|ranges]`` set aside while the campaign is paused
 ``{cid}:reports``          hash    recipient index → orjson ``[status, raw, error_code, error,
-                                   at_ms]``: the latest report, kept apart from the send result
+                                   at_ms, message_id]``: the latest report, kept apart from the
+                                   send result
 ``{cid}:state``            hash    recipient index → rank (1 accepted, 2 on its way, 3 final):
                                    a report is applied only if it moves the rank up
 ``{cid}:finals``           hash    final status → number of recipients with it

@@ -116,6 +116,8 @@ class Poller:
         if codec_for(provider, kind).polling == "list":
             if await self.reconciler.tick(provider, kind, account):
                 return True
+            if await self.reconciler.waiting(provider, kind, account):
+                return False
             return await self._list_page(provider, account, kind)
         return await self._batch(provider, account, kind)
 

@@ -23,6 +23,8 @@ REFRESH_S = 0.25
 
 def _summary(st: CampaignStatus) -> str:
     parts = [f"{k} {v}" for k, v in sorted(st.counts.items())]
+    if st.parked:
+        parts.append(f"{sum(st.parked.values())} of unknown fate, asking {st.provider}")
     return ", ".join(parts) or "waiting for a worker"
 
 

@@ -75,6 +75,8 @@ class Reconciler:
         assert isinstance(codec, OneMobileCodec)
         k = self.keys
         listed = k.listed(provider, kind)
+        if await self.redis.exists(k.poll_lock(listed, account)):
+            return False  # no list call allowed yet: spare Redis the reading below
         skey = k.unknown_scan(listed, account)
         raw: Any = await self.redis.hgetall(skey)
         state: dict[Any, Any] = {as_str(a): as_str(b) for a, b in raw.items()}
@@ -88,8 +90,14 @@ class Reconciler:
         else:
             members = await self.redis.zrange(k.unknown(listed, account), 0, MAX_CAMPAIGNS - 1)
             parked = await self._parked([as_str(m) for m in members])
-            closed = [p for parks in parked.values() for p in parks.values() if p.until_ms <= now]
+            every = [p for parks in parked.values() for p in parks.values()]
+            closed = [p for p in every if p.until_ms <= now]
             if not closed:
+                return False
+            # One list call a minute: rather than spend it on the first window to close, wait
+            # for the others to close too, unless the first has waited a poll interval.
+            interval_ms = self.settings.provider(provider).poll_interval_seconds * 1000
+            if len(closed) < len(every) and now - min(p.until_ms for p in closed) < interval_ms:
                 return False
             cids = [cid for cid, parks in parked.items() if parks]
             state = {
@@ -109,8 +117,9 @@ class Reconciler:
         found = await self._match(provider, codec, parked, records)
         tally = await self.tracker.apply_many(provider, [r.report for r in records])
         log.info(
-            "%s/%s unknown-fate scan page %d (%d records): %d found; statuses %s",
-            provider, account, page, len(records), found, dict(tally),
+            "%s/%s unknown-fate scan page %d (%d records): %d found; statuses: %s",
+            provider, account, page, len(records), found,
+            ", ".join(f"{outcome.value} {n}" for outcome, n in tally.items()) or "none",
         )  # fmt: skip
         if len(records) >= codec.list_page_size:
             await self.redis.hset(skey, "page", str(page + 1))
@@ -121,6 +130,12 @@ class Reconciler:
             started=int(state["started"]),
         )  # fmt: skip
         return True
+
+    async def waiting(self, provider: str, kind: str, account: str) -> bool:
+        """Whether recipients of this account wait to be settled from its list: status
+        polling then leaves the list calls to the scans."""
+        k = self.keys
+        return bool(await self.redis.exists(k.unknown(k.listed(provider, kind), account)))
 
     async def _match(
         self,

@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 
 from dispatcher.account_api import account_transport
 from dispatcher.config import ProviderSettings, Settings
-from dispatcher.fencing import AUTH_TTL_S, Claim, Fence, Permits
+from dispatcher.fencing import Claim, Fence, Permits
 from dispatcher.keys import Keys
 from dispatcher.model import Result, Status
 from dispatcher.providers import CODECS
@@ -49,6 +49,7 @@ from dispatcher.unknown import Park, Why, window
 log = logging.getLogger("dispatcher.worker")
 SERIAL_MAX = 65535
 URGENT_LANE = "otp"
+AHEAD_S = 0.1  # authorise the requests due to leave within this long in one call
 
 
 @dataclass
@@ -215,11 +216,14 @@ class Sender:
 
     def _ahead(self, run: ChunkRun, request: HttpRequest) -> dict[int, int]:
         """This request's positions and those of the next few requests not yet sent, for
-        one authorisation: as many requests as the account's rate lets go within
-        AUTH_TTL_S (at least one, at most its concurrency). Position → recipient index."""
+        one authorisation: as many requests as the account's rate lets go within AHEAD_S
+        (at least one, at most its concurrency). Fewer would cost a Redis call a request
+        at high rates; more would leave more recipients of unknown fate if this worker
+        stopped, since a successor cannot tell what was authorised from what was sent.
+        Position → recipient index."""
         acct = run.account
         most = max(1, min(acct.provider.concurrency,
-                          math.ceil(AUTH_TTL_S * 1000 / acct.gate.rate.interval_ms)))  # fmt: skip
+                          math.ceil(AHEAD_S * 1000 / acct.gate.rate.interval_ms)))  # fmt: skip
         now = time.monotonic()
         wanted = [request]
         while run._auth_from < len(run.requests):

@@ -55,7 +55,7 @@ def with_report(result: Result, report: bytes | None) -> Result:
     """A send result with the latest delivery report laid over it."""
     if report is None:
         return result
-    status, raw, error_code, error, at = orjson.loads(report)
+    status, raw, error_code, error, at = orjson.loads(report)[:5]
     return replace(
         result,
         status=status,

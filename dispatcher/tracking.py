@@ -124,7 +124,14 @@ class Tracker:
         if index_message and report.message_id:
             await self.redis.hset(k.message_index(provider), report.message_id, f"{cid}.{index}")
         blob = orjson.dumps(
-            [report.status, report.raw_status, report.error_code, report.error, report.at]
+            [
+                report.status,
+                report.raw_status,
+                report.error_code,
+                report.error,
+                report.at,
+                report.message_id,
+            ]
         )
         keys = [k.meta(cid), k.state(cid), k.reports(cid), k.finals(cid), k.events, k.parked(cid)]
         args: list[Any] = [cid, index, rank(report.status), report.status, blob]

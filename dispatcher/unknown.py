@@ -40,7 +40,7 @@ from dispatcher.aio import checkpoint
 from dispatcher.config import ConfigError, ProviderSettings, Settings
 from dispatcher.keys import DEFAULT_LANE, Keys
 from dispatcher.lua import PROGRESS, WRITE_ROWS
-from dispatcher.model import Result
+from dispatcher.model import Result, Status
 from dispatcher.store import as_str
 
 log = logging.getLogger("dispatcher.unknown")
@@ -241,6 +241,31 @@ class UnknownStore:
         keys = [k.results(cid), k.counts(cid), k.meta(cid), k.state(cid), k.finals(cid),
                 k.parked(cid), k.message_index(provider), k.events]  # fmt: skip
         return int(await self._found(keys=keys, args=[cid, rows, mids]))
+
+    async def settle_reported(self, cid: str, provider: str, numbers: dict[int, str]) -> int:
+        """Settle the parked recipients among ``numbers`` (index → number) that a delivery
+        report already named: it came before they were parked (the report of a request
+        whose answer was lost, or sent by a worker that died), and proves the provider has
+        the message. Returns how many were settled."""
+        if not numbers:
+            return 0
+        k = self.keys
+        indexes = [str(i) for i in numbers]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(k.parked(cid), indexes)
+            pipe.hmget(k.reports(cid), indexes)
+            parked, reports = await pipe.execute()
+        found = []
+        for (index, number), park, report in zip(numbers.items(), parked, reports, strict=True):
+            if park is None or report is None:
+                continue
+            _status, _raw, _code, _error, at, *rest = orjson.loads(report)
+            why = Park.parse(index, as_str(park)).reason
+            found.append(
+                Result(index, number, Status.ACCEPTED, rest[0] if rest else None, sent_at=at,
+                       error=f"fate was unknown ({why}); a report shows {provider} has it")
+            )  # fmt: skip
+        return await self.found(cid, provider, found)
 
     async def send_again(self, cid: str, stream: str, parks: Iterable[Park]) -> int:
         """Queue again those of ``parks`` still parked; how many."""

@@ -75,7 +75,8 @@ class Worker:
         self.queue = Queue(redis, self.keys, consumer or consumer_name(), streams)
         self.sender = Sender(redis, settings)
         self.poller = Poller(redis, settings) if poll else None
-        self.settler = Settler(redis, settings, UnknownStore(redis, self.keys))
+        self.unknown = UnknownStore(redis, self.keys)
+        self.settler = Settler(redis, settings, self.unknown)
         self._runs: dict[str, ChunkRun] = {}  # entry id → run
         self._tasks: set[asyncio.Task[None]] = set()
         self._urgent: set[asyncio.Task[None]] = set()
@@ -96,7 +97,6 @@ class Worker:
         await self.queue.setup()
         duties = [
             asyncio.create_task(self._keep_leases(), name="leases"),
-            asyncio.create_task(self._take_over(), name="takeover"),
             asyncio.create_task(self._promote_delayed(), name="delayed"),
             asyncio.create_task(self.settler.run(REDIS_ERRORS), name="settler"),
         ]
@@ -113,17 +113,23 @@ class Worker:
             await self.sender.close()
 
     async def _main_loop(self) -> None:
-        """Read chunks while there are free slots. When every slot is taken, a look-out keeps
-        reading the otp lane (which has a few slots of its own) while the loop waits for a
-        slot, so an OTP never waits for a bulk chunk to finish."""
+        """Fill free slots: first with chunks whose worker died or stalled (taken over once
+        idle for a lease: they are the oldest work), then with new ones. When every slot is
+        taken, a look-out keeps reading the otp lane (which has a few slots of its own)
+        while the loop waits for a slot, so an OTP never waits for a bulk chunk to finish."""
         w = self.settings.worker
         lookout: asyncio.Task[list[Lease]] | None = None
+        next_claim = 0.0
         while not self._stopping.is_set():
             free = w.chunks_in_flight - (len(self._tasks) - len(self._urgent))
             urgent_free = URGENT_SLOTS - len(self._urgent)
             try:
                 if lookout is not None and lookout.done():
                     leases, lookout = lookout.result(), None
+                elif free > 0 and time.monotonic() >= next_claim:
+                    next_claim = time.monotonic() + w.lease_seconds / 4
+                    leases = await self.queue.claim(free, int(w.lease_seconds * 1000))
+                    checkpoint()
                 elif free > 0:
                     leases = await self.queue.read(free, w.block_ms)
                 else:
@@ -223,26 +229,14 @@ class Worker:
             checkpoint()
             for run in runs:
                 # A run that finished meanwhile has acked its entry: that is not a loss.
-                if run.lease.entry_id in lost and self._runs.get(run.lease.entry_id) is run:
+                mine = self._runs.get(run.lease.entry_id) is run
+                if run.lease.entry_id in lost and mine and not run.lost:
                     log.warning(
                         "campaign %s chunk %d: lease lost to another worker; stopping it",
                         run.lease.campaign_id,
                         run.lease.chunk,
                     )
                     run.lost = True
-
-    async def _take_over(self) -> None:
-        lease_ms = int(self.settings.worker.lease_seconds * 1000)
-        while not self._stopping.is_set():
-            free = self.settings.worker.chunks_in_flight - len(self._tasks)
-            if free > 0:
-                try:
-                    for lease in await self.queue.claim(free, lease_ms):
-                        self._start(lease)
-                except REDIS_ERRORS as exc:
-                    log.warning("takeover scan failed: %s", exc)
-                checkpoint()
-            await asyncio.sleep(max(0.05, self.settings.worker.lease_seconds / 4))
 
     async def _promote_delayed(self) -> None:
         """Queue again the chunks whose "come back later" time has come."""
@@ -297,6 +291,12 @@ class Worker:
                 if claim is Claim.GONE or lease.taken_over:  # gone, or settled long ago
                     await self.queue.drop(lease)
                 return  # another worker owns it
+            if lease.taken_over:
+                await self.unknown.settle_reported(
+                    lease.campaign_id,
+                    meta["provider"],
+                    {r.index: r.number for r in data.recipients},
+                )
             recipients = data.recipients
             if lease.redelivered:
                 recipients = await self.queue.unsettled(lease.campaign_id, recipients)
@@ -406,6 +406,12 @@ class Worker:
         elif rec.lost and how.mode != "keep":
             log.warning("%s: lease lost before it settled; its answers are recorded", run.where())
         elif parks:
+            number = {r.index: r.number for r in run.recipients}
+            await self.unknown.settle_reported(
+                run.lease.campaign_id,
+                run.account.provider.name,
+                {p.index: number[p.index] for p in parks},
+            )
             why = Counter(p.reason for p in parks)
             log.warning(
                 "%s: %d recipient(s) parked, their fate unknown (%s); settling them from "
