@@ -51,6 +51,15 @@ def test_file_overrides_and_worker_overrides(tmp_path: Path) -> None:
             {"providers": {"cloudaten": {"accounts": {"a": {"key": "x"}}}}},
             "providers.cloudaten.accounts.a.key: unknown setting",
         ),
+        # Rates that cannot work are refused, naming the setting (0.2/s works).
+        ({"providers": {"cloudaten": {"rate_per_second": 0}}}, "rate_per_second: must be positive"),
+        ({"providers": {"ycloud": {"rate_per_second": -1}}}, "rate_per_second: must be positive"),
+        (
+            {"providers": {"cloudaten": {"rate_per_second": 0.0001}}},
+            "providers.cloudaten.rate_per_second: at least 0.001",
+        ),
+        ({"providers": {"cloudsms": {"rate_headroom": 1}}}, "rate_headroom: must be below 1"),
+        ({"providers": {"cloudsms": {"on_unknown": "retry"}}}, "on_unknown: must be resend or"),
     ],
 )
 def test_errors_name_the_setting(data: dict[str, object], words: str) -> None:
@@ -84,3 +93,12 @@ def test_secrets_never_show(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.provider("cloudaten").account("b").key("cloudaten") == "v"
     with pytest.raises(ConfigError, match=r"accounts\.zz: not configured"):
         s.provider("cloudaten").account("zz")
+
+
+def test_slow_rates_and_the_unknown_fate_defaults() -> None:
+    s = parse_with_codecs({"providers": {"cloudaten": {"rate_per_second": 0.2}}})
+    assert s.provider("cloudaten").rate_per_second == 0.2
+    assert s.provider("cloudaten").on_unknown == "resend"
+    # Smsclouds cannot say what a cut-off request reached: held for an operator at once.
+    smsclouds = s.provider("smsclouds")
+    assert (smsclouds.on_unknown, smsclouds.unknown_wait_seconds) == ("hold", 0)

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from aiolimiter import AsyncLimiter
 from redis.asyncio import Redis
 
-from dispatcher.ratelimit import AccountGate, Gate, GlobalRate, Throttle
+from dispatcher.ratelimit import (
+    HORIZON_MS,
+    AccountGate,
+    Gate,
+    GlobalRate,
+    Throttle,
+    interval_ms,
+    local_limiter,
+)
 
 
 def most_in_one_second(times: list[float]) -> int:
@@ -35,7 +44,7 @@ async def test_three_processes_share_one_rate(redis: Redis, prefix: str) -> None
     await asyncio.gather(*(sender(lim, 20) for lim in limiters))
     assert len(times) == 60
     assert most_in_one_second(times) <= rate
-    # …and close to it: 60 sends at 36/s (10 % headroom) take about 1.6 s, not 3 × that.
+    # …and close to it: 60 sends at 36/s (0.1 s jitter allowance) take about 1.6 s, not 3 × that.
     assert max(times) - min(times) < 60 / (rate * 0.9) * 1.5
 
 
@@ -94,3 +103,44 @@ async def test_throttle_spacing(redis: Redis, prefix: str) -> None:
     assert 29_000 < left <= 30_000
     await redis.delete(key)  # as if the 30 s had passed
     assert await throttle.try_take(key, 30_000) == 0
+
+
+async def test_no_slot_is_reserved_beyond_the_horizon(redis: Redis, prefix: str) -> None:
+    """Many requests waiting in three processes never push the account's schedule more
+    than the horizon ahead of now: a process that dies with slots in hand idles the
+    account for at most that long. (Granting one slot per fetch whatever its time once let
+    forty waiting CloudSMS packets per process book ten seconds and more ahead.)"""
+    key = f"{prefix}horizon"
+    limiters = [GlobalRate(redis, key, 10.0) for _ in range(3)]
+    done = asyncio.Queue[None]()
+
+    async def one(limiter: GlobalRate) -> None:
+        await limiter.take()
+        done.put_nowait(None)
+
+    tasks = [asyncio.create_task(one(lim)) for lim in limiters for _ in range(40)]
+    try:
+        for _ in range(5):  # five requests have gone: the others wait with theirs booked
+            await done.get()
+            tat = float(await redis.get(key) or 0)
+            seconds, micros = await redis.time()
+            now = seconds * 1000 + micros / 1000
+            assert tat - now <= HORIZON_MS + limiters[0].interval_ms
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def test_spacing_keeps_every_window_under_the_rate() -> None:
+    # At 50/s with 0.1 s of jitter: 50 requests span 1.1 s, so no second holds 51.
+    assert interval_ms(50, 0.1) == pytest.approx(22.0)
+    # Below one a second the window is 1/rate: 0.4/s is a request every 2.5 s + 0.1 s.
+    assert interval_ms(0.4, 0.1) == pytest.approx(2600.0)
+    assert interval_ms(100, 0.0, headroom=0.5) == pytest.approx(20.0)
+
+
+async def test_a_local_limiter_below_one_a_second_grants_a_request() -> None:
+    limiter = local_limiter(0.4)  # AsyncLimiter(0.4, 1) would refuse every acquire
+    await limiter.acquire()
+    assert not limiter.has_capacity()
