@@ -107,8 +107,11 @@ def window(
     return Park(index, chunk, since_ms - skew, until, expires, why.value)
 
 
+#: ``unpark_each(lines, parked, meta, fn)``: for each ``chunk<TAB>ranges`` line, unpark the
+#: recipients still parked and call ``fn(chunk, their ranges)``; how many were unparked.
 _UNPARK = (
-    ranges.LUA_TO_RANGES
+    ranges.LUA_EACH
+    + ranges.LUA_TO_RANGES
     + """
 local function unpark(parked, meta, i)
   local v = redis.call('HGET', parked, i)
@@ -116,6 +119,18 @@ local function unpark(parked, meta, i)
   redis.call('HDEL', parked, i)
   redis.call('HINCRBY', meta, 'u:' .. string.match(v, '([^\\t]*)$'), -1)
   return true
+end
+local function unpark_each(lines, parked, meta, fn)
+  local n = 0
+  for chunk, list in string.gmatch(lines, '([^\\t\\n]+)\\t([^\\n]+)') do
+    local moved = {}
+    each_index(list, function(i) if unpark(parked, meta, i) then moved[#moved + 1] = i end end)
+    if #moved > 0 then
+      fn(chunk, to_ranges(moved))
+      n = n + #moved
+    end
+  end
+  return n
 end
 """
 )
@@ -148,19 +163,12 @@ return new
 #: KEYS: meta, parked, stream, events. ARGV: cid, ``chunk<TAB>ranges`` lines. Unpark what is
 #: still parked and queue it again, an entry per chunk naming only those recipients.
 _SEND_AGAIN = (
-    ranges.LUA_EACH
-    + _UNPARK
+    _UNPARK
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local n = 0
-for chunk, list in string.gmatch(ARGV[2], '([^\\t\\n]+)\\t([^\\n]+)') do
-  local moved = {}
-  each_index(list, function(i) if unpark(KEYS[2], KEYS[1], i) then moved[#moved + 1] = i end end)
-  if #moved > 0 then
-    redis.call('XADD', KEYS[3], '*', 'c', ARGV[1], 'n', chunk, 'a', 1, 'i', to_ranges(moved))
-    n = n + #moved
-  end
-end
+local n = unpark_each(ARGV[2], KEYS[2], KEYS[1], function(chunk, only)
+  redis.call('XADD', KEYS[3], '*', 'c', ARGV[1], 'n', chunk, 'a', 1, 'i', only)
+end)
 if n > 0 then
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', 100000, '*', 'c', ARGV[1], 'e', 'unparked')
 end
@@ -171,19 +179,12 @@ return n
 #: KEYS: meta, parked, held, events. ARGV: cid, lines as above, reason. Unpark, set aside
 #: until resume, and pause the campaign with the reason.
 _HOLD = (
-    ranges.LUA_EACH
-    + _UNPARK
+    _UNPARK
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local n = 0
-for chunk, list in string.gmatch(ARGV[2], '([^\\t\\n]+)\\t([^\\n]+)') do
-  local moved = {}
-  each_index(list, function(i) if unpark(KEYS[2], KEYS[1], i) then moved[#moved + 1] = i end end)
-  if #moved > 0 then
-    redis.call('SADD', KEYS[3], chunk .. '|' .. to_ranges(moved))
-    n = n + #moved
-  end
-end
+local n = unpark_each(ARGV[2], KEYS[2], KEYS[1], function(chunk, only)
+  redis.call('SADD', KEYS[3], chunk .. '|' .. only)
+end)
 if n > 0 and redis.call('HGET', KEYS[1], 'state') ~= 'cancelled' then
   redis.call('HSET', KEYS[1], 'state', 'paused', 'reason', ARGV[3])
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', 100000, '*', 'c', ARGV[1], 'e', 'paused')

@@ -4,7 +4,6 @@ worker reconnects and the campaign completes with every recipient recorded once.
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,20 +11,12 @@ from redis.asyncio import Redis
 
 from dispatcher.client import Client
 from dispatcher.config import load_settings
-from dispatcher.embedded import RedisProcess, free_port
+from dispatcher.embedded import RedisProcess
 from dispatcher.runtime import connect
 from tests.e2e.conftest import System
 from tests.e2e.test_cloudaten import enqueue, wait_for_chunks
 
 N = 5000
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    server = RedisProcess(tmp_path / "redis", free_port())
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from redis.asyncio import Redis
 
 from dispatcher.client import Client
 from dispatcher.config import load_settings
-from dispatcher.embedded import RedisProcess, free_port
+from dispatcher.embedded import RedisProcess
 from dispatcher.keys import GROUP, Keys
 from dispatcher.runtime import connect
 from dispatcher.store import as_str
@@ -141,14 +140,6 @@ async def test_answers_lost_after_the_provider_accepted(
     repeated = s["mobiles_repeated"] if provider == "cloudsms" else s["uids_repeated"]
     print(f"\nlost answers {provider}: {s['answers_lost']} lost, {repeated} sent twice")
     assert (s["accepted"], repeated) == (n, 0)
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    server = RedisProcess(tmp_path / "redis", free_port())
-    server.start()
-    yield server
-    server.stop()
 
 
 async def test_redis_restarted_empty_mid_campaign(
