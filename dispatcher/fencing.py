@@ -114,11 +114,9 @@ class Permits:
     pending: asyncio.Future[Claim] | None = None
 
     def fresh(self, positions: tuple[int, ...], now: float) -> bool:
-        for p in positions:
-            got = self.granted.get(p)
-            if got is None or now - got[0] >= AUTH_TTL_S:
-                return False
-        return True
+        """Whether a request (its positions, authorised together) may leave now."""
+        got = self.granted.get(positions[0])
+        return got is not None and now - got[0] < AUTH_TTL_S
 
     def since_ms(self, position: int) -> int | None:
         """Redis time of the position's latest authorisation, if any."""

@@ -244,6 +244,9 @@ class Sender:
         """Whether this request may leave now: its run still owns the entry, checked in
         Redis no longer than AUTH_TTL_S ago."""
         while not run.stopped and not run.permits.fresh(request.positions, time.monotonic()):
+            if run.permits.pending is not None:  # another request asks: its answer may do
+                await asyncio.shield(run.permits.pending)
+                continue
             claim = await self.fence.authorize(
                 run.lease.campaign_id, run.lease.entry_id, run.permits, self._ahead(run, request)
             )
