@@ -43,9 +43,12 @@ return redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2])
 
 _AUTHORIZE = """
 -- KEYS: meta, owner, flight. ARGV: entry, token, ranges.
--- {1, ms} authorised at Redis time ms; {0} another worker owns the entry; {-1} gone.
+-- {1, ms} authorised at Redis time ms; {0} another worker owns the entry; {-1} gone;
+-- {2} the campaign was paused or cancelled since the chunk started.
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
 if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return {0} end
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'paused' or state == 'cancelled' then return {2} end
 local t = redis.call('TIME')
 local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local marks = redis.call('HGET', KEYS[3], ARGV[1]) or ''
@@ -103,6 +106,7 @@ class Claim(Enum):
     OK = "ok"
     LOST = "lost"  # another worker owns (or settled) the entry
     GONE = "gone"  # the campaign no longer exists (Redis lost it, or it was purged)
+    HALTED = "halted"  # paused or cancelled by an operator: send nothing more for now
 
 
 @dataclass(slots=True)
@@ -184,7 +188,7 @@ class Fence:
                 args=[entry, permits.token, encode(positions.values())],
             )
             code = int(got[0])
-            claim = {1: Claim.OK, 0: Claim.LOST}.get(code, Claim.GONE)
+            claim = {1: Claim.OK, 0: Claim.LOST, 2: Claim.HALTED}.get(code, Claim.GONE)
             if claim is Claim.OK:
                 at = int(got[1])
                 for p in positions:

@@ -104,3 +104,21 @@ async def test_a_vanished_campaign_is_written_nothing(redis: Redis, settings: Se
     assert rec.gone
     assert await redis.keys(f"{settings.prefix}{{{cid}}}:*") == []
     assert await redis.zscore(zkey, cid) is None
+
+
+async def test_a_pause_stops_a_running_chunk_at_its_next_authorisation(
+    redis: Redis, settings: Settings
+) -> None:
+    lease, _q, fence = await first_lease(redis, settings)
+    cid, entry = lease.campaign_id, lease.entry_id
+    client = Client(settings=settings, redis=redis)
+    await fence.claim(cid, entry, "a:1")
+    permits = Permits("a:1")
+    assert await fence.authorize(cid, entry, permits, {0: 0}) is Claim.OK
+    assert await client.pause(cid)
+    assert await fence.authorize(cid, entry, permits, {1: 1}) is Claim.HALTED
+    assert set(permits.granted) == {0}  # nothing more may leave
+    await client.resume(cid)
+    assert await fence.authorize(cid, entry, permits, {1: 1}) is Claim.OK
+    assert await client.cancel(cid) >= 0
+    assert await fence.authorize(cid, entry, permits, {2: 2}) is Claim.HALTED
