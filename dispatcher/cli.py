@@ -120,6 +120,10 @@ def _campaign_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--kind", default="sms", help="sms (default) or voice")
     p.add_argument("--lane", default="transactional", help="otp, transactional or bulk")
+    p.add_argument(
+        "--weight", type=int, default=1, help="share of the account's rate against its other "
+        "running campaigns (1-100, default 1)",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the whole answer as JSON")
 
 
@@ -241,6 +245,7 @@ def _campaign(args: argparse.Namespace) -> Campaign:
         kind=args.kind,
         lane=args.lane,
         check_balance=getattr(args, "check_balance", False),
+        weight=args.weight,
     )
 
 
@@ -358,6 +363,8 @@ def _print_status(st: CampaignStatus, as_json: bool) -> None:
     print(f"sent:  total {st.total}  {counts}  pending {st.pending}")
     finals = "  ".join(f"{k} {v}" for k, v in sorted(st.finals.items()))
     print(f"final: {finals or 'none yet'}  open {st.open}")
+    if st.share is not None:
+        print(f"share of {st.provider}/{st.account}'s rate: {st.share:.0%}")
     if st.parked:
         why = ", ".join(f"{k} {v}" for k, v in sorted(st.parked.items()))
         print(

@@ -11,6 +11,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from dispatcher.account_api import QueryError, balance, cancel_batches
+from dispatcher.admission import Admission
 from dispatcher.config import Settings, load_settings
 from dispatcher.control import Control
 from dispatcher.estimate import estimate
@@ -53,7 +54,8 @@ class Client:
         else:
             self._owns_redis = False
         self.redis = redis
-        self.store = Store(redis, Keys(self.settings.prefix))
+        admission = Admission(redis, self.settings, sorted(self.settings.providers))
+        self.store = Store(redis, Keys(self.settings.prefix), admission)
         self.control = Control(redis, Keys(self.settings.prefix))
 
     async def __aenter__(self) -> Client:

@@ -49,6 +49,9 @@ class AccountSettings:
     api_key_env: str | None = None
     api_key: Secret | None = None
     options: dict[str, Any] = field(default_factory=dict)  # provider-specific defaults
+    #: This account's own rate, where it differs from the provider's (an OTP account
+    #: beside a marketing one, an account per customer).
+    rate_per_second: float | None = None
 
     def key(self, provider: str) -> str:
         """The account's key, or a clear error naming where it should come from."""
@@ -108,10 +111,17 @@ class ProviderSettings:
         except KeyError:
             raise ConfigError(f"providers.{self.name}.accounts.{name}: not configured") from None
 
+    def rate_for(self, account: str) -> float:
+        """The account's rate: its own, or the provider's."""
+        own = self.accounts[account].rate_per_second if account in self.accounts else None
+        return own if own is not None else self.rate_per_second
+
 
 @dataclass(frozen=True)
 class WorkerSettings:
-    chunks_in_flight: int = 8  # chunks one process works on at once
+    #: Chunks one process works on at once. Each account holds only what its rate can send
+    #: soon (admission.py), so slots are cheap: enough for every busy account.
+    chunks_in_flight: int = 32
     #: A chunk whose worker stopped refreshing it for this long is taken over by another
     #: (fencing makes that safe: the old worker cannot send once it has lost it).
     lease_seconds: float = 10.0
@@ -247,17 +257,21 @@ def _account(provider: str, name: str, table: Any, schema: dict[str, type]) -> A
     where = f"providers.{provider}.accounts.{name}."
     if not isinstance(table, dict):
         raise ConfigError(f"{where[:-1]}: must be a table")
-    _check_keys(table, {"api_key_env", "api_key", *schema}, where)
+    _check_keys(table, {"api_key_env", "api_key", "rate_per_second", *schema}, where)
     options = {k: v for k, v in table.items() if k in schema}
     for key, value in options.items():
         if not isinstance(value, schema[key]) or isinstance(value, bool):
             raise ConfigError(f"{where}{key}: expected {schema[key].__name__}, got {value!r}")
+    own = {k: v for k, v in table.items() if k == "rate_per_second"}
+    rate = _typed(ProviderSettings, own, where, set())
+    _check_rate(rate, where)
     key = table.get("api_key")
     return AccountSettings(
         name=name,
         api_key_env=table.get("api_key_env"),
         api_key=Secret(key) if isinstance(key, str) else None,
         options=options,
+        rate_per_second=rate.get("rate_per_second"),
     )
 
 

@@ -53,12 +53,22 @@ return 1
 _CANCEL = (
     _REQUEUE
     + """
--- KEYS: meta, held, stream, events, delayed; ARGV: cid
+-- KEYS: meta, held, stream, events, delayed, the campaign's ready set; ARGV: cid
 if redis.call('HGET', KEYS[1], 'state') == 'cancelled' then return -1 end
 redis.call('HSET', KEYS[1], 'state', 'cancelled', 'reason', 'cancelled by operator')
--- Held and delayed chunks go back to work at once: workers record their recipients as
--- cancelled, so every recipient still ends with a final status.
+-- Held, delayed and not yet admitted chunks go to work at once: workers record their
+-- recipients as cancelled, so every recipient still ends with a final status.
 local moved = 0
+local issued = redis.call('HGET', KEYS[1], 'issued')
+if issued then
+  local chunks = tonumber(redis.call('HGET', KEYS[1], 'chunks'))
+  for n = tonumber(issued), chunks - 1 do
+    redis.call('XADD', KEYS[3], '*', 'c', ARGV[1], 'n', n, 'a', 0)
+    moved = moved + 1
+  end
+  redis.call('HSET', KEYS[1], 'issued', chunks)
+  redis.call('ZREM', KEYS[6], ARGV[1])
+end
 for _, m in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   requeue(KEYS[3], ARGV[1], m)
   moved = moved + 1
@@ -124,10 +134,15 @@ class Control:
 
     async def _where(self, cid: str) -> tuple[str, str]:
         """The campaign's provider and lane; KeyError if there is no such campaign."""
-        provider, lane = await self.redis.hmget(self.keys.meta(cid), ["provider", "lane"])
-        if provider is None:
+        provider, lane, _account = await self._placed(cid)
+        return provider, lane
+
+    async def _placed(self, cid: str) -> tuple[str, str, str]:
+        """The campaign's provider, lane and account; KeyError if there is none."""
+        got = await self.redis.hmget(self.keys.meta(cid), ["provider", "lane", "account"])
+        if got[0] is None:
             raise KeyError(cid)
-        return as_str(provider), as_str(lane) or DEFAULT_LANE
+        return as_str(got[0]), as_str(got[1]) or DEFAULT_LANE, as_str(got[2]) or "default"
 
     async def resume(self, cid: str) -> int:
         """Put the chunks held by a pause back in the queue; -1 if it was not paused."""
@@ -144,7 +159,7 @@ class Control:
 
     async def cancel(self, cid: str) -> int:
         """Send nothing more; unsent recipients become ``cancelled``. -1 if already so."""
-        provider, lane = await self._where(cid)
+        provider, lane, account = await self._placed(cid)
         k = self.keys
         keys = [
             k.meta(cid),
@@ -152,6 +167,7 @@ class Control:
             k.queue(provider, lane),
             k.events,
             k.delayed(provider, lane),
+            k.ready_campaigns(provider, lane, account),
         ]
         return int(await self._cancel(keys=keys, args=[cid]))
 

@@ -123,6 +123,9 @@ def _check_fields(campaign: Campaign, settings: Settings) -> None:
         raise CampaignError("lane", f"must be one of {', '.join(LANES)}")
     if campaign.on_unknown not in (None, "resend", "hold"):
         raise CampaignError("on_unknown", "must be resend or hold")
+    weight = campaign.weight
+    if not isinstance(weight, int) or isinstance(weight, bool) or not 1 <= weight <= 100:
+        raise CampaignError("weight", "must be a whole number from 1 to 100")
 
 
 def start_ms(value: str | float | None) -> int | None:

@@ -7,9 +7,16 @@ key                        type    holds
 =========================  ======  ==========================================================
 ``campaigns``              zset    campaign ids scored by creation time (ms)
 ``idem:<key>``             string  campaign id for an idempotency key (expires)
-``q:<provider>:<lane>``    stream  work: one entry per chunk to send (fields c, n, a, and i:
-                                   only these recipients, as ranges); consumer group
-                                   ``workers``; the pending list is the lease
+``q:<provider>:<lane>``    stream  work admitted to be sent now: one entry per chunk (fields
+                                   c, n, a, and i: only these recipients, as ranges);
+                                   consumer group ``workers``; the pending list is the lease
+``ready:<prov>:<lane>``    zset    accounts with chunks waiting to be admitted, scored by when
+                                   each was last served: the accounts' round robin
+``ready:<p>:<lane>:<acct>`` zset   the account's campaigns with chunks waiting, scored by their
+                                   weighted fair-queuing finish tag
+``vclock:<prov>:<lane>``   hash    account → its virtual clock for that fair queuing
+``inflight:<prov>:<acct>`` zset    ``cid|chunk`` admitted and not yet done, by admission time:
+                                   what the account's rate is busy with (admission.py)
 ``events``                 stream  progress: chunk recorded, campaign done, campaign paused
 ``delayed:<prov>:<lane>``  zset    chunks to queue later (``cid|chunk|attempt[|ranges]``), by
                                    the time (ms) they are due: "busy" answers, throttled
@@ -105,6 +112,18 @@ class Keys:
 
     def delayed_for(self, stream: str) -> str:
         return self.delayed(*self.parse_queue(stream))
+
+    def ready(self, provider: str, lane: str) -> str:
+        return f"{self.prefix}ready:{provider}:{lane}"
+
+    def ready_campaigns(self, provider: str, lane: str, account: str) -> str:
+        return f"{self.prefix}ready:{provider}:{lane}:{account}"
+
+    def vclock(self, provider: str, lane: str) -> str:
+        return f"{self.prefix}vclock:{provider}:{lane}"
+
+    def inflight(self, provider: str, account: str) -> str:
+        return f"{self.prefix}inflight:{provider}:{account}"
 
     def rate(self, provider: str, account: str) -> str:
         return f"{self.prefix}rate:{provider}:{account}"

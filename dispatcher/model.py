@@ -100,6 +100,9 @@ class Campaign:
     on_unknown: str | None = None
     #: Refuse to enqueue when the estimated cost exceeds the account's balance.
     check_balance: bool = False
+    #: Its share of its account's rate against the account's other running campaigns of
+    #: the lane: weight 2 gets twice the chunks of weight 1 (1–100).
+    weight: int = 1
 
     @classmethod
     def from_dict(cls, data: Any) -> Campaign:
@@ -121,6 +124,7 @@ class Campaign:
             "start_at",
             "on_unknown",
             "check_balance",
+            "weight",
         }
         unknown = sorted(set(data) - known)
         if unknown:
@@ -139,7 +143,10 @@ class Campaign:
             isinstance(start_at, bool) or not isinstance(start_at, str | int | float)
         ):
             raise CampaignError("start_at", "must be an ISO 8601 time or Unix seconds")
-        for key in known - {"recipients", "options", "start_at", "check_balance"}:
+        weight = data.get("weight", 1)
+        if not isinstance(weight, int) or isinstance(weight, bool):
+            raise CampaignError("weight", "must be a whole number from 1 to 100")
+        for key in known - {"recipients", "options", "start_at", "check_balance", "weight"}:
             value = data.get(key)
             if value is not None and not isinstance(value, str):
                 raise CampaignError(key, "must be a string")
@@ -164,6 +171,7 @@ class Campaign:
             on_unknown=data.get("on_unknown") or None,
             check_balance=check_balance,
             start_at=start_at,
+            weight=weight,
         )
 
 
@@ -275,6 +283,9 @@ class CampaignStatus:
     #: Recipients whose fate at the provider is unknown, by why (timeout, connection,
     #: takeover, shutdown): parked until the provider's list or reports settle them.
     parked: dict[str, int] = field(default_factory=dict)
+    #: Its current share of its account's rate, by weight among the account's campaigns
+    #: with chunks still waiting to go (admission.py); None once all of its went.
+    share: float | None = None
 
     @property
     def recorded(self) -> int:
@@ -317,4 +328,5 @@ class CampaignStatus:
             "reason": self.reason,
             "created_at": self.created_at,
             "parked": self.parked,
+            "share": self.share,
         }

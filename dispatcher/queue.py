@@ -86,7 +86,7 @@ _RECORD = (
 local stream, results, counts, meta, events = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local held, delayed, state, finals, msgidx = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local open, batches, dead, owner, flight = KEYS[11], KEYS[12], KEYS[13], KEYS[14], KEYS[15]
-local parked, unknown = KEYS[16], KEYS[17]
+local parked, unknown, inflight = KEYS[16], KEYS[17], KEYS[18]
 local group, id, cid, chunk = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local mode, attempt, reason, delay = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
 local rows, mids, list_open = ARGV[9], ARGV[10], ARGV[11]
@@ -128,6 +128,10 @@ if mode ~= 'keep' then
   redis.call('XDEL', stream, id)
   redis.call('HSET', owner, id, 'done')  -- a late former owner finds it settled
   redis.call('HDEL', flight, id)
+  if mode ~= 'requeue' and only == '' then
+    -- done, held or waiting in the delayed set: its account's rate is free of it
+    redis.call('ZREM', inflight, cid .. '|' .. chunk)
+  end
 end
 local unit = cid .. '|' .. chunk .. '|' .. (tonumber(attempt) + 1)
 if only ~= '' then unit = unit .. '|' .. only end
@@ -339,7 +343,8 @@ class Queue:
         """Write ``results``, park ``parks`` and settle the entry per ``mode``, atomically.
 
         ``track`` says what a later poll needs: message ids to index, the campaign to list
-        as open, the provider's batch ids, and which account's unknown set to use.
+        as open, the provider's batch ids; and the account, whose rate a finished chunk
+        frees (admission.py) and whose unknown set takes what is parked.
         """
         k = self.keys
         cid = lease.campaign_id
@@ -398,6 +403,7 @@ class Queue:
             k.flight(cid),
             k.parked(cid),
             k.unknown(listed, account),
+            k.inflight(provider, account),
         ]
         got = await self._record(keys=keys, args=args)
         if int(got[0]) < 0:

@@ -80,6 +80,7 @@ class ChunkRun:
     defer_ms: float = 0.0  # some recipients must wait this long (per-number throttle)
     lost: bool = False  # another worker owns the entry now: send nothing more
     gone: bool = False  # the campaign no longer exists: send and write nothing more
+    halted: bool = False  # paused or cancelled while this chunk ran: back to the queue
     requests: list[HttpRequest] = field(default_factory=list)  # in the order they go
     unknown_at: dict[int, int] = field(default_factory=dict)  # position → Redis ms
     flushed: set[int] = field(default_factory=set)  # positions whose results are written
@@ -94,7 +95,7 @@ class ChunkRun:
 
     @property
     def stopped(self) -> bool:
-        return self.lost or self.gone
+        return self.lost or self.gone or self.halted
 
     def where(self) -> str:
         return f"campaign {self.lease.campaign_id} chunk {self.lease.chunk}"
@@ -130,12 +131,12 @@ class Sender:
             rate = GlobalRate(
                 self.redis,
                 self.keys.rate(provider, account),
-                ps.rate_per_second,
+                ps.rate_for(account),
                 ps.burst,
                 headroom=ps.rate_headroom,
                 jitter_s=ps.rate_jitter_seconds,
             )
-            gate = AccountGate(ps.concurrency, local_limiter(ps.rate_per_second), rate)
+            gate = AccountGate(ps.concurrency, local_limiter(ps.rate_for(account)), rate)
             acct = Account(
                 account,
                 ps,
@@ -256,6 +257,9 @@ class Sender:
             elif claim is Claim.GONE and not run.gone:
                 log.warning("%s: the campaign is gone; sending nothing more", run.where())
                 run.gone = True
+            elif claim is Claim.HALTED and not run.halted:
+                log.info("%s: paused or cancelled; the rest goes back to the queue", run.where())
+                run.halted = True
         return not run.stopped
 
     def _unknown(self, run: ChunkRun, request: HttpRequest, why: Why, error: str) -> None:
@@ -393,6 +397,8 @@ class Sender:
             return Settlement("drop")
         if run.lost:
             return Settlement("keep")
+        if run.halted:  # read again, it is held (paused) or its rest cancelled
+            return Settlement("requeue")
         if run.pause_reason:
             log.error("campaign %s paused: %s", run.lease.campaign_id, run.pause_reason)
             return Settlement("hold", reason=run.pause_reason)

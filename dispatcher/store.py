@@ -16,8 +16,9 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError, WatchError
 
+from dispatcher.admission import Admission
 from dispatcher.intake import Prepared
-from dispatcher.keys import GROUP, Keys, unit
+from dispatcher.keys import DEFAULT_LANE, GROUP, Keys
 from dispatcher.model import CampaignState, CampaignStatus, Enqueued, Result, Status
 
 #: What a Redis outage looks like to a caller (redis-py's errors are not OSErrors).
@@ -25,6 +26,7 @@ REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError)
 #: Fields of one HSET in the enqueue transaction: bounds the size of a single command.
 _BATCH = 1000
 EVENTS_MAXLEN = 100_000
+ENQUEUE_ADMITS = 4  # chunks an enqueue admits itself
 
 
 def now_ms() -> int:
@@ -67,9 +69,10 @@ def with_report(result: Result, report: bytes | None) -> Result:
 
 
 class Store:
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    def __init__(self, redis: Redis, keys: Keys, admission: Admission | None = None) -> None:
         self.redis = redis
         self.keys = keys
+        self.admission = admission
 
     async def enqueue(self, prepared: Prepared, idempotency_ttl: int) -> Enqueued:
         """Write the whole campaign and its work in one MULTI/EXEC, or nothing.
@@ -104,9 +107,14 @@ class Store:
                     if idem is not None:
                         pipe.set(idem, cid, ex=idempotency_ttl)
                     await pipe.execute()
-                    return answer
+                    break
                 except WatchError:
                     continue  # another enqueue took the key: loop to read its id
+        if self.admission is not None and prepared.chunks:
+            # The first chunks go at once, rather than when a worker next looks (an OTP);
+            # workers admit the rest as they take work, in turn with the other campaigns.
+            await self.admission.admit(ENQUEUE_ADMITS, [c.lane], [c.provider])
+        return answer
 
     def _write(self, pipe: Any, cid: str, p: Prepared) -> None:
         c = p.campaign
@@ -135,6 +143,8 @@ class Store:
                 "lane": c.lane,
                 "on_unknown": p.on_unknown,
                 "start_at": p.start_ms or 0,
+                "issued": 0,  # chunks admitted to the stream so far
+                "weight": c.weight,
                 "reason": "",
                 "created_at": created,
             },
@@ -154,16 +164,11 @@ class Store:
             for start in range(0, invalid_n, _BATCH):
                 batch_s = p.invalid[start : start + _BATCH]
                 pipe.hset(k.state(cid), mapping={str(r.index): 3 for r in batch_s})
-        stream = k.queue(c.provider, c.lane)
-        if p.start_ms is not None and p.start_ms > created:
-            # Scheduled: the chunks wait in the delayed set until their start time.
-            delayed = k.delayed(c.provider, c.lane)
-            for start in range(0, len(p.chunks), _BATCH):
-                members = range(start, min(start + _BATCH, len(p.chunks)))
-                pipe.zadd(delayed, {unit(cid, n, 0): p.start_ms for n in members})
-        else:
-            for n in range(len(p.chunks)):
-                pipe.xadd(stream, {"c": cid, "n": n, "a": 0})
+        if p.chunks:
+            # Its chunks wait to be admitted, fairly among campaigns and accounts, from their
+            # start time on (admission.py).
+            pipe.zadd(k.ready_campaigns(c.provider, c.lane, c.account), {cid: 0})
+            pipe.zadd(k.ready(c.provider, c.lane), {c.account: 0}, nx=True)
         pipe.zadd(k.campaigns, {cid: created})
         if not p.chunks:
             pipe.xadd(k.events, {"c": cid, "e": "done"}, maxlen=EVENTS_MAXLEN, approximate=True)
@@ -207,6 +212,7 @@ class Store:
             elif int(m.get("start_at") or 0) > now_ms():
                 state = CampaignState.SCHEDULED.value
         return CampaignStatus(
+            share=await self._share(cid, m) if state == CampaignState.QUEUED else None,
             id=cid,
             provider=m["provider"],
             account=m["account"],
@@ -219,6 +225,20 @@ class Store:
             finals=finals,
             parked=parked,
         )
+
+    async def _share(self, cid: str, m: dict[str, str]) -> float | None:
+        """The campaign's share of its account's rate among the account's campaigns that
+        still have chunks to admit in its lane (by weight); None when it has none left."""
+        lane = m.get("lane") or DEFAULT_LANE
+        key = self.keys.ready_campaigns(m["provider"], lane, m.get("account", "default"))
+        running = [as_str(c) for c in await self.redis.zrange(key, 0, 99)]
+        if cid not in running:
+            return None
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for other in running:
+                pipe.hget(self.keys.meta(other), "weight")
+            weights = [int(w or 1) for w in await pipe.execute()]
+        return weights[running.index(cid)] / sum(weights)
 
     async def results(self, cid: str, batch: int = 64) -> AsyncIterator[Result]:
         """Every recipient in index order: its result, or ``pending`` while it has none."""

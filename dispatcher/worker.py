@@ -26,10 +26,12 @@ import os
 import socket
 import time
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
 
+from dispatcher.admission import Admission
 from dispatcher.aio import checkpoint
 from dispatcher.config import ConfigError, Settings
 from dispatcher.fencing import Claim, Permits
@@ -73,6 +75,7 @@ class Worker:
         names = providers or sorted(settings.providers)
         streams = [self.keys.queue(p, lane) for lane in LANES for p in names]
         self.queue = Queue(redis, self.keys, consumer or consumer_name(), streams)
+        self.admission = Admission(redis, settings, names)
         self.sender = Sender(redis, settings)
         self.poller = Poller(redis, settings) if poll else None
         self.unknown = UnknownStore(redis, self.keys)
@@ -131,11 +134,11 @@ class Worker:
                     leases = await self.queue.claim(free, int(w.lease_seconds * 1000))
                     checkpoint()
                 elif free > 0:
-                    leases = await self.queue.read(free, w.block_ms)
+                    leases = await self._take(free, w.block_ms)
                 else:
                     if lookout is None and urgent_free > 0:
                         lookout = asyncio.create_task(
-                            self.queue.read(urgent_free, URGENT_POLL_MS, (URGENT_LANE,))
+                            self._take(urgent_free, URGENT_POLL_MS, (URGENT_LANE,))
                         )
                     stop = asyncio.create_task(self._stopping.wait())
                     waits = {*self._tasks, stop, *([lookout] if lookout else [])}
@@ -158,6 +161,12 @@ class Worker:
             with contextlib.suppress(*REDIS_ERRORS):
                 for lease in await lookout:
                     self._start(lease)
+
+    async def _take(self, count: int, block_ms: int, lanes: Sequence[str] = LANES) -> list[Lease]:
+        """Admit up to ``count`` chunks (fairly, for accounts that can send soon), then read
+        up to ``count`` admitted ones, the most urgent lane first."""
+        await self.admission.admit(count, lanes)
+        return await self.queue.read(count, block_ms, lanes)
 
     async def _setup_quietly(self) -> None:
         """The stream or group vanished (a Redis without persistence restarted): recreate."""
@@ -300,8 +309,9 @@ class Worker:
             recipients = data.recipients
             if lease.redelivered:
                 recipients = await self.queue.unsettled(lease.campaign_id, recipients)
+            track = Track(meta.get("account", "default"))
             if meta["state"] == CampaignState.PAUSED:
-                await self._record(lease, [], "hold", token=token)
+                await self._record(lease, [], "hold", token=token, track=track)
                 return
             if meta["state"] == CampaignState.CANCELLED:
                 now = now_ms()
@@ -309,14 +319,14 @@ class Worker:
                     Result(r.index, r.number, Status.CANCELLED, error="cancelled", sent_at=now)
                     for r in recipients
                 ]
-                await self._record(lease, cancelled, "ack", token=token)
+                await self._record(lease, cancelled, "ack", token=token, track=track)
                 return
             try:
-                account = self.sender.account(meta["provider"], meta.get("account", "default"))
+                account = self.sender.account(meta["provider"], track.account)
             except ConfigError as exc:
                 # A missing key or account is mended by an operator, not by retrying.
                 log.error("campaign %s paused: %s", lease.campaign_id, exc)
-                await self._record(lease, [], "hold", token=token, reason=str(exc))
+                await self._record(lease, [], "hold", token=token, reason=str(exc), track=track)
                 return
             codec = codec_for(meta["provider"], meta.get("kind") or "sms")
             run = ChunkRun(lease, account, recipients, codec, permits=Permits(token))

@@ -96,6 +96,8 @@ class Codec(Protocol):
     options: Mapping[str, type]
     #: The most recipients one chunk may hold (one request for batch APIs); None: any.
     max_chunk: int | None
+    #: The most recipients one request carries; None: a whole chunk in one request.
+    per_request: int | None
     #: Read-only account queries for the command line: name → GET path.
     queries: Mapping[str, str]
     #: How statuses no push brought are fetched: "list" (an account-wide list API, messages

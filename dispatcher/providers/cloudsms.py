@@ -124,6 +124,7 @@ class CloudSmsCodec:
     dedupe = True
     address = "phone"
     max_chunk: int | None = None
+    per_request: int | None = MAX_NUMBERS
     queries: Mapping[str, str] = {}
     polling = ""  # no list API: reports are pushed, one per SMS_UID
 

@@ -133,6 +133,7 @@ class OneMobileCodec:
     codes: Mapping[int, tuple[str, Verdict]]
     options: Mapping[str, type] = {}
     max_chunk: int | None = None
+    per_request: int | None = 1
     queries: Mapping[str, str] = {"balance": "/v1/account/balance"}
     statuses: Mapping[str, Status]
     push_time_field: str

@@ -134,6 +134,7 @@ class SmscloudsCodec:
     number_spacing_seconds = 0.0
     dedupe = True
     max_chunk: int | None = MAX_RECIPIENTS
+    per_request: int | None = None  # a campaign: the whole chunk
     queries: Mapping[str, str] = {
         "routes": "/api/v3/user/routes",
         "countries": "/api/v3/user/countries",
