@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint bench chaos worker mock clean
+.PHONY: run test lint bench chaos fair worker mock clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ clean:
 	rm -rf $(VENV) .dispatcher *.egg-info .pytest_cache .mypy_cache .ruff_cache
 
 # Unknown fate under fire: 50,000 recipients per provider with workers SIGKILLed every
-# 2-5 s, and recovery beside fresh work (about 35 minutes; CI runs it after `make test`).
+# 2-5 s, and recovery beside fresh work (about 25 minutes; CI runs it after `make test`).
 chaos: $(VENV)/.installed
-	$(PY) benchmarks/chaos.py
+	$(PY) -m benchmarks.chaos
+
+# Fair share across accounts and campaigns, measured (about 10 minutes; CI runs it too).
+fair: $(VENV)/.installed
+	$(PY) -m benchmarks.fair

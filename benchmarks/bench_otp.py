@@ -32,8 +32,8 @@ from dispatcher.embedded import RedisProcess, free_port
 from dispatcher.model import Campaign
 from dispatcher.runtime import connect
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_send import RESULTS, start_worker
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script too
+from benchmarks.bench_send import RESULTS, start_worker
 
 TIME_LIMIT_S = 900.0
 

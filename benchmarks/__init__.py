@@ -1,0 +1,1 @@
+"""Benchmarks and long acceptance runs (``make bench``, ``make chaos``, ``make fair``)."""
