@@ -1,5 +1,8 @@
 """Cloud Aten SMS, as its API document describes it (seed 000: §1.2, §2.1, §4.1, Appendix 1).
 
+A body not sent as ``Content-Type: application/json`` (§1) is a JSON_PARSE_ERROR (-101);
+a parameter §2.1 does not list, or one that is not a String, is a BAD_ARGUMENT (2).
+
 Written from the document alone, never from our client codec, so that each checks the other.
 """
 
@@ -25,6 +28,7 @@ class CloudAten(OneMobileMock):
     on_the_way = "sent"
     time_field = "status_timestamp"
     page_param = "page_no"
+    parameters = frozenset({"mobile", "text", "signature", "uid", "callback_url"})  # §2.1
 
     def key_of(self, request: web.Request) -> str:
         return request.headers.get("X-API-Key", "")
@@ -34,8 +38,6 @@ class CloudAten(OneMobileMock):
 
     def check_extra(self, body: dict[str, Any], region: str) -> None:
         signature = body.get("signature")
-        if signature is not None and not isinstance(signature, str):
-            raise Refusal(2, "BAD_ARGUMENT The signature is invalid")
         if region == "CN" and not signature:
             raise Refusal(2, "BAD_ARGUMENT The signature is required for Chinese mainland SMS")
 

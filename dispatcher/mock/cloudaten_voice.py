@@ -1,9 +1,10 @@
 """Cloud Aten voice verification codes, as the document describes them (seed 000, §3).
 
 ``POST /cloudaten/v1/voice/send`` takes ``mobile``, ``verification_code`` (4–6 digits),
-``language`` (one of ten), ``uid`` and ``callback_url``. "Each recipient can only receive
-one voice call every 30 seconds": a second call to a number sooner than that is refused and
-counted as a spacing violation. Records are listed by ``/v1/voice/list`` (100 a page).
+``language`` (one of ten), ``uid`` and ``callback_url``, all Strings, and nothing else.
+"Each recipient can only receive one voice call every 30 seconds": a second call to a number
+sooner than that is refused and counted as a spacing violation. Records are listed by
+``/v1/voice/list`` (100 a page).
 """
 
 from __future__ import annotations
@@ -21,11 +22,15 @@ from dispatcher.mock.reports import decide, final_at_ms, now_ms
 from dispatcher.mock.state import MockState
 
 LANGUAGES = {"zh", "en", "id", "vi", "tr", "ru", "de", "fr", "it", "pt"}
-CODE = re.compile(r"^\d{4,6}$")
+CODE = re.compile(r"\A[0-9]{4,6}\Z")
 
 
 class CloudAtenVoice(CloudAten):
     name = "cloudaten_voice"
+    # §3.1's parameter table, and §3.2's "Max page size is 100".
+    parameters = frozenset({"mobile", "verification_code", "language", "uid", "callback_url"})
+    required = ("mobile", "verification_code")
+    max_page_size = 100
     final_words: ClassVar[dict[str, tuple[str, str | None]]] = {
         "delivered": ("delivered", None),
         "undelivered": ("undelivered", "UNDELIV_0001"),
@@ -43,11 +48,9 @@ class CloudAtenVoice(CloudAten):
             web.get(f"{self.prefix}/v1/voice/list", self.list_messages),
         ]
 
-    def accept(self, raw: bytes) -> dict[str, Any]:
-        body = self.parse_body(raw)
-        for name in ("mobile", "verification_code"):
-            if not isinstance(body.get(name), str) or not body[name]:
-                raise Refusal(1, f"ARGUMENT_MISSING {name}")
+    def accept(self, raw: bytes, declared_json: bool) -> dict[str, Any]:
+        body = self.parse_body(raw, declared_json)
+        self.check_fields(body)
         mobile, code = body["mobile"], body["verification_code"]
         if not E164.match(mobile):
             raise Refusal(2, "BAD_ARGUMENT The mobile is invalid")
@@ -101,8 +104,3 @@ class CloudAtenVoice(CloudAten):
         view.pop("text", None)
         view["verification_code"] = message["verification_code"]
         return view
-
-    async def list_messages(self, request: web.Request) -> web.Response:
-        if int(request.query.get("page_size", "0") or 0) > 100:
-            return web.json_response({"code": 2, "msg": "BAD_ARGUMENT page_size"})
-        return await super().list_messages(request)

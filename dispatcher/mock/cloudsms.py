@@ -2,16 +2,14 @@
 
 ``POST /cloudsms/dave/io`` takes one ``SMS_SEND_REQUEST`` packet and answers with an
 ``ANSWER`` packet echoing the SERIAL: a packet-level RESULT_CODE and, when that is OK, one
-DETAIL_LIST entry with its own RESULT_CODE and an SMS_UID for every number. The rules
-checked are the document's: the four common fields, AUTH_KEY (Channel_not_exist), VERSION
-(Invalid_Version), at most 200 numbers, numeric DEST_MSISDN of at most 32 characters,
-11-digit mainland China numbers (Invalid_parameter), SMS_CONTENT present and at most 1530
-bytes (ASCII one byte, anything else two; Invalid_context), SIGNATURE_TYPE 1–5.
+DETAIL_LIST entry with its own RESULT_CODE and an SMS_UID for every number. What is refused
+where is in :mod:`dispatcher.mock.cloudsms_rules`. A number answered OK can still be rejected
+locally (Singapore rule, unconfigured direction, wrong ROUTE_ID, no balance): it then gets a
+single report, SMS_STATE 60 LOCAL_REJECTED, and is not charged.
 """
 
 from __future__ import annotations
 
-import re
 import secrets
 import time
 from typing import Any
@@ -20,14 +18,13 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from dispatcher.mock import cloudsms_rules as rules
 from dispatcher.mock.onemobile import json_response
 from dispatcher.mock.reports import answered, decide, final_at_ms, gatekeeper, now_ms
 from dispatcher.mock.segments import segments
 from dispatcher.mock.state import MockState
 
 PREFIX = "/cloudsms"
-VERSION = "2021-01-01"
-TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 DESC = {
     0x01: "OK",
     0x03: "Busy",
@@ -40,11 +37,6 @@ DESC = {
 SIGNATURES = {1: "【{s}】{t}", 2: "{t}【{s}】", 3: "[{s}] {t}", 4: "{t}[{s}]", 5: "{t}"}
 
 
-def content_bytes(text: str) -> int:
-    """The document's byte count: ASCII one byte, everything else two."""
-    return sum(1 if ord(c) < 0x80 else 2 for c in text)
-
-
 def utc8_now() -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(time.time() + 8 * 3600))
 
@@ -55,6 +47,7 @@ FINAL_STATES = {
     "undelivered": (5, "UNDELIVERABLE"),
     "expired": (3, "EXPIRED"),
     "rejected": (8, "REJECTED"),
+    "local_rejected": (60, "LOCAL_REJECTED"),
 }
 
 
@@ -117,34 +110,10 @@ class CloudSms:
 
     def check_packet(self, p: dict[str, Any]) -> int | None:
         """The packet-level RESULT_CODE when the packet is refused as a whole."""
-        required = ("METHOD", "TYPE", "SERIAL", "TIME", "AUTH_KEY", "MULTI_MSISDN_LIST",
-                    "SMS_CONTENT", "ROUTE_ID", "VERSION")  # fmt: skip
-        if any(p.get(k) in (None, "") for k in required if k != "SMS_CONTENT"):
-            return 0x10000001
-        if p["METHOD"] != "SMS_SEND_REQUEST" or p["TYPE"] != "REQUEST":
-            return 0x10000001
-        serial = p["SERIAL"]
-        if not isinstance(serial, int) or isinstance(serial, bool) or not 1 <= serial <= 65535:
-            return 0x10000001
-        if not isinstance(p["TIME"], str) or not TIME.match(p["TIME"]):
-            return 0x10000001
-        if p["AUTH_KEY"] not in self.state.settings.cloudsms_keys:
+        code = rules.check_packet(p, self.state.settings.cloudsms_keys)
+        if code == rules.CHANNEL_NOT_EXIST:
             self.recorder.stats.unauthorized += 1
-            return 0x05
-        if p["VERSION"] != VERSION:
-            return 0x10000010
-        numbers = p["MULTI_MSISDN_LIST"]
-        if not isinstance(numbers, list) or not 1 <= len(numbers) <= 200:
-            return 0x10000001
-        content = p.get("SMS_CONTENT")
-        if not isinstance(content, str) or not content or content_bytes(content) > 1530:
-            return 0x10000003
-        sig_type = p.get("SIGNATURE_TYPE")
-        if p.get("SIGNATURE") and sig_type not in SIGNATURES:
-            return 0x10000001
-        if len(str(p.get("SIGNATURE", "")).encode()) > 64:
-            return 0x10000001
-        return None
+        return code
 
     # -- delivery reports ---------------------------------------------------------------
 
@@ -161,7 +130,7 @@ class CloudSms:
             "SERIAL": self.next_serial(),
             "TIME": utc8_now(),
             "REPORT_TIME": utc8_now(),
-            "SOURCE_MSISDN": "CloudSMS",
+            "SOURCE_MSISDN": message["sender"] or "CloudSMS",
             "SMS_UID": message["sid"],
             "SMS_RESULT_LIST": [
                 {
@@ -201,27 +170,17 @@ class CloudSms:
         return ok
 
     def push_reports(self, message: dict[str, Any]) -> None:
+        """ENROUTE, then the final state; a locally rejected message only gets its one."""
         if not self.state.settings.cloudsms_callback_url:
             return
         delay = self.state.settings.dlr_delay_ms / 1000
         state, desc = FINAL_STATES[message["final"]]
-        early = self.report_packet(message, 1, "ENROUTE")
         final = self.report_packet(message, state, desc)
         pusher = self.state.pusher
-        pusher.schedule(self.recorder, delay / 2, lambda s: self._push(s, early))
+        if message["final"] != "local_rejected":
+            early = self.report_packet(message, 1, "ENROUTE")
+            pusher.schedule(self.recorder, delay / 2, lambda s: self._push(s, early))
         pusher.schedule(self.recorder, delay, lambda s: self._push(s, final))
-
-    def number_code(self, item: Any) -> int:
-        if not isinstance(item, dict):
-            return 0x10000001
-        cc, dest = item.get("COUNTRY_CODE"), item.get("DEST_MSISDN")
-        if not isinstance(cc, int) or isinstance(cc, bool) or not 1 <= cc <= 9999:
-            return 0x10000001
-        if not isinstance(dest, str) or not dest.isdigit() or len(dest) > 32:
-            return 0x10000001
-        if cc == 86 and len(dest) != 11:
-            return 0x10000001
-        return 0x01
 
     def deliver(self, p: dict[str, Any]) -> list[dict[str, Any]]:
         text = p["SMS_CONTENT"]
@@ -229,39 +188,57 @@ class CloudSms:
             text = SIGNATURES[p["SIGNATURE_TYPE"]].format(s=p["SIGNATURE"], t=text)
         details = []
         for item in p["MULTI_MSISDN_LIST"]:
-            code = self.number_code(item)
+            code = rules.number_code(item)
             entry: dict[str, Any] = {
                 "RESULT_CODE": code,
                 "RESULT_DESC": DESC[code],
                 "DEST_MSISDN": item.get("DEST_MSISDN") if isinstance(item, dict) else None,
                 "COUNTRY_CODE": item.get("COUNTRY_CODE") if isinstance(item, dict) else None,
             }
-            if code == 0x01:
-                uid = secrets.token_hex(15).upper()
-                entry["SMS_UID"] = uid
-                mobile = f"+{item['COUNTRY_CODE']}{item['DEST_MSISDN']}"
-                now = now_ms()
-                outcome = decide(self.state, f"{self.name}:{mobile}")
-                message = {
-                    "mobile": mobile,
-                    "country_code": item["COUNTRY_CODE"],
-                    "dest_msisdn": item["DEST_MSISDN"],
-                    "text": text,
-                    "uid": None,
-                    "sid": uid,
-                    "segments": segments(text),
-                    "route": p["ROUTE_ID"],
-                    "customer_body": p.get("CUSTOMER_BODY"),
-                    "serial": p["SERIAL"],
-                    "timestamp": now,
-                    "final": outcome,
-                    "final_status": FINAL_STATES[outcome][0],  # the SMS_STATE
-                    "final_at": final_at_ms(self.state, now),
-                }
-                self.recorder.accept(message)
-                self.push_reports(message)
+            if code == rules.OK:
+                entry["SMS_UID"] = self.take(p, item, text)
             else:
                 self.recorder.stats.rejected += 1
             details.append(entry)
         self.recorder.batch(len(p["MULTI_MSISDN_LIST"]))
         return details
+
+    def take(self, p: dict[str, Any], item: dict[str, Any], text: str) -> str:
+        """One number answered OK: its SMS_UID, its record, its reports."""
+        uid = secrets.token_hex(15).upper()
+        cc, dest = item["COUNTRY_CODE"], item["DEST_MSISDN"]
+        mobile = f"+{cc}{dest}"
+        now = now_ms()
+        settings = self.state.settings
+        count = segments(text)
+        price = round(settings.price * count, 4)
+        local = rules.local_rejection(
+            cc, dest, p["ROUTE_ID"], settings.cloudsms_routes, settings.unpriced_regions
+        )
+        if local is None and not self.state.charge(price):
+            local = "insufficient balance"
+        outcome = "local_rejected" if local else decide(self.state, f"{self.name}:{mobile}")
+        if local:
+            self.recorder.stats.local_rejected += 1
+        message = {
+            "mobile": mobile,
+            "country_code": cc,
+            "dest_msisdn": dest,
+            "text": text,
+            "uid": None,
+            "sid": uid,
+            "segments": count,
+            "price": 0.0 if local else price,
+            "route": p["ROUTE_ID"],
+            "sender": p.get("ORIGINAL_ADDR") or None,
+            "customer_body": p.get("CUSTOMER_BODY"),
+            "serial": p["SERIAL"],
+            "timestamp": now,
+            "final": outcome,
+            "final_status": FINAL_STATES[outcome][0],  # the SMS_STATE
+            "local_rejected": local,
+            "final_at": final_at_ms(self.state, now),
+        }
+        self.recorder.accept(message)
+        self.push_reports(message)
+        return uid

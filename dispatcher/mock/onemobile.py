@@ -25,7 +25,7 @@ from dispatcher.mock.reports import (
 from dispatcher.mock.segments import segments
 from dispatcher.mock.state import MockState
 
-E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+E164 = re.compile(r"\A\+[1-9][0-9]{6,14}\Z")
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -95,30 +95,53 @@ class OneMobileMock:
         if refused is not None:
             return refused
         try:
-            response = json_response(self.accept(raw))
+            response = json_response(self.accept(raw, self.declared_json(request)))
         except Refusal as r:
             self.recorder.stats.rejected += 1
             response = json_response({"code": r.code, "msg": r.msg})
         return await answered(self.state, self.recorder, request, response)
 
-    def parse_body(self, raw: bytes) -> dict[str, Any]:
+    #: The request parameters the send endpoint's table lists; any other is refused.
+    parameters: ClassVar[frozenset[str]]
+    required: ClassVar[tuple[str, ...]] = ("mobile", "text")
+    default_page_size: ClassVar[int] = 20
+
+    def not_json(self) -> Refusal:
+        """The answer to a body that is not a JSON object (Cloud Aten: JSON_PARSE_ERROR)."""
+        return Refusal(-101, "JSON_PARSE_ERROR")
+
+    @staticmethod
+    def declared_json(request: web.Request) -> bool:
+        """§1: "requests should be sent with the HTTP header: Content-Type:
+        application/json;charset=utf-8;" (the charset may be left out, not changed)."""
+        charset = (request.charset or "utf-8").lower()
+        return request.content_type == "application/json" and charset in ("utf-8", "utf8")
+
+    def parse_body(self, raw: bytes, declared_json: bool) -> dict[str, Any]:
         try:
-            body = orjson.loads(raw)
+            body = orjson.loads(raw) if declared_json else None
         except orjson.JSONDecodeError:
             body = None
         if not isinstance(body, dict):
-            raise Refusal(-101, "JSON_PARSE_ERROR")
+            raise self.not_json()
         return body
 
-    def accept(self, raw: bytes) -> dict[str, Any]:
-        body = self.parse_body(raw)
-        for name in ("mobile", "text"):
-            value = body.get(name)
-            if not isinstance(value, str) or not value:
+    def check_fields(self, body: dict[str, Any]) -> None:
+        """The parameter table: required strings present, every parameter a String, and
+        nothing the table does not list (BAD_ARGUMENT, "The value of parameters is
+        invalid")."""
+        for name in self.required:
+            if body.get(name) in (None, ""):
                 raise Refusal(1, f"ARGUMENT_MISSING {name}")
-        for name in ("uid", "callback_url"):
-            if name in body and not isinstance(body[name], str):
+        for name in sorted(body):
+            if name not in self.parameters:
+                raise Refusal(2, f"BAD_ARGUMENT The {name} is not a parameter")
+            if not isinstance(body[name], str):
                 raise Refusal(2, f"BAD_ARGUMENT The {name} is invalid")
+
+    def accept(self, raw: bytes, declared_json: bool) -> dict[str, Any]:
+        body = self.parse_body(raw, declared_json)
+        self.check_fields(body)
         mobile: str = body["mobile"]
         if not E164.match(mobile):
             raise Refusal(2, "BAD_ARGUMENT The mobile is invalid")
@@ -227,29 +250,36 @@ class OneMobileMock:
             view["error_code"] = message["final_error"]
         return view
 
+    max_page_size: ClassVar[int] = 5000
+
     async def list_messages(self, request: web.Request) -> web.Response:
-        """§2.3 SMS records: page through the window [from, until]; once a minute per key."""
+        """§2.3 SMS records: page through the window [from, until]; once a minute per key.
+        "sid ... Other value will be ignored when sid is passed in": then only that one."""
         self.recorder.stats.requests += 1
         await self.state.delay()
         refused = self.unauthorised(request)
         if refused is not None:
             return refused
         q = request.query
+        sid = q.get("sid")
         try:
-            page = int(q[self.page_param])
-            size = int(q["page_size"])
-            start, until = int(q["from"]), int(q["until"])
+            page = 1 if sid else int(q[self.page_param])
+            size = self.default_page_size if sid else int(q["page_size"])
+            start, until = (0, 0) if sid else (int(q["from"]), int(q["until"]))
         except KeyError as exc:
             return json_response({"code": 1, "msg": f"ARGUMENT_MISSING {exc.args[0]}"})
         except ValueError:
             return json_response({"code": 2, "msg": "BAD_ARGUMENT not a number"})
-        if page < 1 or not 1 <= size <= 5000:
+        if page < 1 or not 1 <= size <= self.max_page_size:
             return json_response({"code": 2, "msg": "BAD_ARGUMENT page or page_size"})
         key = f"{request.path}:{self.key_of(request)}"  # the limit is per list API and key
         if not self.state.limiter.allow(key, self.recorder):
             return json_response({"code": -100, "msg": "Request frequency limit"}, 429)
         now = now_ms()
-        window = [m for m in self.recorder.messages if start <= m["timestamp"] <= until]
+        if sid:
+            window = [m for m in self.recorder.messages if m["sid"] == sid]
+        else:
+            window = [m for m in self.recorder.messages if start <= m["timestamp"] <= until]
         data = [self.record_view(m, now) for m in window[(page - 1) * size : page * size]]
         answer = {"code": 0, "data": data, "msg": "SUCCESS", "count": len(window),
                   "page_no": page, "page_size": size}  # fmt: skip

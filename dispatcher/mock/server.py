@@ -28,12 +28,14 @@ from dispatcher.mock.cloudsms import CloudSms
 from dispatcher.mock.reports import ListLimiter, Pusher, get_query, post_json
 from dispatcher.mock.smsclouds import Smsclouds
 from dispatcher.mock.smsclouds_more import SmscloudsMore
+from dispatcher.mock.smsclouds_responses import SmscloudsResponses
 from dispatcher.mock.state import PROVIDERS, MockSettings, MockState
 from dispatcher.mock.ycloud import YCloud
 
 STATE = web.AppKey("state", MockState)
 CLOUDSMS = web.AppKey("cloudsms", CloudSms)
 SMSCLOUDS = web.AppKey("smsclouds", Smsclouds)
+SMSCLOUDS_MO = web.AppKey("smsclouds_mo", SmscloudsResponses)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -64,12 +66,15 @@ async def reset(request: web.Request) -> web.Response:
     request.app[STATE].reset()
     request.app[CLOUDSMS].packets.clear()
     request.app[SMSCLOUDS].campaigns.clear()
+    request.app[SMSCLOUDS_MO].replies.clear()
     return _json({"reset": True})
 
 
 async def inbound(request: web.Request) -> web.Response:
     """Make a provider push an inbound message to the customer's URL, as a handset's reply
-    would: YCloud §2.4 (POST JSON), Smsclouds MO and keyword requests (GET)."""
+    would: YCloud §2.4 (POST JSON), Smsclouds MO and keyword requests (GET). A Smsclouds MO
+    (no ``keyword``) is also kept for ``POST api/v3/responses``, whether pushed or not: a
+    reply to ``message_id`` when given, else to the last message sent to ``mobile``."""
     state = request.app[STATE]
     try:
         body = orjson.loads(await request.read())
@@ -93,12 +98,20 @@ async def inbound(request: web.Request) -> web.Response:
         session = state.pusher.session()
         async with session.get(settings.smsclouds_keyword_url, params=params) as resp:
             return _json({"status": resp.status, "answer": await resp.text()})
-    if provider == "smsclouds" and settings.smsclouds_mo_url and recorder:
-        url = settings.smsclouds_mo_url
-        params = {"response": text, "cellphone": mobile,
-                  "message_id": str(body.get("message_id", "0")), "date": stamp}  # fmt: skip
-        state.pusher.schedule(recorder, 0, lambda s: get_query(s, url, params))
-        return _json({"pushed": True})
+    if provider == "smsclouds" and recorder:
+        # Kept for "Receive Responses MO (Option 1)", and pushed too when a URL is set.
+        reply = request.app[SMSCLOUDS_MO].record(mobile, text, body.get("message_id"))
+        answer: dict[str, Any] = {"pushed": False}
+        answer.update((k, reply[k]) for k in ("received_id", "message_id", "campaign_id"))
+        if settings.smsclouds_mo_url:
+            url = settings.smsclouds_mo_url
+            message_id = body.get("message_id", reply["message_id"] or "0")
+            # One reply, one time: the push's date is the received_at read back later.
+            params = {"response": text, "cellphone": mobile, "message_id": str(message_id),
+                      "date": reply["received_at"]}  # fmt: skip
+            state.pusher.schedule(recorder, 0, lambda s: get_query(s, url, params))
+            answer["pushed"] = True
+        return _json(answer)
     return _json({"error": f"no inbound URL set for {provider!r}"}, 400)
 
 
@@ -153,6 +166,9 @@ def build_app(settings: MockSettings) -> web.Application:
     cloudsms, smsclouds = CloudSms(state), Smsclouds(state)
     providers = (CloudAten(state), YCloud(state), cloudsms, smsclouds, CloudAtenVoice(state))
     app.add_routes(SmscloudsMore(state, smsclouds).routes())
+    smsclouds_mo = SmscloudsResponses(state, smsclouds)
+    app.add_routes(smsclouds_mo.routes())
+    app[SMSCLOUDS_MO] = smsclouds_mo
     for provider in providers:
         assert provider.name in PROVIDERS
         app.add_routes(provider.routes())

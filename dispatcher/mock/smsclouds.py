@@ -1,27 +1,27 @@
 """Smsclouds v3, as its integration manual describes it (seed 004: Create Token, User
-Credentials, Errors, Send Messages "MT", API "ID route" and "ID Country").
+Credentials, Errors, Send Messages "MT", API "ID route" and "ID Country", Messages: ID and
+Status "DLR").
 
-Bearer tokens; errors as ``{"error": {"information", "status_code"}}`` with 400 (no JSON),
-401 (bad token), 422 (a wrong parameter). A campaign takes 1–50,000 recipients; the text
-is 1–160 characters, or up to 306 with ``long_message``, 70 / 128 / 192 with ``encode`` /
-``encode_2`` / ``encode_3``; ``route`` is required when ``country`` is absent and the other
-way round. The mock fills ``<+B+>``…``<+F+>`` from each recipient (name, field1…field4) and
-keeps every message as the handset would get it.
+Bearer tokens; errors as ``{"error": {"information", "status_code"}}`` with 400 (no JSON,
+or without the Accept / Content-Type headers the manual lists), 401 (bad token), 422 (a
+wrong parameter; :mod:`dispatcher.mock.smsclouds_rules` has every rule). The mock fills
+``<+B+>``…``<+F+>`` from each recipient (name, field1…field4) and keeps every message as the
+handset would get it.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any
 
-import orjson
 from aiohttp import web
 
-from dispatcher.mock.onemobile import json_response
+from dispatcher.mock import smsclouds_rules as rules
 from dispatcher.mock.reports import answered, decide, final_at_ms, gatekeeper, now_ms
-from dispatcher.mock.segments import GSM_BASIC, GSM_EXTENDED
+from dispatcher.mock.smsclouds_rules import TOKENS, Invalid, error, fill, json_response
 from dispatcher.mock.state import MockState
+
+__all__ = ["PREFIX", "TOKENS", "Invalid", "Smsclouds", "error", "fill"]
 
 PREFIX = "/smsclouds"
 ROUTES = [
@@ -33,25 +33,6 @@ ROUTES = [
      "description": "74342"},
 ]  # fmt: skip
 COUNTRIES = [{"country": 1, "name": "Mexico"}, {"country": 2, "name": "USA"}]
-TOKENS = {"<+B+>": "name", "<+C+>": "field1", "<+D+>": "field2", "<+E+>": "field3",
-          "<+F+>": "field4"}  # fmt: skip
-LIMITS = {"encode": 70, "encode_2": 128, "encode_3": 192, "long_message": 306}
-DATE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
-MAX_RECIPIENTS = 50_000
-
-
-def error(status: int, information: str) -> web.Response:
-    return json_response({"error": {"information": information, "status_code": status}}, status)
-
-
-class Invalid(Exception):
-    pass
-
-
-def fill(text: str, recipient: dict[str, Any]) -> str:
-    for token, field in TOKENS.items():
-        text = text.replace(token, str(recipient.get(field, "")))
-    return text
 
 
 class Smsclouds:
@@ -81,10 +62,11 @@ class Smsclouds:
         self.recorder.stats.unauthorized += 1
         return error(401, "Unauthenticated.")
 
-    async def _enter(self, request: web.Request) -> web.Response | None:
+    async def _enter(self, request: web.Request, body: bool = False) -> web.Response | None:
+        """Count, wait, then the token (401) and the headers the manual lists (400)."""
         self.recorder.stats.requests += 1
         await self.state.delay()
-        return self.unauthorised(request)
+        return self.unauthorised(request) or rules.header_refusal(request, body)
 
     async def user_routes(self, request: web.Request) -> web.Response:
         return await self._enter(request) or json_response(ROUTES)
@@ -109,10 +91,9 @@ class Smsclouds:
         refused = await self._enter(request)
         if refused is not None:
             return refused
-        try:
-            number = int(request.match_info["campaign"])
-            campaign = self.campaigns[number]
-        except (ValueError, KeyError):
+        number = rules.integer(request.match_info["campaign"])
+        campaign = self.campaigns.get(number) if number is not None else None
+        if number is None or campaign is None:
             return error(404, "The specified campaign could not be found.")
         token = request.headers.get("Authorization", "")
         if not self.state.limiter.allow(f"{self.name}:{token}", self.recorder):
@@ -147,8 +128,8 @@ class Smsclouds:
 
     async def campaign(self, request: web.Request) -> web.Response:
         raw = await request.read()  # the whole request has arrived: the provider has it …
-        refused = await self._enter(request)  # … and works on it, whether the client waits
-        if refused is not None:
+        refused = await self._enter(request, body=True)  # … and works on it, whether the
+        if refused is not None:  # client waits or not
             return refused
         gated = await gatekeeper(
             self.state,
@@ -159,11 +140,8 @@ class Smsclouds:
         )
         if gated is not None:
             return gated
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            body = None
-        if not isinstance(body, dict):
+        body = rules.parse_json(raw)
+        if body is None:
             self.recorder.stats.rejected += 1
             return error(400, "The request must carry a JSON body.")
         try:
@@ -173,47 +151,16 @@ class Smsclouds:
             response = error(422, str(exc))
         return await answered(self.state, self.recorder, request, response)
 
-    @staticmethod
-    def limit(text: str, body: dict[str, Any]) -> int:
-        """Plain text: 160, or 306 with long_message. Accents and other special characters
-        need encode (70), encode_2 (128) or encode_3 (192)."""
-        if all(c in GSM_BASIC or c in GSM_EXTENDED for c in text):
-            return 306 if body.get("long_message") is True else 160
-        allowed = [n for flag, n in LIMITS.items() if flag != "long_message" and body.get(flag)]
-        if not allowed:
-            raise Invalid("The text has special characters: set encode, encode_2 or encode_3.")
-        return max(allowed)
-
-    def create(self, body: dict[str, Any]) -> dict[str, Any]:
-        text = body.get("text")
-        if not isinstance(text, str) or not text:
-            raise Invalid("The text field is required.")
-        recipients = body.get("recipients")
-        if not isinstance(recipients, list) or not recipients:
-            raise Invalid("The recipients field is required.")
-        if len(recipients) > MAX_RECIPIENTS:
-            raise Invalid(f"The recipients may not have more than {MAX_RECIPIENTS} items.")
-        route, country = body.get("route"), body.get("country")
-        if route is None and country is None:
-            raise Invalid("El campo route es obligatorio cuando country no esta presente")
+    def create(self, body: dict[str, Any], route_required: bool = False) -> dict[str, Any]:
+        texts = rules.check_campaign(body, route_required)
+        recipients: list[dict[str, Any]] = body["recipients"]
+        route, country = rules.integer(body.get("route")), rules.integer(body.get("country"))
         chosen = next((r for r in ROUTES if r["route"] == route), None)
         if route is not None and chosen is None:
             raise Invalid("The selected route is invalid.")
         if country is not None and country not in {c["country"] for c in COUNTRIES}:
             raise Invalid("The selected country is invalid.")
         date = body.get("scheduled_date")
-        if date is not None and not (isinstance(date, str) and DATE.match(date)):
-            raise Invalid("The scheduled date does not match the format Y-m-d H:i:s.")
-        texts = []
-        for i, r in enumerate(recipients):
-            cell = r.get("cellphone") if isinstance(r, dict) else None
-            if not (isinstance(cell, str | int) and str(cell).isdigit() and len(str(cell)) == 10):
-                raise Invalid(f"The recipients.{i}.cellphone must be a 10-digit number.")
-            filled = fill(text, r)
-            limit = self.limit(filled, body)
-            if len(filled) > limit:
-                raise Invalid(f"The text may not be greater than {limit} characters.")
-            texts.append(filled)
         route_info = chosen or ROUTES[0]
         cost = float(route_info["price"]) * len(recipients)  # type: ignore[arg-type]
         if not self.state.charge(cost):

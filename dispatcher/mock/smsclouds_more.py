@@ -14,23 +14,18 @@ import re
 import time
 from typing import Any
 
-import orjson
 from aiohttp import web
 
-from dispatcher.mock.onemobile import json_response
+from dispatcher.mock import smsclouds_rules as rules
 from dispatcher.mock.reports import decide, gatekeeper, now_ms
-from dispatcher.mock.smsclouds import PREFIX, TOKENS, Invalid, Smsclouds, error
+from dispatcher.mock.smsclouds import PREFIX, Smsclouds
+from dispatcher.mock.smsclouds_rules import Invalid, error, fill, json_response
 from dispatcher.mock.state import MockState
 
 SHORT_LINK = re.compile(r"<\+DYNAMICSHORTURL_[A-Z0-9]+\+>")
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-DATE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
-
-
-def fill(text: str, recipient: dict[str, Any]) -> str:
-    for token, field in TOKENS.items():
-        text = text.replace(token, str(recipient.get(field, "")))
-    return text
+EMAIL = re.compile(r"\A[^@\s]+@[^@\s]+\.[^@\s]+\Z")
+TEMPLATES = {1: ("body", "subject"), 2: ("body", "subject"), 3: ("subject", "image"),
+             4: ("body", "subject", "image")}  # fmt: skip
 
 
 class SmscloudsMore:
@@ -56,14 +51,11 @@ class SmscloudsMore:
         ]
 
     async def _body(self, request: web.Request) -> dict[str, Any] | web.Response:
-        refused = await self.sms._enter(request)
+        refused = await self.sms._enter(request, body=True)
         if refused is not None:
             return refused
-        try:
-            body = orjson.loads(await request.read())
-        except orjson.JSONDecodeError:
-            body = None
-        if not isinstance(body, dict):
+        body = rules.parse_json(await request.read())
+        if body is None:
             return error(400, "The request must carry a JSON body.")
         return body
 
@@ -89,30 +81,25 @@ class SmscloudsMore:
             return error(422, str(exc))
 
     def _create_voice(self, body: dict[str, Any]) -> dict[str, Any]:
-        kind = body.get("type")
+        """Send Blaster: the parameter table (type, audio, text, campaign_name, recipients,
+        remittent, scheduledDate, transfer_num, transfer_key)."""
+        kind = rules.need_integer(body, "type", required=True)
         if kind not in (1, 2):
             raise Invalid("The type field must be 1 or 2.")
-        if kind == 1 and not isinstance(body.get("audio"), int):
-            raise Invalid("The audio field is required when type is 1.")
-        if kind == 2 and not (isinstance(body.get("text"), str) and body["text"]):
-            raise Invalid("The text field is required when type is 2.")
-        for name in ("campaign_name", "remittent"):
-            if not isinstance(body.get(name), str) or not body[name]:
-                raise Invalid(f"The {name} field is required.")
-        recipients = body.get("recipients")
-        if not isinstance(recipients, list) or not recipients:
-            raise Invalid("The recipients field is required.")
-        if ("transfer_num" in body) != ("transfer_key" in body):
-            raise Invalid("The transfer_key field is required when transfer_num is present.")
-        for i, r in enumerate(recipients):
-            cell = r.get("cellphone") if isinstance(r, dict) else None
-            if not (isinstance(cell, str) and cell.isdigit() and len(cell) == 10):
-                raise Invalid(f"The recipients.{i}.cellphone must be a 10-digit number.")
+        rules.need_integer(body, "audio", required=kind == 1)
+        rules.need_string(body, "text", required=kind == 2)
+        rules.need_string(body, "campaign_name", required=True)
+        recipients = rules.check_recipients(body, limit=None)
+        rules.need_string(body, "remittent", required=True)
+        rules.need_date(body, "scheduledDate")
+        rules.need_string(body, "transfer_num")
+        rules.need_integer(body, "transfer_key", required=rules.present(body, "transfer_num"))
         self._voice_id += 1
         start = now_ms() + int(self.state.settings.blaster_queue_ms)
         calls = []
-        for r in recipients:
+        for given in recipients:
             self._voice_id += 1
+            r = {**given, "cellphone": str(given["cellphone"])}
             outcome = decide(self.state, f"blaster:{r['cellphone']}")
             text = fill(body.get("text") or "", r)
             call = {
@@ -222,31 +209,11 @@ class SmscloudsMore:
         body = await self._body(request)
         if isinstance(body, web.Response):
             return body
-        template = body.get("template", 2)
-        needs = {
-            1: ("body", "subject"),
-            2: ("body", "subject"),
-            3: ("subject", "image"),
-            4: ("body", "subject", "image"),
-        }.get(template)
-        recipients = body.get("recipients")
-        problem = None
-        if needs is None:
-            problem = "The selected template is invalid."
-        elif missing := [n for n in needs if not body.get(n)]:
-            problem = f"The {missing[0]} field is required for template {template}."
-        elif not isinstance(recipients, list) or not recipients:
-            problem = "The recipients field is required."
-        elif bad := [
-            i
-            for i, r in enumerate(recipients)
-            if not (isinstance(r, dict) and EMAIL.match(str(r.get("email", ""))))
-        ]:
-            problem = f"The recipients.{bad[0]}.email must be a valid email address."
-        if problem:
+        try:
+            recipients = self._check_email(body)
+        except Invalid as exc:
             self.email.stats.rejected += 1
-            return error(422, problem)
-        assert isinstance(recipients, list)
+            return error(422, str(exc))
         for r in recipients:
             self.email.accept(
                 {
@@ -267,18 +234,35 @@ class SmscloudsMore:
             }
         )
 
+    @staticmethod
+    def _check_email(body: dict[str, Any]) -> list[dict[str, Any]]:
+        """Send Email: the parameter table, and what each template needs."""
+        template = rules.need_integer(body, "template")
+        needs = TEMPLATES.get(2 if template is None else template)
+        if needs is None:
+            raise Invalid("The selected template is invalid.")
+        for name in ("body", "subject", "header", "image", "sender"):
+            rules.need_string(body, name, required=name in needs)
+        rules.need_integer(body, "attachment")
+        rules.need_date(body, "scheduledDate")
+        return rules.check_recipients(
+            body, "email", lambda v: isinstance(v, str) and bool(EMAIL.match(v)), limit=None
+        )
+
     async def send_clic(self, request: web.Request) -> web.Response:
         body = await self._body(request)
         if isinstance(body, web.Response):
             return body
-        if not isinstance(body.get("url"), int):
+        url = rules.integer(body.get("url"))
+        if url is None:
             return error(422, "The url field is required.")
         text = body.get("text")
         if not isinstance(text, str) or not SHORT_LINK.search(text):
             return error(422, "The text needs a <+DYNAMICSHORTURL_…+> token.")
-        link = f"https://mx4.mx/{body['url']:04d}"
+        link = f"https://mx4.mx/{url:04d}"
+        clic = {**body, "text": SHORT_LINK.sub(link, text)}
         try:
-            return json_response(self.sms.create({**body, "text": SHORT_LINK.sub(link, text)}))
+            return json_response(self.sms.create(clic, route_required=True))
         except Invalid as exc:
             return error(422, str(exc))
 
@@ -287,7 +271,7 @@ class SmscloudsMore:
         if refused is not None:
             return refused
         number = request.match_info["number"]
-        if not (number.isdigit() and len(number) == 10):
+        if not (number.isascii() and number.isdigit() and len(number) == 10):
             return error(422, "The number must have 10 digits, without the country code.")
         valid = number not in self.state.settings.hlr_invalid
         self.sms.recorder.stats.hlr_lookups += 1

@@ -52,6 +52,9 @@ class MockSettings:
     #: this, so tests can see retries in milliseconds.
     retry_time_factor: float = 1.0
     cloudsms_callback_url: str | None = None  # CloudSMS: one report URL per account
+    #: CloudSMS ROUTE_IDs configured for the account; any other is LOCAL_REJECTED (seed 002,
+    #: "Wrong ROUTE_ID parameter values"). Empty: every ROUTE_ID is configured.
+    cloudsms_routes: tuple[str, ...] = ()
     ycloud_inbound_url: str | None = None
     smsclouds_mo_url: str | None = None
     smsclouds_keyword_url: str | None = None
@@ -84,6 +87,7 @@ class MockSettings:
         "dlr_mix",
         "retry_time_factor",
         "cloudsms_callback_url",
+        "cloudsms_routes",
         "ycloud_inbound_url",
         "smsclouds_mo_url",
         "smsclouds_keyword_url",

@@ -20,12 +20,14 @@ class ProviderStats:
     push_abandoned: int = 0  # pushes given up after the last retry
     list_calls: int = 0  # list calls answered
     list_refused: int = 0  # list calls refused for coming sooner than allowed
+    responses_calls: int = 0  # of the list calls, Smsclouds MO replies asked for (Option 1)
     bad_answers: int = 0  # CloudSMS report pushes answered without a proper ANSWER packet
     over_rate: int = 0  # send requests above the provider's rate, refused with 429
     faults: int = 0  # send requests failed on purpose
     answers_lost: int = 0  # of those, requests processed as usual whose answer was lost
     spacing_violations: int = 0  # voice calls to a number sooner than allowed
     hlr_lookups: int = 0
+    local_rejected: int = 0  # CloudSMS: answered OK, then reported LOCAL_REJECTED (60)
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)

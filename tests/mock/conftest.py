@@ -23,10 +23,19 @@ class MockClient:
         path: str,
         body: Any = None,
         headers: dict[str, str] | None = None,
+        *,
         raw: bytes | None = None,
+        bare: bool = False,
     ) -> tuple[int, Any]:
+        """One request. JSON bodies go as ``Content-Type: application/json`` and every
+        request says ``Accept: application/json``, as the seeds ask, unless ``bare``: then
+        only ``headers`` are sent."""
         data = raw if raw is not None else (orjson.dumps(body) if body is not None else None)
-        async with self.session.request(method, self.base + path, data=data, headers=headers) as r:
+        sent = {} if bare else {"Accept": "application/json"}
+        if data is not None and not bare:
+            sent["Content-Type"] = "application/json"
+        sent.update(headers or {})
+        async with self.session.request(method, self.base + path, data=data, headers=sent) as r:
             payload = await r.read()
             try:
                 return r.status, orjson.loads(payload)

@@ -31,7 +31,7 @@ async def test_ready_line_then_serves_then_exits_0_on_sigterm() -> None:
             async with s.post(
                 f"{base}/cloudaten/v1/sms/send_messages",
                 data=b'{"mobile": "+447901614024", "text": "hi"}',
-                headers={"X-API-Key": "k2"},
+                headers={"X-API-Key": "k2", "Content-Type": "application/json"},
             ) as resp:
                 assert orjson.loads(await resp.read())["code"] == 0
             async with s.get(f"{base}/_mock/stats") as resp:
