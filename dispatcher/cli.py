@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from dispatcher.account_api import QueryError, balance, query
-from dispatcher.client import CampaignNotFound, Client
+from dispatcher.client import CampaignNotFound, Client, NothingToSend
 from dispatcher.config import ConfigError, Settings, load_settings, with_overrides
 from dispatcher.embedded import EmbeddedRedisError
 from dispatcher.estimate import estimate
@@ -56,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--check-balance", action="store_true", help="refuse it if it costs more than the balance"
     )
+    e.add_argument("--allow-empty", action="store_true", help="enqueue with no valid recipient")
 
     est = sub.add_parser("estimate", help="recipients, segments and cost, before sending")
     _campaign_arguments(est)
@@ -294,7 +295,12 @@ async def _client_command(args: argparse.Namespace, settings: Settings, url: str
     client = Client(settings=settings, redis=connect(url))
     try:
         if args.command == "enqueue":
-            answer = await client.enqueue(_campaign(args))
+            try:
+                answer = await client.enqueue(_campaign(args), allow_empty=args.allow_empty)
+            except NothingToSend as exc:
+                raise CampaignError(
+                    exc.field, f"{exc.message}; use --allow-empty to enqueue it"
+                ) from None
             if args.json:
                 print(orjson.dumps(asdict(answer)).decode())
             else:

@@ -30,6 +30,10 @@ class CampaignNotFound(KeyError):
         return f"no campaign {self.campaign_id!r}"
 
 
+class NothingToSend(CampaignError):
+    """Every recipient is invalid (``Client.enqueue(..., allow_empty=False)``)."""
+
+
 class Client:
     """``Client(redis_url)``; use as ``async with`` or call ``close()``.
 
@@ -73,16 +77,24 @@ class Client:
         if self._owns_redis:
             await self.redis.aclose()
 
-    async def enqueue(self, campaign: Campaign | dict[str, Any]) -> Enqueued:
+    async def enqueue(
+        self, campaign: Campaign | dict[str, Any], *, allow_empty: bool = True
+    ) -> Enqueued:
         """Validate and enqueue; raises CampaignError (naming the field) and writes nothing.
 
         Returns the campaign id with the validation counts. With ``idempotency_key`` set,
         a repeat returns the first campaign's answer (``existing=True``) and enqueues nothing.
+        With ``allow_empty=False`` a campaign whose every recipient is invalid is refused
+        (:class:`NothingToSend`) rather than enqueued with only ``invalid`` results.
         """
         if not isinstance(campaign, Campaign):
             campaign = Campaign.from_dict(campaign)
         # Number validation is CPU work: keep the app's event loop responsive meanwhile.
         prepared = await asyncio.to_thread(prepare, campaign, self.settings)
+        if not allow_empty and prepared.valid == 0:
+            first = prepared.invalid[0] if prepared.invalid else None
+            example = f" (recipients[{first.index}]: {first.error})" if first else ""
+            raise NothingToSend("recipients", f"none of the {prepared.total} is valid{example}")
         if campaign.check_balance:
             await self._check_balance(campaign, prepared)
         return await self.store.enqueue(prepared, self.settings.idempotency_ttl_seconds)

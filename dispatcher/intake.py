@@ -1,8 +1,10 @@
 """Campaign validation at enqueue: E.164 numbers, duplicates, and the split into chunks.
 
-Everything is checked before anything is written, so a bad campaign enqueues nothing. A bad
-*number* is not an error of the campaign: it becomes that recipient's ``invalid`` result
-with the reason, so the sender sees exactly what was not sent and why.
+Everything is checked before anything is written, so a bad campaign enqueues nothing: the
+fields' types at construction (model.py), then what depends on the settings and the
+provider's length rules (limits.py). A bad *number* is not an error of the campaign: it
+becomes that recipient's ``invalid`` result with the reason, so the sender sees exactly what
+was not sent and why; so does a recipient the provider's rules exclude (limits.py).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from email_validator import EmailNotValidError, validate_email
 from phonenumbers import NumberParseException
 
 from dispatcher.config import Settings
-from dispatcher.keys import LANES
+from dispatcher.limits import Checker
 from dispatcher.model import Campaign, CampaignError, Recipient, Result, Status
 from dispatcher.providers import KINDS, codec_for
 
@@ -107,25 +109,16 @@ def _check_fields(campaign: Campaign, settings: Settings) -> None:
         raise CampaignError(
             "account", f"{campaign.account!r} is not configured for {campaign.provider}"
         )
-    if not isinstance(campaign.text, str) or not campaign.text.strip():
+    if not campaign.text.strip():
         raise CampaignError("text", "must not be empty")
     if not campaign.recipients:
         raise CampaignError("recipients", "must not be empty")
     region = campaign.default_region
     if region is not None and region.upper() not in phonenumbers.SUPPORTED_REGIONS:
         raise CampaignError("default_region", f"unknown region {region!r}")
-    if campaign.idempotency_key is not None and not campaign.idempotency_key.strip():
-        raise CampaignError("idempotency_key", "must not be blank")
     if (campaign.provider, campaign.kind) not in KINDS:
         kinds = ", ".join(sorted(k for p, k in KINDS if p == campaign.provider))
         raise CampaignError("kind", f"{campaign.provider} sends {kinds}, not {campaign.kind!r}")
-    if campaign.lane not in LANES:
-        raise CampaignError("lane", f"must be one of {', '.join(LANES)}")
-    if campaign.on_unknown not in (None, "resend", "hold"):
-        raise CampaignError("on_unknown", "must be resend or hold")
-    weight = campaign.weight
-    if not isinstance(weight, int) or isinstance(weight, bool) or not 1 <= weight <= 100:
-        raise CampaignError("weight", "must be a whole number from 1 to 100")
 
 
 def start_ms(value: str | float | None) -> int | None:
@@ -149,10 +142,14 @@ def start_ms(value: str | float | None) -> int | None:
 
 def prepare(campaign: Campaign, settings: Settings) -> Prepared:
     """Validate ``campaign`` and cut its recipients into the provider's chunks."""
+    campaign.validate()  # again: the app may have changed a field since construction
     _check_fields(campaign, settings)
     options = _options(campaign, settings)
-    chunk_size = settings.provider(campaign.provider).chunk_size
     codec = codec_for(campaign.provider, campaign.kind)
+    limits = Checker(campaign, codec, options)
+    limits.check_campaign()
+    start = start_ms(campaign.start_at)
+    chunk_size = settings.provider(campaign.provider).chunk_size
     dedupe = codec.dedupe
     email = codec.address == "email"
     region = (campaign.default_region or settings.default_region or "").upper() or None
@@ -175,6 +172,11 @@ def prepare(campaign: Campaign, settings: Settings) -> Prepared:
             duplicates += 1
             continue
         seen.add(e164)
+        refused = limits.recipient(e164, rcpt.fields)
+        if refused is not None:
+            invalid.append(Result(index, e164, Status.INVALID, error_code=refused[0],
+                                  error=refused[1]))  # fmt: skip
+            continue
         sent += 1
         current.append([index, e164, rcpt.fields] if rcpt.fields else [index, e164])
         if len(current) == chunk_size:
@@ -182,8 +184,8 @@ def prepare(campaign: Campaign, settings: Settings) -> Prepared:
             current = []
     if current:
         chunks.append(orjson.dumps(current))
+    limits.check_sendable(sent)
     on_unknown = campaign.on_unknown or settings.provider(campaign.provider).on_unknown
     return Prepared(
-        campaign, options, start_ms(campaign.start_at), chunks, invalid, sent, duplicates,
-        on_unknown,
+        campaign, options, start, chunks, invalid, sent, duplicates, on_unknown,
     )  # fmt: skip

@@ -5,13 +5,22 @@ Nothing here touches Redis or the network, so every layer can share these types.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from enum import StrEnum
 from typing import Any
 
+from dispatcher.keys import LANES
+
 #: Personalisation fields a recipient may carry (Smsclouds' <+B+>…<+F+> tokens).
 FIELD_NAMES = ("name", "field1", "field2", "field3", "field4")
+#: The longest ``name`` and ``idempotency_key``: labels, stored in Redis keys and hashes.
+MAX_LABEL = 256
+#: Later than any start time in seconds (the year 5138): a bigger number is milliseconds.
+MAX_UNIX_SECONDS = 1e11
 
 
 class Status(StrEnum):
@@ -78,13 +87,23 @@ class Recipient:
 
 @dataclass(slots=True)
 class Campaign:
-    """What an app asks for: one text to many numbers through one provider account."""
+    """What an app asks for: one text to many numbers through one provider account.
+
+    Every field's type and range is checked at construction (and again at enqueue, since a
+    dataclass can be changed in between): a bad value raises :class:`CampaignError` naming
+    the field, so nothing half-valid reaches Redis. Recipients may be any iterable of number
+    strings, :class:`Recipient` or ``{"number": …, "name": …}`` objects; one that is not a
+    sequence (a generator) is read once into a list, in order. A single string, a mapping or
+    a set is refused: results are reported by position in the list. What depends on the
+    settings (the provider, account, kind, region, the provider's length rules) is checked
+    at enqueue (intake.py).
+    """
 
     provider: str
     text: str
     recipients: Sequence[Recipient | str]
     account: str = "default"
-    signature: str | None = None
+    signature: str | None = None  # "" is the same as None
     name: str | None = None
     idempotency_key: str | None = None
     default_region: str | None = None
@@ -104,75 +123,123 @@ class Campaign:
     #: the lane: weight 2 gets twice the chunks of weight 1 (1–100).
     weight: int = 1
 
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check every field's type and range; the first bad one raises CampaignError."""
+        for key in ("provider", "text", "account", "kind", "lane"):
+            if not isinstance(getattr(self, key), str):
+                raise CampaignError(key, "must be a string")
+        if self.signature == "":
+            self.signature = None
+        for key in ("signature", "name", "idempotency_key", "default_region", "on_unknown"):
+            value = getattr(self, key)
+            if value is not None and not isinstance(value, str):
+                raise CampaignError(key, "must be a string or None")
+        if self.signature is not None and (
+            not self.signature.strip() or any(ord(c) < 32 or ord(c) == 127 for c in self.signature)
+        ):
+            raise CampaignError("signature", "must be one line of visible text")
+        for key in ("name", "idempotency_key"):
+            value = getattr(self, key)
+            if value is not None and len(value) > MAX_LABEL:
+                raise CampaignError(key, f"longer than {MAX_LABEL} characters")
+        if self.idempotency_key is not None and not self.idempotency_key.strip():
+            raise CampaignError("idempotency_key", "must not be blank")
+        if self.lane not in LANES:
+            raise CampaignError("lane", f"must be one of {', '.join(LANES)}")
+        if self.on_unknown not in (None, "resend", "hold"):
+            raise CampaignError("on_unknown", "must be resend or hold")
+        if not isinstance(self.check_balance, bool):
+            raise CampaignError("check_balance", "must be true or false")
+        weight = self.weight
+        if not isinstance(weight, int) or isinstance(weight, bool) or not 1 <= weight <= 100:
+            raise CampaignError("weight", "must be a whole number from 1 to 100")
+        self.start_at = _start_at(self.start_at)
+        self.options = _options(self.options)
+        self.recipients = _recipients(self.recipients)
+
     @classmethod
     def from_dict(cls, data: Any) -> Campaign:
         """Build from decoded JSON (a campaign file), naming the field of any error."""
         if not isinstance(data, dict):
             raise CampaignError("campaign", "must be a JSON object")
-        known = {
-            "provider",
-            "text",
-            "recipients",
-            "account",
-            "signature",
-            "name",
-            "idempotency_key",
-            "default_region",
-            "options",
-            "kind",
-            "lane",
-            "start_at",
-            "on_unknown",
-            "check_balance",
-            "weight",
-        }
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(data) - {f.name for f in dataclass_fields(cls)})
         if unknown:
             raise CampaignError(unknown[0], "unknown field")
         for key in ("provider", "text"):
             if key not in data:
                 raise CampaignError(key, "is required")
-        options = data.get("options", {})
-        if not isinstance(options, dict):
-            raise CampaignError("options", "must be an object")
-        check_balance = data.get("check_balance", False)
-        if not isinstance(check_balance, bool):
-            raise CampaignError("check_balance", "must be true or false")
-        start_at = data.get("start_at")
-        if start_at is not None and (
-            isinstance(start_at, bool) or not isinstance(start_at, str | int | float)
-        ):
-            raise CampaignError("start_at", "must be an ISO 8601 time or Unix seconds")
-        weight = data.get("weight", 1)
-        if not isinstance(weight, int) or isinstance(weight, bool):
-            raise CampaignError("weight", "must be a whole number from 1 to 100")
-        for key in known - {"recipients", "options", "start_at", "check_balance", "weight"}:
-            value = data.get(key)
-            if value is not None and not isinstance(value, str):
-                raise CampaignError(key, "must be a string")
-        raw = data.get("recipients")
-        if not isinstance(raw, list):
+        if not isinstance(data.get("recipients"), list):
             raise CampaignError("recipients", "must be a list")
-        recipients: list[Recipient | str] = [
-            _recipient_from_json(item, f"recipients[{i}]") for i, item in enumerate(raw)
-        ]
-        return cls(
-            provider=data["provider"],
-            text=data["text"],
-            recipients=recipients,
-            account=data.get("account") or "default",
-            signature=data.get("signature"),
-            name=data.get("name"),
-            idempotency_key=data.get("idempotency_key"),
-            default_region=data.get("default_region"),
-            options=options,
-            kind=data.get("kind") or "sms",
-            lane=data.get("lane") or "transactional",
-            on_unknown=data.get("on_unknown") or None,
-            check_balance=check_balance,
-            start_at=start_at,
-            weight=weight,
-        )
+        required = ("provider", "text", "recipients")
+        given = {k: v for k, v in data.items() if v is not None or k in required}
+        # An empty string means the default, as JSON writers often say "no value".
+        for key in ("account", "kind", "lane", "on_unknown"):
+            if given.get(key) == "":
+                del given[key]
+        return cls(**given)
+
+
+def _start_at(value: Any) -> str | float | None:
+    """An ISO 8601 string (parsed at enqueue) or finite, non-negative Unix seconds."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise CampaignError("start_at", "must be an ISO 8601 time or Unix seconds")
+    if (isinstance(value, float) and not math.isfinite(value)) or value < 0:
+        raise CampaignError("start_at", "must be a finite, non-negative number of Unix seconds")
+    if value > MAX_UNIX_SECONDS:
+        raise CampaignError("start_at", "must be Unix seconds, not milliseconds")
+    return value
+
+
+def _options(value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise CampaignError("options", "must be an object (a dict)")
+    for key in value:
+        if not isinstance(key, str):
+            raise CampaignError("options", "keys must be strings")
+    return value if isinstance(value, dict) else dict(value)
+
+
+def _recipients(value: Any) -> Sequence[Recipient | str]:
+    """The recipients as a sequence of numbers and Recipients; see :class:`Campaign`."""
+    if isinstance(value, str | bytes | bytearray):
+        raise CampaignError("recipients", "must be a list of numbers, not one string")
+    if isinstance(value, Mapping | AbstractSet):
+        kind = "an object" if isinstance(value, Mapping) else "a set (it has no order)"
+        raise CampaignError("recipients", f"must be a list, not {kind}")
+    if not isinstance(value, Iterable):
+        raise CampaignError("recipients", "must be a list")
+    items: Sequence[Any] = value if isinstance(value, list | tuple) else list(value)
+    out: list[Recipient | str] | None = None  # a copy, made only when an item changes
+    for i, item in enumerate(items):
+        if isinstance(item, str):
+            checked: Recipient | str = item
+        elif isinstance(item, Recipient):
+            checked = _recipient(item, f"recipients[{i}]")
+        else:
+            checked = _recipient_from_json(item, f"recipients[{i}]")
+        if checked is not item and out is None:
+            out = list(items[:i])
+        if out is not None:
+            out.append(checked)
+    return out if out is not None else items
+
+
+def _recipient(item: Recipient, where: str) -> Recipient:
+    if not isinstance(item.number, str):
+        raise CampaignError(f"{where}.number", "must be a string")
+    if not isinstance(item.fields, dict):
+        raise CampaignError(f"{where}.fields", "must be a dict of strings")
+    for key, value in item.fields.items():
+        if key not in FIELD_NAMES:
+            raise CampaignError(f"{where}.{key}", "unknown field")
+        if not isinstance(value, str):
+            raise CampaignError(f"{where}.{key}", "must be a string")
+    return item
 
 
 def _recipient_from_json(item: Any, where: str) -> Recipient | str:

@@ -1,9 +1,15 @@
 """Read a recipients file: CSV, or one number a line.
 
-A file is CSV when its first line has a comma. A CSV header is recognised by its first
-column (``number``, ``phone``, ``mobile``, ``msisdn`` or ``cellphone``) and may name the
-personalisation columns ``name``, ``field1``…``field4``; without a header the columns are
-taken in that order. Blank lines and lines starting with ``#`` are skipped.
+The delimiter is the first line's: whichever of ``,`` ``;`` tab or ``|`` splits it into the
+most cells, quotes read right; a first line none of them splits makes a one-number-a-line
+file. Phone numbers and email addresses never hold those characters, and Excel writes ``;``
+in many locales.
+
+The first row is a header when its first cell has letters but no digit and no ``@``, so it
+cannot be a number or an address (``number``, ``phone``, ``Mobile``…); in a one-column file
+it is just skipped. A CSV header names the personalisation columns after the first
+(``name``, ``field1``…``field4``); without a header the columns are taken in that order.
+Blank lines and lines starting with ``#`` are skipped.
 
 A structural fault (bad encoding, an unterminated quote, a row with the wrong number of
 columns, an empty number cell) is an error naming the file and line, and the campaign is not
@@ -19,7 +25,8 @@ from pathlib import Path
 
 from dispatcher.model import FIELD_NAMES, CampaignError, Recipient
 
-NUMBER_HEADERS = {"number", "phone", "mobile", "msisdn", "cellphone", "email"}
+#: Candidate delimiters, with their names for errors; on a tie the first wins.
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "vertical bar"}
 
 
 class RecipientsFileError(CampaignError):
@@ -37,20 +44,47 @@ def _decode(path: str, data: bytes) -> str:
         raise RecipientsFileError(path, line, "not valid UTF-8") from None
 
 
+def is_header(cell: str) -> bool:
+    """A first cell of words, which cannot be a number or an email address, names a column."""
+    return any(c.isalpha() for c in cell) and not any(c.isdigit() for c in cell) and "@" not in cell
+
+
 def _plain(path: str, lines: list[str]) -> list[Recipient]:
     out = []
+    first = True
     for number, raw in enumerate(lines, start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
         if "\x00" in line:
             raise RecipientsFileError(path, number, "contains a NUL byte")
+        if first and is_header(line):
+            first = False
+            continue
+        first = False
+        for delimiter, called in DELIMITERS.items():
+            if delimiter in line:
+                raise RecipientsFileError(
+                    path, number, f"a {called} in a one-number-a-line file (make line 1 CSV too)"
+                )
         out.append(Recipient(line))
     return out
 
 
-def _csv(path: str, text: str) -> list[Recipient]:
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+def _delimiter(first: str) -> str | None:
+    """The delimiter that splits the first line into the most cells, preferring one whose
+    cells hold no stray quote (it read the quoting right); None: not CSV."""
+    best, score = None, (False, 1)
+    for delimiter in DELIMITERS:
+        cells = next(csv.reader([first], delimiter=delimiter), [])
+        mine = ('"' not in "".join(cells), len(cells))
+        if len(cells) > 1 and mine > score:
+            best, score = delimiter, mine
+    return best
+
+
+def _csv(path: str, text: str, delimiter: str) -> list[Recipient]:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     columns: list[str] | None = None
     out = []
     try:
@@ -62,7 +96,7 @@ def _csv(path: str, text: str) -> list[Recipient]:
                 continue
             cells = [cell.strip() for cell in row]
             if columns is None:
-                if cells[0].lower() in NUMBER_HEADERS:
+                if is_header(cells[0]):
                     columns = ["number", *(c.lower() for c in cells[1:])]
                     for name in columns[1:]:
                         if name not in FIELD_NAMES:
@@ -86,13 +120,9 @@ def parse_recipients(path: str, data: bytes) -> list[Recipient]:
     text = _decode(path, data)
     lines = text.splitlines()
     first = next((ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#")), "")
-    if "," in first:
-        return _csv(path, text)
-    for number, raw in enumerate(lines, start=1):
-        if "," in raw:
-            raise RecipientsFileError(
-                path, number, "a comma in a one-number-a-line file (make line 1 CSV too)"
-            )
+    delimiter = _delimiter(first)
+    if delimiter is not None:
+        return _csv(path, text, delimiter)
     return _plain(path, lines)
 
 

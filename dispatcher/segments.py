@@ -15,6 +15,8 @@ UCS-2     70      67        1–70, 71–134, 135–201, … 604–670
 
 (The seed's Latin-1 table gives "938 - 1072" for 8 parts; 938 = 7 × 134 is already the last
 length of 7 parts, so 8 parts start at 939, as in every other row.)
+
+CloudSMS also bounds ``SMS_CONTENT`` in bytes by its own rule (:func:`cloudsms_bytes`).
 """
 
 from __future__ import annotations
@@ -85,3 +87,17 @@ def measure(text: str) -> Length:
     enc = encoding_of(text)
     n = units(text, enc)
     return Length(enc, n, segments_for(n, enc))
+
+
+def cloudsms_bytes(text: str) -> int:
+    """``SMS_CONTENT``'s length by seed 002's rule: "In English (punctuation marks are all
+    half corners), one character and one byte are used. The rest is calculated as one
+    character and two bytes (mixed Chinese and English, and English is also two bytes)."
+
+    So a text of ASCII characters only counts one byte each; any other text counts two
+    bytes for every character, its English ones too, a character being a UTF-16 code unit
+    as on the wire (UCS-2), so one outside the BMP (an emoji) counts four.
+    """
+    if text.isascii():
+        return len(text)
+    return len(text.encode("utf-16-le"))

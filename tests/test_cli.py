@@ -49,6 +49,13 @@ def cli(tmp_path: Path, redis_url: str, prefix: str) -> Cli:
         (["--provider", "pigeon", "--text", "hi"], "error: provider: unknown provider 'pigeon'"),
         (["--provider", "cloudaten", "--text", ""], "error: text: must not be empty"),
         (["--provider", "cloudaten", "--text", "hi", "--account", "x"], "error: account: 'x'"),
+        (["--provider", "cloudaten", "--text", "a" * 100_000], "error: text: 654 segments; "),
+        (
+            ["--provider", "cloudaten", "--text", "hi", "--signature", "S" * 10_000],
+            "error: signature: longer than cloudaten's 20 characters",
+        ),
+        (["--provider", "cloudaten", "--text", "hi", "--weight", "0"], "error: weight: "),
+        (["--provider", "cloudaten", "--text", "hi", "--lane", "now"], "error: lane: "),
     ],
 )
 async def test_bad_campaigns_exit_2_and_enqueue_nothing(
@@ -228,3 +235,49 @@ def test_pause_resume_cancel_retry_commands(cli: Cli) -> None:
     assert cli("cancel", cid_).returncode == 1
     assert orjson.loads(cli("status", cid_, "--json").stdout)["state"] == "cancelled"
     assert cli("pause", "nope").returncode == 1
+
+
+async def test_no_valid_recipient_is_refused_unless_allowed(cli: Cli, redis: Redis) -> None:
+    path = cli.file("n.txt", "+44 12\n0000\n")
+    args = ("enqueue", "--provider", "cloudaten", "--text", "hi", "--recipients", path)
+    done = cli(*args)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.strip() == (
+        "error: recipients: none of the 2 is valid (recipients[0]: not a valid number for "
+        "+44); use --allow-empty to enqueue it"
+    )
+    assert await redis.keys(f"{cli.prefix}*") == []
+    allowed = cli(*args, "--allow-empty", "--json")
+    assert allowed.returncode == 0, allowed.stderr
+    answer = orjson.loads(allowed.stdout)
+    assert (answer["valid"], answer["invalid"]) == (0, 2)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "number;name\n+447901614024;Ann\n+447911000001;Bob\n",  # Excel in many locales
+        "number\n+447901614024\n+447911000001\n",  # a one-column file with a header
+        "phone\tname\n+447901614024\tAnn\n+447911000001\t\n",
+    ],
+)
+def test_recipients_files_delimiters_and_headers(cli: Cli, content: str) -> None:
+    path = cli.file("n.csv", content)
+    done = cli("enqueue", "--provider", "cloudaten", "--text", "hi", "--recipients", path, "--json")
+    assert done.returncode == 0, done.stderr
+    answer = orjson.loads(done.stdout)
+    assert (answer["valid"], answer["invalid"]) == (2, 0)
+
+
+async def test_mainland_china_needs_a_signature_at_cloud_aten(cli: Cli, redis: Redis) -> None:
+    path = cli.file("cn.txt", "+8613800138000\n")
+    args = ("enqueue", "--provider", "cloudaten", "--text", "hi", "--recipients", path)
+    done = cli(*args)
+    assert done.returncode == 2
+    assert done.stderr.startswith(
+        "error: signature: cloudaten requires one for mainland China (+86) numbers"
+    )
+    assert await redis.keys(f"{cli.prefix}*") == []
+    signed = cli(*args, "--signature", "ACME", "--json")
+    assert signed.returncode == 0, signed.stderr
+    assert orjson.loads(signed.stdout)["valid"] == 1

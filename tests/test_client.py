@@ -11,9 +11,11 @@ import pytest
 from redis.asyncio import Redis
 
 from dispatcher.account_api import balance, balance_of
-from dispatcher.client import Client
+from dispatcher.client import Client, NothingToSend
+from dispatcher.config import Settings
 from dispatcher.model import Campaign, CampaignError
 from tests.conftest import all_providers
+from tests.test_model import BAD, GOOD, bad_id
 
 NUMBERS = [f"+4479110{i:05d}" for i in range(200)]
 MX = [f"+52449898{i:04d}" for i in range(200)]
@@ -69,3 +71,55 @@ def test_balance_answers_of_the_seeds() -> None:
         == 468062.11
     )
     assert balance_of("cloudaten", {"code": 0}) is None
+
+
+@pytest.mark.parametrize("case", BAD, ids=[bad_id(c) for c in BAD])
+async def test_enqueue_names_the_field_and_writes_nothing(
+    redis: Redis, prefix: str, settings: Settings, case: tuple[str, Any, str]
+) -> None:
+    key, value, field = case
+    client = Client(settings=settings, redis=redis)
+    if value is not None:  # in JSON, null is the default
+        with pytest.raises(CampaignError) as info:
+            await client.enqueue({**GOOD, key: value})  # as an app's decoded JSON
+        assert info.value.field == field
+    campaign = Campaign(**GOOD)
+    setattr(campaign, key, value)  # a field changed after construction
+    with pytest.raises(CampaignError) as info:
+        await client.enqueue(campaign)
+    assert info.value.field == field
+    assert await redis.keys(f"{prefix}*") == []
+
+
+async def test_enqueue_takes_a_generator(redis: Redis, settings: Settings) -> None:
+    client = Client(settings=settings, redis=redis)
+    numbers = (n for n in NUMBERS[:3])
+    answer = await client.enqueue(Campaign("cloudaten", "hi", numbers))  # type: ignore[arg-type]
+    assert (answer.valid, answer.recipients) == (3, 3)
+
+
+async def test_length_and_china_rules_enqueue_nothing(
+    redis: Redis, prefix: str, settings: Settings
+) -> None:
+    client = Client(settings=settings, redis=redis)
+    for bad, field in [
+        (Campaign("cloudaten", "a" * 100_000, NUMBERS), "text"),
+        (Campaign("cloudaten", "hi", NUMBERS, signature="S" * 10_000), "signature"),
+        (Campaign("cloudaten", "hi", ["+8613800138000"]), "signature"),
+    ]:
+        with pytest.raises(CampaignError) as info:
+            await client.enqueue(bad)
+        assert info.value.field == field
+    assert await redis.keys(f"{prefix}*") == []
+
+
+async def test_allow_empty(redis: Redis, prefix: str, settings: Settings) -> None:
+    client = Client(settings=settings, redis=redis)
+    junk = Campaign("cloudaten", "hi", ["junk", "+44 12"])
+    with pytest.raises(NothingToSend) as info:
+        await client.enqueue(junk, allow_empty=False)
+    assert info.value.field == "recipients"
+    assert info.value.message == "none of the 2 is valid (recipients[0]: not a phone number)"
+    assert await redis.keys(f"{prefix}*") == []
+    answer = await client.enqueue(junk)  # apps get every recipient's result by default
+    assert (answer.valid, answer.invalid) == (0, 2)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from dispatcher.estimate import estimate
-from dispatcher.model import Campaign, Recipient
+from dispatcher.model import Campaign, CampaignError, Recipient
 from tests.conftest import all_providers
 
 
@@ -33,3 +35,10 @@ def test_smsclouds_bills_by_flag() -> None:
     settings = all_providers("x:", "http://127.0.0.1:9")
     est = estimate(Campaign("smsclouds", "á" * 100, ["+524498987282"]), settings)
     assert est.segments == 2  # encode_2
+
+
+def test_a_text_no_provider_sends_is_refused_not_estimated() -> None:
+    settings = all_providers("x:", "http://127.0.0.1:9")
+    with pytest.raises(CampaignError) as info:
+        estimate(Campaign("cloudaten", "a" * 100_000, ["+447901614024"]), settings)
+    assert info.value.field == "text" and "654 segments" in info.value.message

@@ -124,3 +124,36 @@ def test_campaign_json_with_fields() -> None:
     )
     assert c.recipients == ["+447901614024", Recipient("+447911000001", {"name": "Ann"})]
     assert c.idempotency_key == "order-1"
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"kind": "fax"}, "kind"),
+        ({"start_at": "tomorrow"}, "start_at"),
+        ({"start_at": "2026-12-01T09:00:00"}, "start_at"),  # no time zone
+        ({"start_at": 4_000_000_000}, "start_at"),  # more than a year ahead
+        ({"options": {"route": 5}}, "options.route"),
+        ({"default_region": "gb1"}, "default_region"),
+    ],
+)
+def test_settings_dependent_values_name_the_field(
+    cfg: Settings, change: dict[str, object], field: str
+) -> None:
+    campaign = Campaign("cloudaten", "hi", ["+447901614024"])
+    for key, value in change.items():
+        setattr(campaign, key, value)
+    with pytest.raises(CampaignError) as info:
+        prepare(campaign, cfg)
+    assert info.value.field == field
+
+
+def test_prepare_checks_fields_changed_after_construction(cfg: Settings) -> None:
+    campaign = Campaign("cloudaten", "hi", ["+447901614024"])
+    campaign.recipients = "+447911000001"
+    with pytest.raises(CampaignError) as info:
+        prepare(campaign, cfg)
+    assert (info.value.field, info.value.message) == (
+        "recipients",
+        "must be a list of numbers, not one string",
+    )

@@ -11,6 +11,7 @@ from dispatcher.segments import (
     GSM7_EXTENSION,
     MAX_SEGMENTS,
     Encoding,
+    cloudsms_bytes,
     encoding_of,
     measure,
     segments_for,
@@ -87,3 +88,19 @@ def test_any_gsm_text_is_gsm7_with_extensions_counted_twice(text: str) -> None:
     assert m.encoding is Encoding.GSM7
     assert m.units == len(text) + sum(c in GSM7_EXTENSION for c in text)
     assert m.segments <= MAX_SEGMENTS or m.units > 1530
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("Your code is 1234!", 18),  # English: one byte a character
+        ("a" * 1530, 1530),
+        ("é", 2),
+        ("Código 1234", 22),  # mixed: "English is also two bytes"
+        ("验证码 1234", 16),
+        ("😀", 4),  # two UTF-16 units, as on the wire
+        (("é" + "a" * 7) * 174 + "a" * 57, 2898),  # 1,449 characters, 1,623 UTF-8 bytes
+    ],
+)
+def test_cloudsms_bytes_by_seed_002s_rule(text: str, size: int) -> None:
+    assert cloudsms_bytes(text) == size

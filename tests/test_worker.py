@@ -57,13 +57,14 @@ async def test_a_campaign_gets_one_result_per_recipient(
 async def test_provider_rejections_are_per_recipient(redis: Redis, prefix: str, mock: str) -> None:
     settings = mock_settings(prefix, mock)
     client = Client(settings=settings, redis=redis)
-    # Mainland China needs a signature at Cloud Aten: the mock answers BAD_ARGUMENT.
-    answer = await client.enqueue(Campaign("cloudaten", "hello", [NUMBERS[0], "+8613800138000"]))
+    # A region without a price at Cloud Aten: the mock refuses that number alone.
+    await mock_post(mock, "/_mock/settings", {"unpriced_regions": ["JP"]})
+    answer = await client.enqueue(Campaign("cloudaten", "hello", [NUMBERS[0], "+81312345678"]))
     async with RunningWorker(redis, settings):
         st = await client.wait(answer.id, 30)
     assert st.counts == {"accepted": 1, "rejected": 1}
     rejected = [r async for r in client.results(answer.id) if r.status == Status.REJECTED]
-    assert [(r.number, r.error_code) for r in rejected] == [("+8613800138000", "BAD_ARGUMENT")]
+    assert [(r.number, r.error_code) for r in rejected] == [("+81312345678", "NO_BASE_PRICE")]
 
 
 async def test_wrong_api_key_pauses_until_resumed(redis: Redis, prefix: str, mock: str) -> None:
