@@ -6,13 +6,22 @@ report pushed five times counts once. Reports name their recipient in one of thr
 resolved here: our ``uid`` (campaign and index), ``CUSTOMER_BODY`` (campaign and chunk, plus
 the number), or only the provider's message id (list APIs), through the message index that
 the record script fills.
+
+Whoever can reach the webhooks can push anything, so a report lands only where everything
+it names agrees with what we sent (:meth:`Tracker.check`): the campaign went out through
+the report's provider, it has that recipient, the number is the one we sent to it, and the
+provider's message id is the one it gave us. A report that contradicts any of these is
+refused and writes nothing; one about a campaign or message we do not know is answered and
+dropped (the provider would otherwise push it again for days).
 """
 
 from __future__ import annotations
 
 import logging
+from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -22,6 +31,7 @@ from redis.asyncio import Redis
 from dispatcher.keys import Keys
 from dispatcher.model import Result, Status, rank
 from dispatcher.providers.base import Inbound, Report
+from dispatcher.providers.common import same_number
 from dispatcher.store import EVENTS_MAXLEN, as_str
 from dispatcher.unknown import Park, UnknownStore
 
@@ -29,6 +39,9 @@ log = logging.getLogger("dispatcher.tracking")
 INBOUND_MAXLEN = 1_000_000
 #: Providers retry a push for up to 72 h after a day: remember inbound ids longer than that.
 SEEN_TTL_S = 5 * 24 * 3600
+#: An inbound message is claimed this long before it is stored: if storing fails, the
+#: provider's next push (a minute later at the soonest) is not taken for a repeat.
+CLAIM_TTL_S = 30
 
 _APPLY = """
 -- KEYS: meta, state, reports, finals, events, parked; ARGV: cid, index, rank, status, report
@@ -58,6 +71,40 @@ class Applied(StrEnum):
     APPLIED = "applied"  # the recipient's status moved forward
     STALE = "stale"  # a repeat, or older than what we have
     UNKNOWN = "unknown"  # no recipient of ours: not our message, or long forgotten
+    # Refused: the report contradicts what we sent; nothing is written.
+    WRONG_PROVIDER = "wrong_provider"  # the campaign went out through another provider
+    WRONG_RECIPIENT = "wrong_recipient"  # the campaign sent no such recipient
+    WRONG_NUMBER = "wrong_number"  # not the number we sent that recipient
+    WRONG_MESSAGE = "wrong_message_id"  # not the id the provider gave that message
+
+
+REFUSED = frozenset(
+    {Applied.WRONG_PROVIDER, Applied.WRONG_RECIPIENT, Applied.WRONG_NUMBER, Applied.WRONG_MESSAGE}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The recipient a report is about, checked: campaign, index, the number we sent to."""
+
+    cid: str
+    index: int
+    number: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    indexes: list[int]  # ascending, as enqueued
+    numbers: list[str]
+    by_number: dict[str, int]
+
+    def number_of(self, index: int) -> str | None:
+        at = bisect_left(self.indexes, index)
+        found = at < len(self.indexes) and self.indexes[at] == index
+        return self.numbers[at] if found else None
+
+
+_NO_CHUNK = _Chunk([], [], {})
 
 
 class Tracker:
@@ -66,45 +113,72 @@ class Tracker:
         self.keys = keys
         self.unknown = UnknownStore(redis, keys)
         self._apply = redis.register_script(_APPLY)
-        self._chunks: OrderedDict[tuple[str, int], dict[str, int]] = OrderedDict()
+        self._chunks: OrderedDict[tuple[str, int], _Chunk] = OrderedDict()
         self._chunk_cache = chunk_cache
 
-    async def _chunk_numbers(self, cid: str, chunk: int) -> dict[str, int]:
-        """number → recipient index for one chunk (cached: reports come per SMS_UID)."""
+    async def _chunk(self, cid: str, chunk: int) -> _Chunk:
+        """One chunk's recipients (cached: reports come per SMS_UID; a miss is not)."""
         key = (cid, chunk)
-        numbers = self._chunks.get(key)
-        if numbers is None:
-            blob = await self.redis.hget(self.keys.chunks(cid), str(chunk))
-            numbers = {m[1]: m[0] for m in orjson.loads(blob)} if blob else {}
-            self._chunks[key] = numbers
-            if len(self._chunks) > self._chunk_cache:
-                self._chunks.popitem(last=False)
-        else:
+        found = self._chunks.get(key)
+        if found is not None:
             self._chunks.move_to_end(key)
-        return numbers
+            return found
+        blob = await self.redis.hget(self.keys.chunks(cid), str(chunk))
+        if not blob:
+            return _NO_CHUNK
+        members = orjson.loads(blob)
+        found = _Chunk(
+            [m[0] for m in members], [m[1] for m in members], {m[1]: m[0] for m in members}
+        )
+        self._chunks[key] = found
+        if len(self._chunks) > self._chunk_cache:
+            self._chunks.popitem(last=False)
+        return found
 
-    async def _settle_parked(self, provider: str, cid: str, index: int, report: Report) -> bool:
+    async def _sent_number(
+        self, cid: str, index: int, chunks: int, hint: int | None, parked: Any
+    ) -> str | None:
+        """The number recipient ``index`` was sent to, from its chunk, for a report that
+        comes before the send result: the chunk the report or the parking names, or the
+        one found by bisection (chunks hold ascending indexes)."""
+        for chunk in (hint, Park.parse(index, as_str(parked)).chunk if parked else None):
+            if chunk is not None and (number := (await self._chunk(cid, chunk)).number_of(index)):
+                return number
+        lo, hi = 0, chunks - 1
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            found = await self._chunk(cid, mid)
+            if not found.indexes:
+                return None
+            if index < found.indexes[0]:
+                hi = mid - 1
+            elif index > found.indexes[-1]:
+                lo = mid + 1
+            else:
+                return found.number_of(index)
+        return None
+
+    async def _settle_parked(self, provider: str, target: Target, report: Report) -> bool:
         """A report about a recipient whose fate was unknown proves the provider has its
-        message: record it accepted, with the report's message id. Only when the report's
-        number is the one we sent to that recipient."""
-        raw = await self.redis.hget(self.keys.parked(cid), str(index))
+        message: record it accepted, with the report's message id. Only when the report
+        names a number (checked to be the one we sent by :meth:`check`)."""
+        raw = await self.redis.hget(self.keys.parked(target.cid), str(target.index))
         if raw is None or not report.number:
             return False
-        park = Park.parse(index, as_str(raw))
-        if (await self._chunk_numbers(cid, park.chunk)).get(report.number) != index:
-            return False
+        park = Park.parse(target.index, as_str(raw))
         result = Result(
-            index, report.number, Status.ACCEPTED, report.message_id, sent_at=report.at,
+            target.index, target.number, Status.ACCEPTED, report.message_id, sent_at=report.at,
             error=f"fate was unknown ({park.reason}); a report shows {provider} has it",
         )  # fmt: skip
-        return await self.unknown.found(cid, provider, [result]) > 0
+        return await self.unknown.found(target.cid, provider, [result]) > 0
 
     async def locate(self, provider: str, report: Report) -> tuple[str, int] | None:
-        """The campaign and recipient index a report is about, or None."""
+        """The campaign and recipient index a report names, or None (not checked)."""
         if report.campaign_id is not None and report.index is not None:
             return report.campaign_id, report.index
         if report.campaign_id is not None and report.chunk is not None and report.number:
-            index = (await self._chunk_numbers(report.campaign_id, report.chunk)).get(report.number)
+            found = await self._chunk(report.campaign_id, report.chunk)
+            index = found.by_number.get(report.number)
             return (report.campaign_id, index) if index is not None else None
         if report.message_id:
             ref = await self.redis.hget(self.keys.message_index(provider), report.message_id)
@@ -113,13 +187,62 @@ class Tracker:
                 return cid, int(position)
         return None
 
-    async def apply(self, provider: str, report: Report, *, index_message: bool = False) -> Applied:
-        """Apply ``report``; with ``index_message``, also remember its message id (for MO
-        responses that name the message they answer)."""
-        where = await self.locate(provider, report)
-        if where is None:
+    async def check(self, provider: str, report: Report) -> Target | Applied:
+        """The recipient ``report`` is about, if everything it names agrees with what we
+        sent; else UNKNOWN (no campaign or message of ours) or the refusal (in
+        :data:`REFUSED`). The campaign's provider is checked before its recipients, so a
+        push naming another provider's campaign is refused whatever else it says."""
+        k = self.keys
+        cid, index = report.campaign_id, report.index
+        if cid is None:
+            where = await self.locate(provider, report)  # by message id: a list record
+            if where is None:
+                return Applied.UNKNOWN
+            cid, index = where
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(k.meta(cid), ["provider", "entries", "chunks"])
+            if index is not None:
+                pipe.hget(k.results(cid), str(index))
+                pipe.hget(k.parked(cid), str(index))
+            (owner, entries, chunks), *rest = await pipe.execute()
+        if owner is None:
             return Applied.UNKNOWN
-        cid, index = where
+        if as_str(owner) != provider:
+            return Applied.WRONG_PROVIDER
+        if index is None:  # CUSTOMER_BODY: the campaign's chunk, and the number in it
+            if report.chunk is None or not report.number:
+                return Applied.WRONG_RECIPIENT
+            index = (await self._chunk(cid, report.chunk)).by_number.get(report.number)
+            if index is None:
+                return Applied.WRONG_NUMBER  # not a number that chunk sent to
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hget(k.results(cid), str(index))
+                pipe.hget(k.parked(cid), str(index))
+                rest = await pipe.execute()
+        row, parked = rest
+        if not 0 <= index < int(entries or 0):
+            return Applied.WRONG_RECIPIENT
+        sent_id: Any = None
+        if row is not None:
+            fields = orjson.loads(row)  # model.ROW_FIELDS: number, status, message_id, …
+            number, sent_id = str(fields[0] or ""), fields[2]
+        else:
+            found = await self._sent_number(cid, index, int(chunks or 0), report.chunk, parked)
+            if found is None:
+                return Applied.WRONG_RECIPIENT  # a duplicate, or never in a chunk
+            number = found
+        if report.number is not None and not same_number(str(report.number), number):
+            return Applied.WRONG_NUMBER
+        if report.message_id and sent_id and report.message_id != str(sent_id):
+            return Applied.WRONG_MESSAGE
+        return Target(cid, index, number)
+
+    async def write(
+        self, provider: str, report: Report, target: Target, *, index_message: bool = False
+    ) -> Applied:
+        """Apply a report :meth:`check` placed; with ``index_message``, also remember its
+        message id (for MO responses that name the message they answer)."""
+        cid, index = target.cid, target.index
         k = self.keys
         if index_message and report.message_id:
             await self.redis.hset(k.message_index(provider), report.message_id, f"{cid}.{index}")
@@ -137,10 +260,17 @@ class Tracker:
         args: list[Any] = [cid, index, rank(report.status), report.status, blob]
         got = int(await self._apply(keys=keys, args=args))
         if got == 2:
-            if not await self._settle_parked(provider, cid, index, report):
+            if not await self._settle_parked(provider, target, report):
                 return Applied.UNKNOWN
             got = int(await self._apply(keys=keys, args=args))
         return {1: Applied.APPLIED, 0: Applied.STALE}.get(got, Applied.UNKNOWN)
+
+    async def apply(self, provider: str, report: Report, *, index_message: bool = False) -> Applied:
+        """Check ``report`` and apply it if it agrees with what we sent."""
+        target = await self.check(provider, report)
+        if isinstance(target, Applied):
+            return target
+        return await self.write(provider, report, target, index_message=index_message)
 
     async def apply_many(
         self, provider: str, reports: Sequence[Report], *, index_messages: bool = False
@@ -151,13 +281,39 @@ class Tracker:
             tally[outcome] = tally.get(outcome, 0) + 1
         return tally
 
-    async def add_inbound(self, message: Inbound) -> bool:
-        """Store an inbound message once (providers push again on any doubt); True if new."""
+    async def link(self, message: Inbound) -> tuple[str, Applied | None]:
+        """The recipient (``cid.index``, or "") an inbound message answers, and the refusal
+        if the message names one of ours that was sent to another number."""
+        if not message.message_id:
+            return "", None
+        index = self.keys.message_index(message.provider)
+        ref = as_str(await self.redis.hget(index, message.message_id))
+        cid, _, position = ref.rpartition(".")
+        if not cid:
+            return "", None
+        named = Report(
+            Status.SENT, "", message_id=message.message_id, campaign_id=cid,
+            index=int(position), number=message.mobile,
+        )  # fmt: skip
+        target = await self.check(message.provider, named)
+        if isinstance(target, Applied):
+            return "", None if target is Applied.UNKNOWN else target
+        return f"{target.cid}.{target.index}", None
+
+    async def add_inbound(self, message: Inbound, recipient: str | None = None) -> bool:
+        """Store an inbound message once (providers push again on any doubt); True if new.
+
+        ``recipient`` is what :meth:`link` found (looked up when None); a message that
+        names a recipient of ours sent to another number is not stored (False).
+        """
         k = self.keys
-        fresh = await self.redis.set(
-            k.seen(message.provider, message.id), 1, nx=True, ex=SEEN_TTL_S
-        )
-        if not fresh:
+        if recipient is None:
+            recipient, refusal = await self.link(message)
+            if refusal is not None:
+                log.warning("%s inbound message refused: %s", message.provider, refusal.value)
+                return False
+        seen = k.seen(message.provider, message.id)
+        if not await self.redis.set(seen, 1, nx=True, ex=CLAIM_TTL_S):
             return False
         fields: dict[Any, Any] = {
             "provider": message.provider,
@@ -168,9 +324,10 @@ class Tracker:
             "message_id": message.message_id or "",
             "keyword": message.keyword or "",
         }
-        if message.message_id:
-            ref = await self.redis.hget(k.message_index(message.provider), message.message_id)
-            if ref:
-                fields["recipient"] = as_str(ref)  # campaign.index the message answers
-        await self.redis.xadd(k.inbound, fields, maxlen=INBOUND_MAXLEN, approximate=True)
+        if recipient:
+            fields["recipient"] = recipient  # campaign.index the message answers
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xadd(k.inbound, fields, maxlen=INBOUND_MAXLEN, approximate=True)
+            pipe.expire(seen, SEEN_TTL_S)
+            await pipe.execute()
         return True

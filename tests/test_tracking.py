@@ -15,7 +15,7 @@ from dispatcher.keys import Keys
 from dispatcher.model import Campaign, Result, Status, rank
 from dispatcher.providers.base import Inbound, Report
 from dispatcher.queue import Queue, Track
-from dispatcher.tracking import Applied, Tracker
+from dispatcher.tracking import REFUSED, Applied, Tracker
 from tests.conftest import make_settings
 
 NUMBERS = [f"+4479110{i:05d}" for i in range(5)]
@@ -97,8 +97,15 @@ async def test_unknown_recipients_change_nothing(redis: Redis, settings: Setting
     await send_all(q)
     before = await redis.keys(f"{settings.prefix}*")
     assert await tracker.apply("cloudaten", report("nope", 0, Status.DELIVERED)) is Applied.UNKNOWN
-    assert await tracker.apply("cloudaten", report(cid, 99, Status.DELIVERED)) is Applied.UNKNOWN
-    assert await tracker.apply("cloudaten", report(cid, -1, Status.DELIVERED)) is Applied.UNKNOWN
+    # Our campaign, but no such recipient: a contradiction, refused.
+    assert (
+        await tracker.apply("cloudaten", report(cid, 99, Status.DELIVERED))
+        is Applied.WRONG_RECIPIENT
+    )
+    assert (
+        await tracker.apply("cloudaten", report(cid, -1, Status.DELIVERED))
+        is Applied.WRONG_RECIPIENT
+    )
     no_ref = Report(Status.DELIVERED, "delivered", message_id="unknown-sid")
     assert await tracker.apply("cloudaten", no_ref) is Applied.UNKNOWN
     assert sorted(await redis.keys(f"{settings.prefix}*")) == sorted(before)
@@ -122,6 +129,73 @@ async def test_inbound_is_stored_once_and_linked(redis: Redis, settings: Setting
     assert await tracker.add_inbound(message) is False  # the provider pushed it again
     [entry] = await Client(settings=settings, redis=redis).inbound()
     assert (entry["text"], entry["mobile"], entry["recipient"]) == ("STOP", NUMBERS[1], f"{cid}.1")
+
+
+def named(cid: str, index: int, number: str, message_id: str | None = None) -> Report:
+    return Report(
+        Status.DELIVERED, "delivered", message_id=message_id, campaign_id=cid, index=index,
+        number=number,
+    )  # fmt: skip
+
+
+async def test_a_report_must_agree_with_what_was_sent(redis: Redis, settings: Settings) -> None:
+    cid, q, tracker = await campaign(redis, settings)
+    await send_all(q)
+    before = sorted(await redis.keys(f"{settings.prefix}*"))
+    refusals = [
+        ("ycloud", named(cid, 1, NUMBERS[1], "sid1"), Applied.WRONG_PROVIDER),
+        ("cloudaten", named(cid, 1, NUMBERS[2], "sid1"), Applied.WRONG_NUMBER),
+        ("cloudaten", named(cid, 1, "+4479110999999", "sid1"), Applied.WRONG_NUMBER),
+        ("cloudaten", named(cid, 1, NUMBERS[1], "sid2"), Applied.WRONG_MESSAGE),
+        ("cloudaten", named(cid, 5, NUMBERS[1], "sid1"), Applied.WRONG_RECIPIENT),
+    ]
+    for provider, wrong, refusal in refusals:
+        assert await tracker.apply(provider, wrong) is refusal
+        assert refusal in REFUSED
+    assert sorted(await redis.keys(f"{settings.prefix}*")) == before
+    assert await redis.hlen(Keys(settings.prefix).reports(cid)) == 0
+    # The same number written nationally or without "+" is the same number.
+    for i, form in ((1, NUMBERS[1][1:]), (2, "0" + NUMBERS[2][3:]), (3, NUMBERS[3][3:])):
+        assert await tracker.apply("cloudaten", named(cid, i, form, f"sid{i}")) is Applied.APPLIED
+
+
+async def test_a_report_before_the_send_result_is_checked_in_its_chunk(
+    redis: Redis, prefix: str
+) -> None:
+    """No result yet (the chunk is still sending): the number comes from the chunk, found
+    by bisection over the campaign's chunks."""
+    s = make_settings(prefix, chunk_size=2)
+    numbers = [*NUMBERS, NUMBERS[0], "not a number", *(f"+4479111{i:05d}" for i in range(6))]
+    answer = await Client(settings=s, redis=redis).enqueue(Campaign("cloudaten", "hi", numbers))
+    tracker = Tracker(redis, Keys(prefix))
+    assert answer.duplicates == 1 and answer.invalid == 1
+    for index, number in enumerate(numbers):
+        if index in (5, 6):  # the duplicate and the invalid one: never sent
+            got = await tracker.apply("cloudaten", named(answer.id, index, number))
+            assert got is (Applied.WRONG_RECIPIENT if index == 5 else Applied.STALE)
+            continue
+        wrong = numbers[(index + 1) % len(numbers)]
+        got = await tracker.apply("cloudaten", named(answer.id, index, wrong))
+        assert got is Applied.WRONG_NUMBER
+        assert await tracker.apply("cloudaten", named(answer.id, index, number)) is (
+            Applied.APPLIED
+        )
+    st_ = await Client(settings=s, redis=redis).status(answer.id)
+    assert st_.finals == {"delivered": len(numbers) - 2, "invalid": 1}
+
+
+async def test_inbound_naming_another_recipients_message_is_refused(
+    redis: Redis, settings: Settings
+) -> None:
+    _, q, tracker = await campaign(redis, settings)
+    await send_all(q)
+    liar = Inbound("cloudaten", "in-2", NUMBERS[2], "STOP", message_id="sid1")
+    assert await tracker.link(liar) == ("", Applied.WRONG_NUMBER)
+    assert await tracker.add_inbound(liar) is False
+    assert await Client(settings=settings, redis=redis).inbound() == []
+    unknown = Inbound("cloudaten", "in-3", NUMBERS[2], "hello", message_id="not-ours")
+    assert await tracker.link(unknown) == ("", None)
+    assert await tracker.add_inbound(unknown) is True
 
 
 STATUSES = [Status.ACCEPTED, Status.SENT, Status.DELIVERED, Status.UNDELIVERED, Status.EXPIRED]

@@ -13,6 +13,7 @@ digits (else Invalid_parameter), Singapore numbers must have 8 digits and start 
 from __future__ import annotations
 
 import calendar
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -34,6 +35,7 @@ from dispatcher.providers.base import (
     refused,
     split_e164,
 )
+from dispatcher.providers.common import CAMPAIGN_ID, plausible_ms
 from dispatcher.render import render
 from dispatcher.segments import measure
 
@@ -281,19 +283,64 @@ STATE_NAMES = {
 }  # fmt: skip
 
 
-def _uip_ms(value: Any) -> int | None:
-    """A UTC+8 ``YYYY-MM-DD HH:MM:SS`` as Unix ms, or None."""
-    if not isinstance(value, str):
+#: SMS_UID as the seed shows it (30 hex-like characters), ``*``-wrapped in some answers.
+SMS_UID = re.compile(r"\*?[0-9A-Za-z]{1,64}\*?", re.ASCII)
+DEST_MSISDN = re.compile(r"[0-9]{1,32}", re.ASCII)  # "non-numeric or longer than 32 bytes"
+UIP_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}", re.ASCII)
+#: RESULT_CODE of the ANSWER to a report packet we refuse: the seed's parameter error.
+INVALID_PARAMETER = 0x10000001
+
+
+def _uip_ms(p: dict[str, Any], name: str, now_ms: int | None) -> int | None:
+    """A UTC+8 ``YYYY-MM-DD HH:MM:SS`` field as Unix ms (None: absent), or BadPush."""
+    value = p.get(name)
+    if value is None:
         return None
+    if not isinstance(value, str) or UIP_TIME.fullmatch(value.strip()) is None:
+        raise BadPush(name, "must be YYYY-MM-DD HH:MM:SS")
     try:
         parsed = time.strptime(value.strip(), "%Y-%m-%d %H:%M:%S")
     except ValueError:
+        raise BadPush(name, "is not a calendar time") from None
+    return plausible_ms((calendar.timegm(parsed) - UTC8) * 1000, name, now_ms)
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def serial_of(body: bytes) -> int | None:
+    """The SERIAL of a packet, if it has a valid one: a refused packet is answered with it."""
+    try:
+        p = orjson.loads(body)
+    except orjson.JSONDecodeError:
         return None
-    return (calendar.timegm(parsed) - UTC8) * 1000
+    serial = _int(p.get("SERIAL")) if isinstance(p, dict) else None
+    return serial if serial is not None and 1 <= serial <= SERIAL_MAX else None
 
 
-def parse_report_packet(body: bytes) -> tuple[int, list[Report]]:
-    """An ``SMS_PUSH_REPORT`` packet: its SERIAL and a report per SMS_RESULT_LIST entry."""
+def _ours(p: dict[str, Any]) -> tuple[str | None, int | None]:
+    """The campaign and chunk our CUSTOMER_BODY carries; (None, None) when it is empty or
+    absent (not a message of ours), BadPush when it names them in a form we never send."""
+    body = p.get("CUSTOMER_BODY")
+    if body is None or body == {}:
+        return None, None
+    if not isinstance(body, dict):
+        raise BadPush("CUSTOMER_BODY", "must be an object")
+    campaign, chunk = body.get("campaign"), _int(body.get("chunk"))
+    if not isinstance(campaign, str) or CAMPAIGN_ID.fullmatch(campaign) is None:
+        raise BadPush("CUSTOMER_BODY.campaign", "is not one of our campaign ids")
+    if chunk is None or not 0 <= chunk < 2**31:
+        raise BadPush("CUSTOMER_BODY.chunk", "must be a chunk number")
+    return campaign, chunk
+
+
+def parse_report_packet(body: bytes, now_ms: int | None = None) -> tuple[int, list[Report]]:
+    """An ``SMS_PUSH_REPORT`` packet: its SERIAL and a report per SMS_RESULT_LIST entry.
+
+    Every field that names the message is checked to be what we could have sent (ASCII
+    digits, our CUSTOMER_BODY, plausible times); anything else refuses the whole packet.
+    """
     try:
         p = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -304,36 +351,40 @@ def parse_report_packet(body: bytes) -> tuple[int, list[Report]]:
         raise BadPush("METHOD", "must be SMS_PUSH_REPORT")
     if str(p.get("TYPE", "")).strip() != "REQUEST":
         raise BadPush("TYPE", "must be REQUEST")
-    serial = p.get("SERIAL")
-    if not isinstance(serial, int) or isinstance(serial, bool) or not 1 <= serial <= SERIAL_MAX:
+    serial = _int(p.get("SERIAL"))
+    if serial is None or not 1 <= serial <= SERIAL_MAX:
         raise BadPush("SERIAL", "must be 1…65535")
     uid = p.get("SMS_UID")
-    if not isinstance(uid, str) or not uid:
-        raise BadPush("SMS_UID", "is required")
+    if not isinstance(uid, str) or SMS_UID.fullmatch(uid) is None:
+        raise BadPush("SMS_UID", "is required: up to 64 ASCII letters and digits")
     results = p.get("SMS_RESULT_LIST")
-    if not isinstance(results, list) or not results:
-        raise BadPush("SMS_RESULT_LIST", "must be a non-empty list")
-    body_ = p.get("CUSTOMER_BODY")
-    campaign = body_.get("campaign") if isinstance(body_, dict) else None
-    chunk = body_.get("chunk") if isinstance(body_, dict) else None
-    at = _uip_ms(p.get("REPORT_TIME")) or _uip_ms(p.get("TIME"))
+    if not isinstance(results, list) or not results or len(results) > MAX_NUMBERS:
+        raise BadPush("SMS_RESULT_LIST", "must be a list of 1 to 200 entries")
+    campaign, chunk = _ours(p)
+    sent_at = _uip_ms(p, "TIME", now_ms)  # required by the seed
+    if sent_at is None:
+        raise BadPush("TIME", "is required")
+    at = _uip_ms(p, "REPORT_TIME", now_ms) or sent_at
     reports = []
     for i, item in enumerate(results):
         where = f"SMS_RESULT_LIST[{i}]"
         if not isinstance(item, dict):
             raise BadPush(where, "must be an object")
-        cc, dest, state = item.get("COUNTRY_CODE"), item.get("DEST_MSISDN"), item.get("SMS_STATE")
-        if not isinstance(cc, int) or not isinstance(dest, str) or not dest.isdigit():
-            raise BadPush(f"{where}.DEST_MSISDN", "needs COUNTRY_CODE and a numeric DEST_MSISDN")
-        if not isinstance(state, int) or isinstance(state, bool):
+        cc, state = _int(item.get("COUNTRY_CODE")), _int(item.get("SMS_STATE"))
+        dest = item.get("DEST_MSISDN")
+        if cc is None or not 1 <= cc <= 999:
+            raise BadPush(f"{where}.COUNTRY_CODE", "must be a calling code (1…999)")
+        if not isinstance(dest, str) or DEST_MSISDN.fullmatch(dest) is None:
+            raise BadPush(f"{where}.DEST_MSISDN", "must be 1 to 32 ASCII digits")
+        if state is None:
             raise BadPush(f"{where}.SMS_STATE", "must be an integer")
         reports.append(
             Report(
                 status=STATES.get(state, Status.SENT),
-                raw_status=STATE_NAMES.get(state, str(item.get("RESULT_DESC", state))),
+                raw_status=STATE_NAMES.get(state, str(item.get("RESULT_DESC", state))[:32]),
                 message_id=uid.strip("*"),
-                campaign_id=campaign if isinstance(campaign, str) else None,
-                chunk=chunk if isinstance(chunk, int) else None,
+                campaign_id=campaign,
+                chunk=chunk,
                 number=f"+{cc}{dest}",
                 error_code=None if state == 2 else STATE_NAMES.get(state, str(state)),
                 at=at,

@@ -7,6 +7,8 @@ small module that sets those and inherits the rest from :class:`OneMobileCodec`.
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +27,7 @@ from dispatcher.providers.base import (
     SendJob,
     Verdict,
     map_status,
+    split_e164,
 )
 from dispatcher.render import render
 from dispatcher.segments import measure
@@ -35,12 +38,61 @@ def uid(campaign_id: str, index: int) -> str:
     return f"{campaign_id}.{index}"
 
 
+#: Our ``uid``: a campaign id (``store.new_campaign_id``: hex; any id safe in a key name)
+#: and the recipient index, in ASCII digits written as ``str(int)`` does. Anything else, such
+#: as ``c0ffee.²`` or ``c0ffee.１`` (which ``int()`` reads as 2 and 1), is not ours.
+UID = re.compile(r"([A-Za-z0-9_-]{1,64})\.(0|[1-9][0-9]{0,9})", re.ASCII)
+CAMPAIGN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
+#: A number as pushed: E.164 with or without ``+`` (or ``00``), or national.
+PUSHED_NUMBER = re.compile(r"(?:\+|00)?([0-9]{3,20})", re.ASCII)
+#: A provider's message id (``sid``, ``SMS_UID``): printable ASCII, no spaces.
+MESSAGE_ID = re.compile(r"[!-~]{1,64}", re.ASCII)
+#: Pushed times outside [2000-01-01, now + a day] are not times the provider could mean.
+EARLIEST_MS = 946_684_800_000
+FUTURE_SLACK_MS = 24 * 3600 * 1000
+
+
 def parse_uid(value: str) -> tuple[str, int] | None:
     """The campaign id and recipient index carried by a ``uid``, or None if it is not ours."""
-    campaign_id, _, index = value.rpartition(".")
-    if not campaign_id or not index.isdigit():
+    match = UID.fullmatch(value)
+    if match is None:
         return None
-    return campaign_id, int(index)
+    return match.group(1), int(match.group(2))
+
+
+def plausible_ms(value: int, name: str, now_ms: int | None = None) -> int:
+    """``value`` (Unix ms) if a provider could mean it; :class:`BadPush` naming ``name`` if it
+    is negative, before 2000 or more than a day ahead (clocks drift, time zones mislead)."""
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    if not EARLIEST_MS <= value <= now + FUTURE_SLACK_MS:
+        raise BadPush(name, "is not a plausible time (before 2000 or over a day ahead)")
+    return value
+
+
+def pushed_number(value: str, name: str) -> str:
+    """A pushed phone number, as given, if it is ASCII digits (``+`` first at most)."""
+    if PUSHED_NUMBER.fullmatch(value) is None:
+        raise BadPush(name, "must be 3 to 20 ASCII digits, with an optional leading +")
+    return value
+
+
+def same_number(pushed: str, sent: str) -> bool:
+    """Whether a pushed number is the one we sent to (E.164): the same digits in full, or
+    its national form (significant number, with or without the trunk 0), as lists and
+    Smsclouds write it. A number that is not digits is never the same."""
+    if not sent.startswith("+"):
+        return pushed == sent  # not a phone number (an e-mail address): as stored
+    match = PUSHED_NUMBER.fullmatch(pushed)
+    if match is None:
+        return False
+    digits = match.group(1)
+    if digits == sent[1:]:
+        return True
+    try:
+        _, national = split_e164(sent)
+    except ValueError:
+        return False
+    return digits in (national, f"0{national}")
 
 
 def http_outcome(status: int, body: bytes) -> Outcome | None:
@@ -233,10 +285,15 @@ def _field(data: dict[str, Any], name: str, kind: type, required: bool = True) -
     return value
 
 
-def parse_push(body: bytes, statuses: Mapping[str, Status], time_field: str) -> Report:
+def parse_push(
+    body: bytes, statuses: Mapping[str, Status], time_field: str, now_ms: int | None = None
+) -> Report:
     """A delivery report pushed as ``{"sid", "status", <time_field>, "mobile", "uid"?, …}``.
 
-    Cloud Aten calls the time ``status_timestamp`` and YCloud ``push_timestamp``.
+    Cloud Aten calls the time ``status_timestamp`` and YCloud ``push_timestamp``. Every
+    field that names the message is checked to be what we could have sent: a ``uid`` that
+    is not ours (non-ASCII digits included), a number that is not digits, an implausible
+    time are refused here, before anything looks the recipient up.
     """
     try:
         data = orjson.loads(body)
@@ -245,10 +302,17 @@ def parse_push(body: bytes, statuses: Mapping[str, Status], time_field: str) -> 
     if not isinstance(data, dict):
         raise BadPush("body", "not a JSON object")
     sid = _field(data, "sid", str)
+    if MESSAGE_ID.fullmatch(sid) is None:
+        raise BadPush("sid", "must be 1 to 64 printable ASCII characters")
     raw = _field(data, "status", str)
-    at = _field(data, time_field, int)
-    mobile = _field(data, "mobile", str)
-    ours = parse_uid(_field(data, "uid", str, required=False) or "")
+    if len(raw) > 32:
+        raise BadPush("status", "longer than 32 characters")
+    at = plausible_ms(_field(data, time_field, int), time_field, now_ms)
+    mobile = pushed_number(_field(data, "mobile", str), "mobile")
+    given = _field(data, "uid", str, required=False) or ""
+    ours = parse_uid(given)
+    if given and ours is None:
+        raise BadPush("uid", "is not one of ours (<campaign>.<index>, ASCII digits)")
     return Report(
         status=map_status(raw, statuses),
         raw_status=raw,

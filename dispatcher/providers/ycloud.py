@@ -7,6 +7,7 @@ answered with status ``unaccepted`` was refused by YCloud.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,7 +15,7 @@ import orjson
 
 from dispatcher.model import CampaignError, Status
 from dispatcher.providers.base import BadPush, Inbound, SendJob, Verdict
-from dispatcher.providers.common import OneMobileCodec
+from dispatcher.providers.common import OneMobileCodec, plausible_ms, pushed_number
 
 #: Appendix 1.code
 CODES: dict[int, tuple[str, Verdict]] = {
@@ -39,8 +40,13 @@ STATUSES = {
 }
 
 
-def parse_inbound(body: bytes) -> Inbound:
-    """§2.4: ``{"id", "mobile", "text", "inbound_timestamp"}``."""
+#: An inbound message's ``id``: it names the message in a key (``seen:ycloud:<id>``).
+INBOUND_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}", re.ASCII)
+
+
+def parse_inbound(body: bytes, now_ms: int | None = None) -> Inbound:
+    """§2.4: ``{"id", "mobile", "text", "inbound_timestamp"}``; the id ASCII, the mobile
+    digits, the time plausible (:func:`plausible_ms`)."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -51,7 +57,11 @@ def parse_inbound(body: bytes) -> Inbound:
         value = data.get(name)
         if not isinstance(value, kind) or isinstance(value, bool):
             raise BadPush(name, f"is required and must be {kind.__name__}")
-    return Inbound("ycloud", data["id"], data["mobile"], data["text"], data["inbound_timestamp"])
+    if INBOUND_ID.fullmatch(data["id"]) is None:
+        raise BadPush("id", "must be 1 to 128 ASCII letters, digits or ._:-")
+    mobile = pushed_number(data["mobile"], "mobile")
+    at = plausible_ms(data["inbound_timestamp"], "inbound_timestamp", now_ms)
+    return Inbound("ycloud", data["id"], mobile, data["text"], at)
 
 
 class YCloudCodec(OneMobileCodec):

@@ -1,30 +1,70 @@
-"""Serve the webhook receiver until SIGTERM or SIGINT (uvloop)."""
+"""Serve the webhook receiver until SIGTERM or SIGINT (uvloop).
+
+Providers push in bursts (a campaign's reports come back together), so the Redis client
+is a bounded pool that makes a request *wait* for a free connection: redis-py's default
+pool raises ``MaxConnectionsError`` past 100 connections, which became 500s under a burst
+of 2,000 pushes. A request waits at most ``POOL_WAIT_S``; only then, or when Redis refuses
+or times out, is it answered 503 (app.py). Log records are scrubbed of the secret
+(redact.py) and aiohttp's access log is off: it would print every secret path.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 
 from aiohttp import web
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dispatcher.config import Settings
+from dispatcher.embedded import CLIENT_NAME
 from dispatcher.keys import Keys
-from dispatcher.runtime import connect
 from dispatcher.tracking import Tracker
+from dispatcher.webhooks import redact
 from dispatcher.webhooks.app import build_app
+
+#: Redis connections of one webhooks process: enough to keep Redis busy, few enough for
+#: its client limit when many processes run.
+POOL_SIZE = 64
+#: How long a request waits for a pooled connection before it is answered 503.
+POOL_WAIT_S = 20.0
+
+
+def connect_pooled(url: str, size: int = POOL_SIZE, wait_s: float = POOL_WAIT_S) -> Redis:
+    """A client whose commands wait for one of ``size`` connections, and ride out a Redis
+    restart of about a second before failing (the provider pushes again after a 503)."""
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=size,
+        timeout=wait_s,
+        client_name=CLIENT_NAME,
+        health_check_interval=30,
+        socket_keepalive=True,
+        socket_connect_timeout=5,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=4),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+    )
+    return Redis.from_pool(pool)
 
 
 async def start(
     settings: Settings, redis_url: str, host: str, port: int
 ) -> tuple[web.AppRunner, int]:
     """Start on ``host:port`` (0: a free port); returns the runner and the bound port."""
-    redis = connect(redis_url)
+    redis = connect_pooled(redis_url)
     app = build_app(settings, Tracker(redis, Keys(settings.prefix)))
+    unfilter = redact.install(settings.webhooks.secret())
 
-    async def close_redis(_app: web.Application) -> None:
+    async def close(_app: web.Application) -> None:
         await redis.aclose()
+        unfilter()
 
-    app.on_cleanup.append(close_redis)
+    app.on_cleanup.append(close)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024)
@@ -36,6 +76,8 @@ async def start(
 
 
 async def serve(settings: Settings, redis_url: str, host: str, port: int) -> None:
+    # Every handler of the process, too: a record from a logger not in redact.LOGGERS.
+    unfilter = redact.install(settings.webhooks.secret(), (), logging.getLogger().handlers)
     runner, bound = await start(settings, redis_url, host, port)
     print(f"webhooks listening on http://{host}:{bound}", flush=True)
     stop = asyncio.Event()
@@ -46,3 +88,4 @@ async def serve(settings: Settings, redis_url: str, host: str, port: int) -> Non
         await stop.wait()
     finally:
         await runner.cleanup()
+        unfilter()
