@@ -53,6 +53,8 @@ key                        type    holds
                                    only the message (list APIs, Smsclouds)
 ``open:<provider>:<acct>`` zset    campaigns with messages a list API may still update
 ``batches:<prov>:<acct>``  zset    ``batch|cid|chunk`` of Smsclouds campaigns to poll
+``responses:<p>:<acct>``   zset    the same, for their handset replies (MO), by when (ms)
+                                   they were last asked for (responses.py)
 ``poll:<prov>:<acct>``     string  the poll lock: one list call per interval, across processes
 ``pollcursor:<p>:<acct>``  hash    where the list pagination stands (from, until, page)
 ``inbound``                stream  inbound SMS and MO messages, for apps to consume
@@ -187,6 +189,11 @@ class Keys:
 
     def batches(self, provider: str, account: str) -> str:
         return f"{self.prefix}batches:{provider}:{account}"
+
+    def responses(self, provider: str, account: str) -> str:
+        """Batches (``batch|cid|chunk``) whose handset replies are polled, by when they were
+        last asked for (responses.py)."""
+        return f"{self.prefix}responses:{provider}:{account}"
 
     def poll_lock(self, provider: str, account: str) -> str:
         return f"{self.prefix}poll:{provider}:{account}"

@@ -8,7 +8,8 @@ provider sees one call per interval. Each call does one page:
   open campaign's first send to ``poll_after_seconds`` ago, 5,000 records a page; records
   are matched by message id through the index the worker wrote at send time.
 * ``batch`` providers (Smsclouds): ``/api/v3/campaign/{id}/messages`` for the campaign
-  (batch) waiting longest; it leaves the rotation once all its messages are final.
+  (batch) waiting longest; it leaves the rotation once all its messages are final. Turn
+  about with those pages, the handset replies to the campaigns sent (responses.py).
 
 A list call settling recipients of unknown fate (reconcile.py) goes before status pages.
 """
@@ -33,6 +34,7 @@ from dispatcher.providers.base import BadPush, HttpRequest, Report
 from dispatcher.providers.common import OneMobileCodec, parse_list
 from dispatcher.providers.smsclouds import SmscloudsCodec
 from dispatcher.reconcile import Reconciler
+from dispatcher.responses import Responses
 from dispatcher.store import REDIS_ERRORS, as_str
 from dispatcher.tracking import Tracker
 from dispatcher.transport import Transport, TransportError
@@ -58,6 +60,7 @@ class Poller:
         self.reconciler = Reconciler(
             redis, settings, UnknownStore(redis, self.keys), self.tracker, self
         )
+        self.responses = Responses(redis, self.keys, self.tracker, self.post)
         self._transports: dict[tuple[str, str], Transport] = {}
         self._dial_codes: dict[str, int] = {}
         self.calls = 0
@@ -102,10 +105,14 @@ class Poller:
         return transport
 
     async def get(self, provider: str, account: str, path: str) -> bytes:
+        return await self._call(provider, account, HttpRequest("GET", path, None, ()))
+
+    async def post(self, provider: str, account: str, path: str, body: bytes) -> bytes:
+        return await self._call(provider, account, HttpRequest("POST", path, body, ()))
+
+    async def _call(self, provider: str, account: str, request: HttpRequest) -> bytes:
         self.calls += 1
-        status, body = await self._transport(provider, account).send(
-            HttpRequest("GET", path, None, ())
-        )
+        status, body = await self._transport(provider, account).send(request)
         if status != 200:
             raise BadPush("status", f"{provider} list call answered HTTP {status}")
         return body
@@ -184,10 +191,17 @@ class Poller:
         due_before = now_ms() - int(ps.poll_after_seconds * 1000)
         key = k.batches(k.listed(provider, kind), account)
         due = await self.redis.zrangebyscore(key, "-inf", due_before, start=0, num=1)
-        if not due:
+        every_ms = int(ps.poll_interval_seconds * 1000)
+        replies = await self.responses.due(provider, account, every_ms) if kind == "sms" else []
+        if not due and not replies:
             return False
         if not await self.lock(provider, account, kind):
             return False
+        turn = k.poll_cursor(k.listed(provider, kind), account)
+        if replies and (not due or await self.redis.hincrby(turn, "turn", 1) % 2):
+            got = await self.responses.ask(provider, account, replies)
+            log.info("%s/%s replies to %d campaign(s): %s", provider, account, len(replies), got)
+            return True
         member = as_str(due[0])
         batch, cid, chunk = member.split("|")
         reports = codec.parse_batch(await self.get(provider, account, codec.batch_path(batch)))

@@ -86,7 +86,7 @@ _RECORD = (
 local stream, results, counts, meta, events = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local held, delayed, state, finals, msgidx = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local open, batches, dead, owner, flight = KEYS[11], KEYS[12], KEYS[13], KEYS[14], KEYS[15]
-local parked, unknown, inflight = KEYS[16], KEYS[17], KEYS[18]
+local parked, unknown, inflight, responses = KEYS[16], KEYS[17], KEYS[18], KEYS[19]
 local group, id, cid, chunk = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local mode, attempt, reason, delay = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
 local rows, mids, list_open = ARGV[9], ARGV[10], ARGV[11]
@@ -107,6 +107,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if list_open == '1' then redis.call('ZADD', open, 'NX', now, cid) end
 for member in string.gmatch(batch_lines, '([^\n]+)') do
   redis.call('ZADD', batches, 'NX', now, member)
+  redis.call('ZADD', responses, 'NX', 0, member)  -- its replies: asked for soonest
 end
 -- the dead-letter list: recipients whose transient failures outlasted every attempt
 for index, why in string.gmatch(dead_lines, '([^\t\n]+)\t([^\n]*)') do
@@ -404,6 +405,7 @@ class Queue:
             k.parked(cid),
             k.unknown(listed, account),
             k.inflight(provider, account),
+            k.responses(listed, account),
         ]
         got = await self._record(keys=keys, args=args)
         if int(got[0]) < 0:

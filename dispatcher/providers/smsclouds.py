@@ -23,7 +23,9 @@ as each result's ``batch_id``, for status polling.
 
 from __future__ import annotations
 
+import calendar
 import re
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -45,6 +47,8 @@ from dispatcher.providers.base import (
     refused,
     split_e164,
 )
+from dispatcher.providers.common import plausible_ms
+from dispatcher.providers.smsclouds_responses import mo_id
 from dispatcher.render import render
 from dispatcher.segments import Encoding, measure
 
@@ -310,36 +314,50 @@ def _query(query: Mapping[str, str], name: str, pattern: re.Pattern[str] | None 
     value = query.get(name)
     if not value:
         raise BadPush(name, "is required")
-    if pattern is not None and not pattern.match(value):
+    if pattern is not None and not pattern.fullmatch(value):
         raise BadPush(name, "is malformed")
     return value
 
 
-DIGITS = re.compile(r"^\d{1,20}$")
+#: Pushed fields name messages and numbers in ASCII digits only (``\d`` would take ``١``).
+DIGITS = re.compile(r"[0-9]{1,20}", re.ASCII)
+PUSH_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}", re.ASCII)
+KEYWORD = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,64}")  # no control characters
 
 
-def parse_mo(query: Mapping[str, str]) -> Inbound:
+def _date(query: Mapping[str, str], now_ms: int | None) -> str:
+    """``date``: a calendar time (the provider's zone, so a day's slack) since 2000."""
+    date = _query(query, "date", PUSH_DATE)
+    try:
+        at = calendar.timegm(time.strptime(date, "%Y-%m-%d %H:%M:%S")) * 1000
+    except ValueError:
+        raise BadPush("date", "is not a calendar time") from None
+    plausible_ms(at, "date", now_ms)
+    return date
+
+
+def parse_mo(query: Mapping[str, str], now_ms: int | None = None) -> Inbound:
     """An MO response pushed by GET: ``response``, ``cellphone``, ``message_id``, ``date``."""
     text = _query(query, "response")
     if len(text) > 160:
         raise BadPush("response", "longer than 160 characters")
     cellphone = _query(query, "cellphone", DIGITS)
     message_id = _query(query, "message_id", DIGITS)
-    date = _query(query, "date", DATE)
+    date = _date(query, now_ms)
     return Inbound(
-        "smsclouds", f"mo:{message_id}:{cellphone}:{date}", cellphone, text,
+        "smsclouds", mo_id(message_id, date), cellphone, text,
         message_id=message_id,
     )  # fmt: skip
 
 
-def parse_keyword(query: Mapping[str, str]) -> Inbound:
+def parse_keyword(query: Mapping[str, str], now_ms: int | None = None) -> Inbound:
     """A keyword request pushed by GET: ``response``, ``cellphone``, ``keyword``, ``date``."""
     text = _query(query, "response")
     if len(text) > 160:
         raise BadPush("response", "longer than 160 characters")
     cellphone = _query(query, "cellphone", DIGITS)
-    keyword = _query(query, "keyword")
-    date = _query(query, "date", DATE)
+    keyword = _query(query, "keyword", KEYWORD)
+    date = _date(query, now_ms)
     return Inbound(
         "smsclouds", f"kw:{keyword}:{cellphone}:{date}", cellphone, text, keyword=keyword
     )

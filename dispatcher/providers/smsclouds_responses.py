@@ -1,0 +1,85 @@
+"""Smsclouds handset replies read back (seed 004, "Receive Responses MO (Option 1)").
+
+``POST api/v3/responses`` with ``type`` 4 ("by ids campaign") and ``campaigns``, the
+campaign ids our sends created, answers ``results``: one object per reply with
+``received_id``, ``campaign_id``, ``message_id`` (the message it answers), ``response`` (the
+handset's text) and ``received_at``. The same replies may also arrive pushed by GET ("Send
+Responses (MO) by GET method": ``response``, ``cellphone``, ``message_id``, ``date``), so
+both are stored under one id made of the message answered and the time of the reply
+(:func:`mo_id`), and whichever comes second is a repeat.
+
+The parameter table types ``type`` and ``campaigns`` as integers (its example quotes them);
+we send integers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import orjson
+
+from dispatcher.providers.base import BadPush
+
+PATH = "/api/v3/responses"
+#: Campaign ids asked for in one call: the seed sets no bound; this keeps a body small.
+MOST_CAMPAIGNS = 100
+_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$", re.ASCII)
+_ID = re.compile(r"^[0-9]{1,20}$", re.ASCII)
+
+
+def mo_id(message_id: str, date: str) -> str:
+    """The id of a handset reply, the same whether it was pushed or read back: the message
+    it answers and when it came (one handset does not answer one message twice a second)."""
+    return f"mo:{message_id}:{date}"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    batch: str  # the Smsclouds campaign id
+    message_id: str
+    text: str
+    received_at: str  # YYYY-MM-DD HH:mm:ss, as the provider writes it
+
+
+def request_body(batches: Sequence[str]) -> bytes:
+    """Ask for the replies to these campaigns (their Smsclouds ids, ASCII digits)."""
+    return orjson.dumps({"type": 4, "campaigns": [int(b) for b in batches]})
+
+
+def _text(item: dict[str, object], name: str, pattern: re.Pattern[str] | None = None) -> str:
+    value = item.get(name)
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise BadPush(f"results[].{name}", "is missing or not a string")
+    text = str(value)
+    if pattern is not None and not pattern.match(text):
+        raise BadPush(f"results[].{name}", "is malformed")
+    return text
+
+
+def parse_replies(body: bytes) -> list[Reply]:
+    """The replies of an answer; BadPush (the field named) if it is not what the seed shows.
+    A malformed reply spoils the whole answer: a page is asked for again, not half-read."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise BadPush("body", "the responses answer is not JSON") from None
+    if not isinstance(data, dict) or "error" in data:
+        raise BadPush("body", f"responses call refused: {str(data)[:200]}")
+    results = data.get("results")
+    if not isinstance(results, list):
+        raise BadPush("results", "is missing or not a list")
+    replies = []
+    for item in results:
+        if not isinstance(item, dict):
+            raise BadPush("results[]", "is not an object")
+        replies.append(
+            Reply(
+                batch=_text(item, "campaign_id", _ID),
+                message_id=_text(item, "message_id", _ID),
+                text=_text(item, "response"),
+                received_at=_text(item, "received_at", _DATE),
+            )
+        )
+    return replies

@@ -1,0 +1,117 @@
+"""Smsclouds handset replies (MO) read back by campaign, beside the ones pushed to us.
+
+A push can be lost (our webhooks down, a firewall, the provider never configured with our
+URL), so the poller also asks ``api/v3/responses`` (type 4) for the replies to the
+campaigns we sent, in calls of up to ``MOST_CAMPAIGNS`` campaigns, least recently asked
+first, for ``MAX_AGE_MS`` after a campaign was created. Each call is a list call: it takes
+the account's poll lock like the status pages (poller.py), so the provider sees no more
+list calls than before. A reply is stored once in the ``inbound`` stream, under the same
+id as its push (smsclouds_responses.mo_id), with the number we sent to and the recipient
+it answers; one whose message the status pages have not indexed yet is left for the next
+call, which returns it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import orjson
+from redis.asyncio import Redis
+
+from dispatcher.keys import Keys
+from dispatcher.providers.base import Inbound
+from dispatcher.providers.smsclouds_responses import (
+    MOST_CAMPAIGNS,
+    PATH,
+    mo_id,
+    parse_replies,
+    request_body,
+)
+from dispatcher.store import as_str
+from dispatcher.tracking import Tracker
+
+log = logging.getLogger("dispatcher.responses")
+#: Replies are looked for this long after a campaign was created (the reports' 72 h, and
+#: a day for late answers).
+MAX_AGE_MS = 4 * 24 * 3600 * 1000
+
+#: (provider, account, path, body) → the answer's body.
+Post = Callable[[str, str, str, bytes], Awaitable[bytes]]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Responses:
+    def __init__(self, redis: Redis, keys: Keys, tracker: Tracker, post: Post) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.tracker = tracker
+        self.post = post
+
+    def _key(self, provider: str, account: str) -> str:
+        return self.keys.responses(self.keys.listed(provider, "sms"), account)
+
+    async def due(self, provider: str, account: str, every_ms: int) -> list[str]:
+        """Batches (``batch|cid|chunk``) not asked for in the last ``every_ms``, oldest
+        asked first, at most one call's worth."""
+        got = await self.redis.zrangebyscore(
+            self._key(provider, account), "-inf", now_ms() - every_ms, start=0, num=MOST_CAMPAIGNS
+        )
+        return [as_str(m) for m in got]
+
+    async def ask(self, provider: str, account: str, members: list[str]) -> dict[str, int]:
+        """One call for these batches' replies; store the new ones. Returns a tally."""
+        key = self._key(provider, account)
+        live = await self._prune(key, members)
+        tally = {"stored": 0, "repeated": 0, "not_indexed": 0}
+        if not live:
+            return tally
+        batches = sorted({m.split("|", 1)[0] for m in live})
+        await self.redis.zadd(key, dict.fromkeys(live, now_ms()), xx=True)  # to the back
+        replies = parse_replies(await self.post(provider, account, PATH, request_body(batches)))
+        asked = set(batches)
+        index = self.keys.message_index(provider)
+        for reply in replies:
+            if reply.batch not in asked:
+                continue  # not one we asked about: not ours to store
+            ref = await self.redis.hget(index, reply.message_id)
+            number = await self._number(as_str(ref)) if ref else None
+            if number is None:
+                tally["not_indexed"] += 1  # comes again with the next call
+                continue
+            message = Inbound(
+                provider,
+                mo_id(reply.message_id, reply.received_at),
+                number,
+                reply.text,
+                message_id=reply.message_id,
+            )
+            tally["stored" if await self.tracker.add_inbound(message) else "repeated"] += 1
+        return tally
+
+    async def _number(self, ref: str) -> str | None:
+        """The number a recipient (``cid.index``) was sent to, from its result."""
+        cid, _, index = ref.rpartition(".")
+        row = await self.redis.hget(self.keys.results(cid), index)
+        if row is None:
+            return None
+        number = orjson.loads(row)[0]  # model.ROW_FIELDS starts with the number
+        return str(number) if number else None
+
+    async def _prune(self, key: str, members: list[str]) -> list[str]:
+        """The members still worth asking for: their campaign exists and is young enough."""
+        live, old = [], []
+        for m in members:
+            cid = m.split("|")[1]
+            created = await self.redis.hget(self.keys.meta(cid), "created_at")
+            if created is None or now_ms() - int(created) > MAX_AGE_MS:
+                old.append(m)
+            else:
+                live.append(m)
+        if old:
+            await self.redis.zrem(key, *old)
+        return live
