@@ -76,7 +76,10 @@ async def b_beside_a(processes: int, same: bool) -> dict[str, Any]:
             await rig.call("POST", "/_mock/settings", mock_limit)
             client = await start(rig, processes)
             a = (await client.enqueue(Campaign("cloudaten", "A", numbers(0, 3000), account="a"))).id
+            deadline = time.monotonic() + LIMIT_S
             while (await client.status(a)).recorded < 400:  # A alone for a while
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"A recorded fewer than 400 in {LIMIT_S:.0f} s")
                 await client.wait(a, 0.5)
             began = time.time()
             b_account = "a" if same else "b"

@@ -147,6 +147,6 @@ def local_rejection(
         return "Singapore number"
     if routes and route not in routes:
         return "wrong ROUTE_ID"
-    if region_of(cc, dest) in unpriced:
+    if unpriced and region_of(cc, dest) in unpriced:  # parsing costs: only when asked
         return "unconfigured sending direction"
     return None
