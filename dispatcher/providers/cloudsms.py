@@ -296,10 +296,10 @@ def _uip_ms(p: dict[str, Any], name: str, now_ms: int | None) -> int | None:
     value = p.get(name)
     if value is None:
         return None
-    if not isinstance(value, str) or UIP_TIME.fullmatch(value.strip()) is None:
+    if not isinstance(value, str) or UIP_TIME.fullmatch(value) is None:
         raise BadPush(name, "must be YYYY-MM-DD HH:MM:SS")
     try:
-        parsed = time.strptime(value.strip(), "%Y-%m-%d %H:%M:%S")
+        parsed = time.strptime(value, "%Y-%m-%d %H:%M:%S")
     except ValueError:
         raise BadPush(name, "is not a calendar time") from None
     return plausible_ms((calendar.timegm(parsed) - UTC8) * 1000, name, now_ms)

@@ -72,6 +72,8 @@ def test_cloud_aten_and_ycloud_reports(fields: dict[str, Any], field: str) -> No
      ({"CUSTOMER_BODY": {"campaign": "c0ffee", "chunk": True}}, "CUSTOMER_BODY.chunk"),
      ({"CUSTOMER_BODY": "c0ffee"}, "CUSTOMER_BODY"), ({"TIME": "1999-12-31 23:59:59"}, "TIME"),
      ({"REPORT_TIME": "2021-02-30 00:00:00"}, "REPORT_TIME"), ({"TIME": None}, "TIME"),
+     ({"TIME": "2021-01-01 00:00:00\n"}, "TIME"), ({"REPORT_TIME": " 2021-01-01 00:00:00"},
+      "REPORT_TIME"),
      ({"SMS_UID": "5A3B 3940"}, "SMS_UID"),
      ({"SMS_RESULT_LIST": [{"COUNTRY_CODE": 852, "DEST_MSISDN": "6123٠٠٠١", "SMS_STATE": 2}]},
       "SMS_RESULT_LIST[0].DEST_MSISDN"),
