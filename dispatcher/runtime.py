@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -9,19 +10,40 @@ import signal
 import sys
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import uvloop
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from dispatcher.embedded import CLIENT_NAME, shared_server
+from dispatcher.embedded import CLIENT_NAME, data_dir_from_env, shared_server
 
 T = TypeVar("T")
 
+#: Schemes redis-py understands in a URL.
+SCHEMES = ("redis", "rediss", "unix")
+#: How long a command-line command waits for Redis to answer before it gives up.
+CLI_CONNECT_TIMEOUT_S = 3.0
+
 _early: list[int] = []
+#: Set by ``-v``: commands say on stderr which Redis and which config file they use.
+verbose = False
+
+
+class RedisUrlError(ValueError):
+    """``REDIS_URL`` is not a URL redis-py can use; the message names the variable."""
+
+
+class RedisUnreachable(RuntimeError):
+    """Redis did not answer; the message names it without its password."""
+
+    def __init__(self, url: str, reason: str = "") -> None:
+        why = f" ({reason})" if reason else ""
+        super().__init__(f"cannot reach Redis at {redact_url(url)}{why}; set REDIS_URL")
 
 
 def catch_early_signals() -> None:
@@ -43,19 +65,72 @@ def setup_logging(level: str = "INFO") -> None:
     )
 
 
+def say(line: str) -> None:
+    """One line on stderr when ``-v`` was given."""
+    if verbose:
+        print(line, file=sys.stderr, flush=True)
+
+
+def stop_if_cancelled() -> None:
+    """Raise CancelledError if the current task was asked to stop.
+
+    redis-py can swallow a cancellation that lands while it opens or closes a connection
+    (its ``asyncio.timeout`` blocks), and Ctrl-C reaches a command as the cancellation of
+    its task: loops that could run for ever (``status --watch``, ``results``) call this
+    after each Redis call, so Ctrl-C always ends them.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a command's coroutine on uvloop."""
     return uvloop.run(coro)
 
 
+def redact_url(url: str) -> str:
+    """``url`` fit to print: no password (in the user part or the query), no query at all."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "<unparsable URL>"
+    if ":" in host:
+        host = f"[{host}]"
+    user = parts.username if parts.username and parts.username != "default" else ""
+    netloc = (f"{user}@" if user else "") + host + (f":{port}" if port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def checked_url(url: str, name: str = "REDIS_URL") -> str:
+    """``url`` if redis-py can use it, else a :class:`RedisUrlError` naming ``name``."""
+    scheme, sep, _rest = url.partition("://")
+    if not sep or scheme.lower() not in SCHEMES:
+        raise RedisUrlError(
+            f"{name} must start with redis://, rediss:// or unix:// "
+            "(for example redis://localhost:6379/0)"
+        )
+    return url
+
+
 @contextlib.contextmanager
 def redis_url() -> Iterator[str]:
-    """``$REDIS_URL`` if set; otherwise the embedded server, for as long as the block runs."""
+    """``$REDIS_URL`` if set; otherwise the embedded server, for as long as the block runs.
+
+    The embedded server lives in the one per-user data folder (``embedded.data_dir_from_env``),
+    so every command finds the same one wherever it runs.
+    """
     url = os.environ.get("REDIS_URL")
     if url:
+        checked_url(url)
+        say(f"redis: {redact_url(url)} (REDIS_URL)")
         yield url
         return
-    with shared_server() as embedded:
+    directory = data_dir_from_env()
+    with shared_server(directory) as embedded:
+        say(f"redis: {embedded} (embedded valkey-server, data in {directory})")
         yield embedded
 
 
@@ -69,3 +144,36 @@ def connect(url: str) -> Redis:
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
         socket_keepalive=True,
     )
+
+
+async def ensure_reachable(url: str, within: float = CLI_CONNECT_TIMEOUT_S) -> None:
+    """One PING, no retries, within ``within`` seconds: :class:`RedisUnreachable` if it fails, so a
+    command-line command says so at once rather than after the retries of :func:`connect`."""
+    probe = Redis.from_url(
+        url, socket_connect_timeout=within, socket_timeout=within, retry=Retry(NoBackoff(), 0)
+    )
+    try:
+        await probe.ping()
+    except (RedisError, OSError) as exc:
+        raise RedisUnreachable(url, reason_of(exc)) from None
+    finally:
+        await probe.aclose()
+
+
+def reason_of(exc: BaseException) -> str:
+    """A short reason for a connection failure, without any address or secret in it."""
+    text = str(exc).lower()
+    for needle, reason in (
+        ("refused", "connection refused"),
+        ("timed out", "timed out"),
+        ("timeout", "timed out"),
+        ("name or service", "unknown host"),
+        ("nodename nor servname", "unknown host"),
+        ("authentication", "authentication failed"),
+        ("username-password", "authentication failed"),
+        ("noauth", "authentication required"),
+        ("ssl", "TLS error"),
+    ):
+        if needle in text:
+            return reason
+    return type(exc).__name__

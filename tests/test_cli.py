@@ -138,7 +138,7 @@ def test_unknown_campaign_and_resume(cli: Cli) -> None:
     path = cli.file("n.txt", "+447901614024\n")
     cid = cli("enqueue", "--provider", "cloudaten", "--text", "hi", "--recipients", path).stdout
     done = cli("resume", cid.strip())
-    assert (done.returncode, done.stderr.strip()) == (1, "campaign is not paused")
+    assert (done.returncode, done.stdout.strip()) == (0, "not paused (queued): nothing to do")
 
 
 def test_estimate_prints_segments_and_cost(cli: Cli) -> None:
@@ -226,13 +226,27 @@ def test_pause_resume_cancel_retry_commands(cli: Cli) -> None:
     path = cli.file("n.txt", "+447901614024\n+447911000001\n")
     cid = cli("enqueue", "--provider", "cloudaten", "--text", "hi", "--recipients", path)
     cid_ = cid.stdout.strip()
-    assert (cli("pause", cid_).stdout.strip(), cli("pause", cid_).returncode) == ("paused", 1)
+
+    def said(*args: str) -> tuple[int, str]:
+        done = cli(*args)
+        return done.returncode, done.stdout.strip()
+
+    assert said("pause", cid_) == (0, "paused")
+    # Asking again for what already is so does nothing, says so, and is no failure.
+    assert said("pause", cid_) == (0, "already paused: nothing to do")
     status = orjson.loads(cli("status", cid_, "--json").stdout)
     assert (status["state"], status["reason"]) == ("paused", "paused by operator")
     assert cli("resume", cid_).stdout.startswith("resumed")
+    assert said("resume", cid_) == (0, "not paused (queued): nothing to do")
     assert cli("retry", cid_).stdout.strip() == "0 recipient(s) queued again"
-    assert cli("cancel", cid_).stdout.strip() == "cancelled"
-    assert cli("cancel", cid_).returncode == 1
+    assert said("cancel", cid_) == (0, "cancelled")
+    assert said("cancel", cid_) == (0, "already cancelled: nothing to do")
+    assert said("pause", cid_) == (0, "already cancelled: nothing to do")
+    resumed = cli("resume", cid_)
+    assert (resumed.returncode, resumed.stderr.strip()) == (
+        1,
+        "error: the campaign is cancelled; it cannot be resumed",
+    )
     assert orjson.loads(cli("status", cid_, "--json").stdout)["state"] == "cancelled"
     assert cli("pause", "nope").returncode == 1
 

@@ -3,6 +3,7 @@ the account has is refused, naming the field, and nothing is enqueued."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -13,8 +14,10 @@ from redis.asyncio import Redis
 from dispatcher.account_api import balance, balance_of
 from dispatcher.client import Client, NothingToSend
 from dispatcher.config import Settings
+from dispatcher.embedded import shared_server
 from dispatcher.model import Campaign, CampaignError
-from tests.conftest import all_providers
+from dispatcher.runtime import RedisUrlError
+from tests.conftest import all_providers, run_dispatcher, subprocess_env
 from tests.test_model import BAD, GOOD, bad_id
 
 NUMBERS = [f"+4479110{i:05d}" for i in range(200)]
@@ -123,3 +126,58 @@ async def test_allow_empty(redis: Redis, prefix: str, settings: Settings) -> Non
     assert await redis.keys(f"{prefix}*") == []
     answer = await client.enqueue(junk)  # apps get every recipient's result by default
     assert (answer.valid, answer.invalid) == (0, 2)
+
+
+def cli_env(tmp: Path, prefix: str, data: Path) -> dict[str, str]:
+    """A command's environment: no REDIS_URL, the test's data folder and key prefix."""
+    config = tmp / "c.toml"
+    config.write_text(
+        f'prefix = "{prefix}"\n[providers.cloudaten]\nbase_url = "http://127.0.0.1:9"\n'
+        '[providers.cloudaten.accounts.default]\napi_key = "k"\n'
+    )
+    return subprocess_env(DISPATCHER_CONFIG=str(config), DISPATCHER_DATA_DIR=str(data))
+
+
+async def test_without_a_url_it_uses_the_running_embedded_server(
+    tmp_path: Path, prefix: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "d"
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.setenv("DISPATCHER_DATA_DIR", str(data))
+    with shared_server(data) as url:  # what a running command (a worker) holds
+        pid = orjson.loads((data / "server.json").read_bytes())["pid"]
+        async with Client(settings=settings) as client:
+            answer = await client.enqueue(Campaign("cloudaten", "hi", NUMBERS[:2]))
+        assert orjson.loads((data / "server.json").read_bytes())["pid"] == pid
+        other = Redis.from_url(url)
+        assert await other.zscore(f"{prefix}campaigns", answer.id) is not None
+        await other.aclose()  # and the server is still up for its other user
+
+
+async def test_without_a_url_it_starts_the_embedded_server_as_commands_do(
+    tmp_path: Path, prefix: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "d"
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.setenv("DISPATCHER_DATA_DIR", str(data))
+    client = Client(settings=settings)
+    answer = await client.enqueue(Campaign("cloudaten", "hi", NUMBERS[:2]))
+    # A command run meanwhile finds the same server, and leaves it running for the client.
+    done = run_dispatcher(cli_env(tmp_path, prefix, data), "status", answer.id, "--json")
+    assert done.returncode == 0, done.stderr
+    assert orjson.loads(done.stdout)["total"] == 2
+    assert (data / "server.json").exists()
+    await client.close()  # the last user out stops it; the data stay
+    assert not (data / "server.json").exists()
+    again = run_dispatcher(cli_env(tmp_path, prefix, data), "status", answer.id, "--json")
+    assert orjson.loads(again.stdout)["total"] == 2
+
+
+def test_a_url_without_a_scheme_is_refused_naming_it(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDIS_URL", "localhost:6379")
+    with pytest.raises(RedisUrlError, match=r"^REDIS_URL must start with redis://"):
+        Client(settings=settings)
+    with pytest.raises(RedisUrlError, match=r"^redis_url must start with redis://"):
+        Client("db:6379", settings=settings)
