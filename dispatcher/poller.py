@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -49,6 +50,11 @@ WINDOW_MARGIN_MS = 60_000
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def counted(tally: Mapping[Any, int]) -> str:
+    """``applied=301 stale=2`` for a log line (not the enums' reprs)."""
+    return " ".join(f"{k}={v}" for k, v in sorted(tally.items(), key=lambda kv: str(kv[0])))
 
 
 class Poller:
@@ -153,7 +159,7 @@ class Poller:
         path = codec.list_request(cursor["page"], cursor["from"], cursor["until"])
         reports = parse_list(await self.get(provider, account, path), codec.statuses)
         tally = await self.tracker.apply_many(provider, reports)
-        log.info("%s/%s list page %d: %s", provider, account, cursor["page"], tally)
+        log.info("%s/%s list page %d: %s", provider, account, cursor["page"], counted(tally))
         if len(reports) >= size:
             cursor["page"] += 1
             await self.redis.hset(cursor_key, mapping={k_: str(v) for k_, v in cursor.items()})
@@ -200,7 +206,9 @@ class Poller:
         turn = k.poll_cursor(k.listed(provider, kind), account)
         if replies and (not due or await self.redis.hincrby(turn, "turn", 1) % 2):
             got = await self.responses.ask(provider, account, replies)
-            log.info("%s/%s replies to %d campaign(s): %s", provider, account, len(replies), got)
+            log.info(
+                "%s/%s replies to %d campaign(s): %s", provider, account, len(replies), counted(got)
+            )
             return True
         member = as_str(due[0])
         batch, cid, chunk = member.split("|")
@@ -225,5 +233,5 @@ class Poller:
             await self.redis.zrem(key, member)
         else:
             await self.redis.zadd(key, {member: now_ms()}, xx=True)  # to the back of the line
-        log.info("%s/%s campaign %s: %s", provider, account, batch, tally)
+        log.info("%s/%s campaign %s: %s", provider, account, batch, counted(tally))
         return True

@@ -16,10 +16,11 @@ from dispatcher.client import Client
 from dispatcher.config import Settings
 from dispatcher.mock import MockSettings, start
 from dispatcher.model import Campaign
-from dispatcher.poller import Poller
+from dispatcher.poller import Poller, counted
 from dispatcher.providers import CODECS
 from dispatcher.providers.common import OneMobileCodec
 from dispatcher.providers.smsclouds import STATUSES as SMSCLOUDS_STATUSES
+from dispatcher.tracking import Applied
 from dispatcher.worker import Worker
 from tests.conftest import all_providers
 
@@ -110,3 +111,7 @@ async def test_smsclouds_reaches_final_statuses_by_polling_alone(
     }
     got = {r.number: r.status async for r in Client(settings=settings, redis=redis).results(cid)}
     assert got == decided
+
+
+def test_tallies_are_logged_as_words() -> None:
+    assert counted({Applied.STALE: 2, Applied.APPLIED: 301}) == "applied=301 stale=2"
