@@ -296,10 +296,14 @@ class Sender:
                 return
             await acct.gate.enter(run.urgent)
             try:
-                if not self._should_send(run) or await self._throttled(run, request):
-                    return  # not sent: it goes back to the queue
+                if not self._should_send(run):
+                    return
                 if not await self._authorised(run, request):
                     return  # not ours any more: the successor sees it as unknown fate
+                # Last before the request leaves, so that the spacing holds where the
+                # provider measures it, not where an authorisation waited.
+                if await self._throttled(run, request):
+                    return  # not sent: it goes back to the queue
                 try:
                     status, body = await acct.transport.send(request)
                 except asyncio.CancelledError:
