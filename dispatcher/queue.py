@@ -97,6 +97,11 @@ local lost = 0
 if mode ~= 'keep' and redis.call('HGET', owner, id) ~= token then
   mode, lost = 'keep', 1
 end
+if mode == 'hold' and reason == '' and redis.call('HGET', meta, 'state') ~= 'paused' then
+  -- Resumed (or cancelled) since the worker found it paused: a resume that ran in between
+  -- found nothing held, so setting it aside now would strand it. Back to work instead.
+  mode = 'requeue'
+end
 local new, final_new = write_rows(rows, {results=results, counts=counts, meta=meta,
   state=state, finals=finals, parked=parked})
 for mid, index in string.gmatch(mids, '([^\t\n]+)\t([^\n]+)') do

@@ -115,3 +115,24 @@ async def test_hold_pauses_and_resume_requeues(redis: Redis, settings: Settings)
     assert await client.resume(cid) == -1
     again = [le for le in await q.read(10, 100) if le.chunk == 0]
     assert len(again) == 1
+
+
+async def test_a_hold_after_a_resume_goes_back_to_work(redis: Redis, settings: Settings) -> None:
+    """A worker finds the campaign paused and sets its chunk aside; the resume runs first,
+    finds nothing held, and the chunk would be stranded. The record script sees the
+    campaign is no longer paused and puts the chunk back in the queue instead."""
+    cid, q = await setup(redis, settings)
+    client = Client(settings=settings, redis=redis)
+    lease = (await q.read(1, 100))[0]
+    token = await own(redis, settings, lease)
+    assert await client.pause(cid)
+    assert await client.resume(cid) == 0  # nothing held yet
+    await q.record(lease, [], "hold", token=token)  # the worker's late hold
+    assert await redis.scard(Keys(settings.prefix).held(cid)) == 0
+    again = [le for le in await q.read(10, 100) if le.chunk == 0]
+    assert len(again) == 1 and again[0].redelivered
+    # While it stays paused, a hold is still a hold.
+    token2 = await own(redis, settings, again[0], "t2")
+    assert await client.pause(cid)
+    await q.record(again[0], [], "hold", token=token2)
+    assert await redis.smembers(Keys(settings.prefix).held(cid)) == {b"0"}
