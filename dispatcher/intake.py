@@ -10,6 +10,7 @@ was not sent and why; so does a recipient the provider's rules exclude (limits.p
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -98,7 +99,7 @@ def _options(campaign: Campaign, settings: Settings) -> dict[str, Any]:
     return merged
 
 
-def _check_fields(campaign: Campaign, settings: Settings) -> None:
+def _check_fields(campaign: Campaign, settings: Settings, *, streamed: bool = False) -> None:
     if not campaign.provider:
         raise CampaignError("provider", "is required")
     provider = settings.providers.get(campaign.provider)
@@ -111,7 +112,7 @@ def _check_fields(campaign: Campaign, settings: Settings) -> None:
         )
     if not campaign.text.strip():
         raise CampaignError("text", "must not be empty")
-    if not campaign.recipients:
+    if not campaign.recipients and not streamed:
         raise CampaignError("recipients", "must not be empty")
     region = campaign.default_region
     if region is not None and region.upper() not in phonenumbers.SUPPORTED_REGIONS:
@@ -142,50 +143,82 @@ def start_ms(value: str | float | None) -> int | None:
 
 def prepare(campaign: Campaign, settings: Settings) -> Prepared:
     """Validate ``campaign`` and cut its recipients into the provider's chunks."""
-    campaign.validate()  # again: the app may have changed a field since construction
-    _check_fields(campaign, settings)
-    options = _options(campaign, settings)
-    codec = codec_for(campaign.provider, campaign.kind)
-    limits = Checker(campaign, codec, options)
-    limits.check_campaign()
-    start = start_ms(campaign.start_at)
-    chunk_size = settings.provider(campaign.provider).chunk_size
-    dedupe = codec.dedupe
-    email = codec.address == "email"
-    region = (campaign.default_region or settings.default_region or "").upper() or None
-    seen: set[str] = set()
-    sent = 0  # recipients to send: unique numbers, or every listing where each is a call
-    invalid: list[Result] = []
-    duplicates = 0
-    chunks: list[bytes] = []
-    current: list[list[object]] = []
-    for index, item in enumerate(campaign.recipients):
-        rcpt = item if isinstance(item, Recipient) else Recipient(str(item))
-        e164, reason = normalise_email(rcpt.number) if email else normalise(rcpt.number, region)
-        if e164 is None:
-            code = INVALID_EMAIL if email else INVALID_NUMBER
-            invalid.append(
-                Result(index, rcpt.number, Status.INVALID, error_code=code, error=reason)
-            )
-            continue
-        if e164 in seen and dedupe:
-            duplicates += 1
-            continue
-        seen.add(e164)
-        refused = limits.recipient(e164, rcpt.fields)
-        if refused is not None:
-            invalid.append(Result(index, e164, Status.INVALID, error_code=refused[0],
-                                  error=refused[1]))  # fmt: skip
-            continue
-        sent += 1
-        current.append([index, e164, rcpt.fields] if rcpt.fields else [index, e164])
-        if len(current) == chunk_size:
-            chunks.append(orjson.dumps(current))
-            current = []
-    if current:
-        chunks.append(orjson.dumps(current))
-    limits.check_sendable(sent)
-    on_unknown = campaign.on_unknown or settings.provider(campaign.provider).on_unknown
-    return Prepared(
-        campaign, options, start, chunks, invalid, sent, duplicates, on_unknown,
-    )  # fmt: skip
+    if not campaign.recipients:
+        campaign.validate()
+        _check_fields(campaign, settings)  # the errors in the order they always came
+    builder = Builder(campaign, settings)
+    builder.add(campaign.recipients)
+    return builder.finish()
+
+
+class Builder:
+    """A campaign's recipients validated and cut into chunks as they come, for lists read
+    a piece at a time (an upload): what it keeps is the compact chunks, the invalid
+    results and the numbers seen (for duplicates), never the list as given. The campaign's
+    own ``recipients`` are not read here: :meth:`add` them."""
+
+    def __init__(self, campaign: Campaign, settings: Settings) -> None:
+        campaign.validate()  # again: the app may have changed a field since construction
+        _check_fields(campaign, settings, streamed=True)
+        self.campaign = campaign
+        self.settings = settings
+        self.options = _options(campaign, settings)
+        self.codec = codec_for(campaign.provider, campaign.kind)
+        self.limits = Checker(campaign, self.codec, self.options)
+        self.limits.check_campaign()
+        self.start = start_ms(campaign.start_at)
+        self.chunk_size = settings.provider(campaign.provider).chunk_size
+        self.email = self.codec.address == "email"
+        self.region = (campaign.default_region or settings.default_region or "").upper() or None
+        self.seen: set[str] = set()
+        self.sent = 0  # recipients to send: unique numbers, or every listing where each is a call
+        self.invalid: list[Result] = []
+        self.duplicates = 0
+        self.chunks: list[bytes] = []
+        self.current: list[list[object]] = []
+        self.index = 0  # the next recipient's position in the whole list
+
+    def add(self, recipients: Iterable[Recipient | str]) -> None:
+        dedupe = self.codec.dedupe
+        for item in recipients:
+            index = self.index
+            self.index += 1
+            rcpt = item if isinstance(item, Recipient) else Recipient(str(item))
+            if self.email:
+                e164, reason = normalise_email(rcpt.number)
+            else:
+                e164, reason = normalise(rcpt.number, self.region)
+            if e164 is None:
+                code = INVALID_EMAIL if self.email else INVALID_NUMBER
+                self.invalid.append(
+                    Result(index, rcpt.number, Status.INVALID, error_code=code, error=reason)
+                )
+                continue
+            if e164 in self.seen and dedupe:
+                self.duplicates += 1
+                continue
+            self.seen.add(e164)
+            refused = self.limits.recipient(e164, rcpt.fields)
+            if refused is not None:
+                self.invalid.append(Result(index, e164, Status.INVALID, error_code=refused[0],
+                                           error=refused[1]))  # fmt: skip
+                continue
+            self.sent += 1
+            self.current.append([index, e164, rcpt.fields] if rcpt.fields else [index, e164])
+            if len(self.current) == self.chunk_size:
+                self.chunks.append(orjson.dumps(self.current))
+                self.current = []
+
+    def finish(self) -> Prepared:
+        if self.index == 0:
+            raise CampaignError("recipients", "must not be empty")
+        if self.current:
+            self.chunks.append(orjson.dumps(self.current))
+            self.current = []
+        self.limits.check_sendable(self.sent)
+        campaign, settings = self.campaign, self.settings
+        on_unknown = campaign.on_unknown or settings.provider(campaign.provider).on_unknown
+        return Prepared(
+            campaign, self.options, self.start, self.chunks, self.invalid, self.sent,
+            self.duplicates, on_unknown,
+        )  # fmt: skip

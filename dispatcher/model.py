@@ -221,7 +221,7 @@ def _recipients(value: Any) -> Sequence[Recipient | str]:
         elif isinstance(item, Recipient):
             checked = _recipient(item, f"recipients[{i}]")
         else:
-            checked = _recipient_from_json(item, f"recipients[{i}]")
+            checked = recipient_from_json(item, f"recipients[{i}]")
         if checked is not item and out is None:
             out = list(items[:i])
         if out is not None:
@@ -242,7 +242,8 @@ def _recipient(item: Recipient, where: str) -> Recipient:
     return item
 
 
-def _recipient_from_json(item: Any, where: str) -> Recipient | str:
+def recipient_from_json(item: Any, where: str) -> Recipient | str:
+    """A recipient as decoded JSON gives it; errors name ``where`` and the field."""
     if isinstance(item, str):
         return item
     if not isinstance(item, dict):

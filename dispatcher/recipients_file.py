@@ -15,18 +15,32 @@ A structural fault (bad encoding, an unterminated quote, a row with the wrong nu
 columns, an empty number cell) is an error naming the file and line, and the campaign is not
 enqueued. A cell that is merely not a phone number is read as is: validation records it as
 that recipient's ``invalid`` result.
+
+:class:`RecipientReader` reads a file as it arrives (the HTTP API's uploads), a piece at a
+time: it keeps only the line being read and the record a quoted cell carries over lines, so
+an upload of millions of recipients is never held whole. A file on disk goes through it in
+one piece. :class:`NdjsonReader` does the same for JSON lines (a number string, or an object
+``{"number": …, "name": …}`` a line).
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
-import io
+import re
 from pathlib import Path
+from typing import Any
 
-from dispatcher.model import FIELD_NAMES, CampaignError, Recipient
+import orjson
+
+from dispatcher.model import FIELD_NAMES, CampaignError, Recipient, recipient_from_json
 
 #: Candidate delimiters, with their names for errors; on a tie the first wins.
 DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "vertical bar"}
+LINE_END = re.compile(rb"\r\n?|\n")
+#: A quoted cell may hold line breaks, but not a whole file's worth: a quote never closed
+#: is an error at its line rather than the rest of the upload read as one cell.
+MAX_RECORD_LINES = 100
 
 
 class RecipientsFileError(CampaignError):
@@ -36,39 +50,9 @@ class RecipientsFileError(CampaignError):
         self.line = line
 
 
-def _decode(path: str, data: bytes) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise RecipientsFileError(path, line, "not valid UTF-8") from None
-
-
 def is_header(cell: str) -> bool:
     """A first cell of words, which cannot be a number or an email address, names a column."""
     return any(c.isalpha() for c in cell) and not any(c.isdigit() for c in cell) and "@" not in cell
-
-
-def _plain(path: str, lines: list[str]) -> list[Recipient]:
-    out = []
-    first = True
-    for number, raw in enumerate(lines, start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if "\x00" in line:
-            raise RecipientsFileError(path, number, "contains a NUL byte")
-        if first and is_header(line):
-            first = False
-            continue
-        first = False
-        for delimiter, called in DELIMITERS.items():
-            if delimiter in line:
-                raise RecipientsFileError(
-                    path, number, f"a {called} in a one-number-a-line file (make line 1 CSV too)"
-                )
-        out.append(Recipient(line))
-    return out
 
 
 def _delimiter(first: str) -> str | None:
@@ -83,47 +67,187 @@ def _delimiter(first: str) -> str | None:
     return best
 
 
-def _csv(path: str, text: str, delimiter: str) -> list[Recipient]:
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-    columns: list[str] | None = None
-    out = []
-    try:
-        for row in reader:
-            line = reader.line_num
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            if row[0].lstrip().startswith("#"):
-                continue
-            cells = [cell.strip() for cell in row]
-            if columns is None:
-                if is_header(cells[0]):
-                    columns = ["number", *(c.lower() for c in cells[1:])]
-                    for name in columns[1:]:
-                        if name not in FIELD_NAMES:
-                            raise RecipientsFileError(path, line, f"unknown column {name!r}")
+def _line_ends(data: bytes) -> int:
+    """How many lines ``data`` ends (``\\r\\n``, ``\\n`` or ``\\r``)."""
+    return len(LINE_END.findall(data))
+
+
+class _Lines:
+    """Bytes in, whole decoded lines out (``\\n``, ``\\r\\n`` or ``\\r`` ends, given as ``\\n``),
+    with the number of the line each starts on."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._decoder = codecs.getincrementaldecoder("utf-8-sig")()
+        self._tail = ""  # the unfinished last line
+        self.line = 0  # lines handed out so far
+
+    def feed(self, data: bytes, final: bool = False) -> list[str]:
+        try:
+            text = self._decoder.decode(data, final)
+        except UnicodeDecodeError as exc:
+            line = self.line + _line_ends(self._tail.encode() + exc.object[: exc.start]) + 1
+            raise RecipientsFileError(self.path, line, "not valid UTF-8") from None
+        text = self._tail + text
+        if not final and text.endswith("\r"):
+            cut = max(text.rfind("\n", 0, -1), text.rfind("\r", 0, -1)) + 1  # "\n" may follow
+        else:
+            cut = max(text.rfind("\n"), text.rfind("\r")) + 1
+        if final:
+            cut = len(text)
+        done, self._tail = text[:cut], text[cut:]
+        if not done:
+            return []
+        lines = done.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        if lines[-1] == "":
+            lines.pop()
+        return [line + "\n" for line in lines]
+
+
+class RecipientReader:
+    """A recipients file read a piece at a time: :meth:`feed` bytes as they come, then
+    :meth:`close`; each returns the recipients read so far. Errors name ``path`` and line."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lines = _Lines(path)
+        self._mode: str | None = None  # None until the first line with content: csv, plain
+        self._delimiter = ","
+        self._columns: list[str] | None = None
+        self._record: list[str] = []  # lines of a CSV record a quoted cell carries on
+        self._record_line = 0
+        self._header_checked = False
+
+    def feed(self, data: bytes) -> list[Recipient]:
+        return self._take(self._lines.feed(data))
+
+    def close(self) -> list[Recipient]:
+        out = self._take(self._lines.feed(b"", final=True))
+        if self._record:
+            raise RecipientsFileError(
+                self.path, self._record_line, "malformed CSV (unexpected end of data)"
+            )
+        return out
+
+    def _take(self, lines: list[str]) -> list[Recipient]:
+        out: list[Recipient] = []
+        for text in lines:
+            self._lines.line += 1
+            number = self._lines.line
+            if self._mode is None:
+                stripped = text.strip()
+                if not stripped or stripped.startswith("#"):
                     continue
-                columns = ["number", *FIELD_NAMES][: max(len(cells), 1)]
-            if len(cells) != len(columns):
+                delimiter = _delimiter(text.rstrip("\n"))
+                self._mode = "plain" if delimiter is None else "csv"
+                self._delimiter = delimiter or ","
+            if self._mode == "plain":
+                recipient = self._plain(number, text)
+            else:
+                recipient = self._csv(number, text)
+            if recipient is not None:
+                out.append(recipient)
+        return out
+
+    def _plain(self, number: int, raw: str) -> Recipient | None:
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            return None
+        if "\x00" in line:
+            raise RecipientsFileError(self.path, number, "contains a NUL byte")
+        if not self._header_checked:
+            self._header_checked = True
+            if is_header(line):
+                return None
+        for delimiter, called in DELIMITERS.items():
+            if delimiter in line:
                 raise RecipientsFileError(
-                    path, line, f"{len(cells)} columns, expected {len(columns)}"
+                    self.path,
+                    number,
+                    f"a {called} in a one-number-a-line file (make line 1 CSV too)",
                 )
-            if not cells[0]:
-                raise RecipientsFileError(path, line, "empty number")
-            fields = {k: v for k, v in zip(columns[1:], cells[1:], strict=True) if v}
-            out.append(Recipient(cells[0], fields))
-    except csv.Error as exc:
-        raise RecipientsFileError(path, reader.line_num, f"malformed CSV ({exc})") from None
-    return out
+        return Recipient(line)
+
+    def _csv(self, number: int, text: str) -> Recipient | None:
+        if not self._record:
+            self._record_line = number
+        self._record.append(text)
+        try:
+            rows = list(csv.reader(self._record, delimiter=self._delimiter, strict=True))
+        except csv.Error as exc:
+            # A quoted cell goes on over the next line: read on until it closes.
+            if str(exc) == "unexpected end of data" and len(self._record) < MAX_RECORD_LINES:
+                return None
+            line = self._record_line
+            self._record = []
+            raise RecipientsFileError(self.path, line, f"malformed CSV ({exc})") from None
+        self._record = []
+        row = rows[0] if rows else []
+        return self._row(self._record_line, row)
+
+    def _row(self, line: int, row: list[str]) -> Recipient | None:
+        if not row or all(not cell.strip() for cell in row):
+            return None
+        if row[0].lstrip().startswith("#"):
+            return None
+        cells = [cell.strip() for cell in row]
+        if self._columns is None:
+            if is_header(cells[0]):
+                self._columns = ["number", *(c.lower() for c in cells[1:])]
+                for name in self._columns[1:]:
+                    if name not in FIELD_NAMES:
+                        raise RecipientsFileError(self.path, line, f"unknown column {name!r}")
+                return None
+            self._columns = ["number", *FIELD_NAMES][: max(len(cells), 1)]
+        if len(cells) != len(self._columns):
+            raise RecipientsFileError(
+                self.path, line, f"{len(cells)} columns, expected {len(self._columns)}"
+            )
+        if not cells[0]:
+            raise RecipientsFileError(self.path, line, "empty number")
+        fields = {k: v for k, v in zip(self._columns[1:], cells[1:], strict=True) if v}
+        return Recipient(cells[0], fields)
+
+
+class NdjsonReader:
+    """JSON lines, a piece at a time: each line a number string or an object with
+    ``number`` (or ``email``) and personalisation fields; blank lines are skipped."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lines = _Lines(path)
+
+    def feed(self, data: bytes) -> list[Recipient]:
+        return self._take(self._lines.feed(data))
+
+    def close(self) -> list[Recipient]:
+        return self._take(self._lines.feed(b"", final=True))
+
+    def _take(self, lines: list[str]) -> list[Recipient]:
+        out: list[Recipient] = []
+        for text in lines:
+            self._lines.line += 1
+            if not text.strip():
+                continue
+            try:
+                item: Any = orjson.loads(text)
+            except orjson.JSONDecodeError as exc:
+                raise RecipientsFileError(
+                    self.path, self._lines.line, f"not JSON ({exc})"
+                ) from None
+            try:
+                got = recipient_from_json(item, "recipient")
+            except CampaignError as exc:
+                where = exc.field.removeprefix("recipient").lstrip(".")
+                message = f"{where}: {exc.message}" if where else exc.message
+                raise RecipientsFileError(self.path, self._lines.line, message) from None
+            out.append(got if isinstance(got, Recipient) else Recipient(got))
+        return out
 
 
 def parse_recipients(path: str, data: bytes) -> list[Recipient]:
-    text = _decode(path, data)
-    lines = text.splitlines()
-    first = next((ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#")), "")
-    delimiter = _delimiter(first)
-    if delimiter is not None:
-        return _csv(path, text, delimiter)
-    return _plain(path, lines)
+    reader = RecipientReader(path)
+    return reader.feed(data) + reader.close()
 
 
 def read_recipients(path: str | Path) -> list[Recipient]:

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from dispatcher.config import Settings
-from dispatcher.intake import INVALID_NUMBER, normalise, prepare
+from dispatcher.intake import INVALID_NUMBER, Builder, normalise, prepare
 from dispatcher.model import Campaign, CampaignError, Recipient, Status
 from tests.conftest import make_settings
 
@@ -157,3 +157,50 @@ def test_prepare_checks_fields_changed_after_construction(cfg: Settings) -> None
         "recipients",
         "must be a list of numbers, not one string",
     )
+
+
+def test_a_builder_fed_in_pieces_prepares_what_prepare_does(cfg: Settings) -> None:
+    numbers: list[Recipient | str] = [
+        "+447901614024",
+        "not a number",
+        "+44 7901 614024",  # a duplicate of the first
+        Recipient("+447911000001", {"name": "Ann"}),
+        *(f"+4479110000{i:02d}" for i in range(2, 12)),
+        "+44 12",  # invalid for the UK
+        Recipient("07911000003", {"field1": "x"}),  # no region: invalid
+        "+447911000005",  # a duplicate from an earlier piece
+    ]
+    expected = prepare(Campaign("cloudaten", "hi", numbers), cfg)
+    assert (expected.valid, expected.duplicates, len(expected.invalid)) == (12, 2, 3)
+    assert len(expected.chunks) == 4  # chunk_size 3
+    for size in (1, 2, 4, 5, len(numbers)):
+        builder = Builder(Campaign("cloudaten", "hi", []), cfg)
+        for start in range(0, len(numbers), size):
+            builder.add(numbers[start : start + size])
+        got = builder.finish()
+        assert got.chunks == expected.chunks, size
+        assert got.invalid == expected.invalid
+        assert (got.valid, got.duplicates, got.total) == (
+            expected.valid,
+            expected.duplicates,
+            expected.total,
+        )
+        assert (got.options, got.start_ms, got.on_unknown) == (
+            expected.options,
+            expected.start_ms,
+            expected.on_unknown,
+        )
+
+
+def test_a_builder_given_nothing_refuses_to_finish(cfg: Settings) -> None:
+    builder = Builder(Campaign("cloudaten", "hi", []), cfg)
+    builder.add([])
+    with pytest.raises(CampaignError) as info:
+        builder.finish()
+    assert (info.value.field, info.value.message) == ("recipients", "must not be empty")
+
+
+def test_a_builder_checks_the_campaign_before_any_recipient(cfg: Settings) -> None:
+    with pytest.raises(CampaignError) as info:
+        Builder(Campaign("cloudaten", "hi", [], account="nope"), cfg)
+    assert info.value.field == "account"
