@@ -127,6 +127,10 @@ class WorkerSettings:
     lease_seconds: float = 10.0
     drain_timeout_seconds: float = 20.0  # SIGTERM: time to finish the chunks in flight
     block_ms: int = 1000  # how long one XREADGROUP waits for new chunks
+    #: /metrics, /healthz and /readyz on this port (health.py); unset: no HTTP server.
+    #: Worker process i of ``--processes N`` uses port + i - 1; 0 picks any free port.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -219,6 +223,7 @@ ZERO_ALLOWED = {
     "per_number_spacing_seconds",
     "clock_skew_seconds",
     "unknown_wait_seconds",
+    "metrics_port",
 }
 #: The slowest rate an account may have: one request every 1,000 seconds.
 MIN_RATE = 0.001

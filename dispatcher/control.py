@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
+from dispatcher import logs
 from dispatcher.keys import DEFAULT_LANE, Keys
 from dispatcher.ranges import LUA_TO_RANGES
 from dispatcher.store import as_str
@@ -146,16 +147,24 @@ class Control:
 
     async def resume(self, cid: str) -> int:
         """Put the chunks held by a pause back in the queue; -1 if it was not paused."""
-        provider, lane = await self._where(cid)
+        provider, lane, account = await self._placed(cid)
         k = self.keys
         keys = [k.meta(cid), k.held(cid), k.queue(provider, lane), k.events]
-        return int(await self._resume(keys=keys, args=[cid]))
+        n = int(await self._resume(keys=keys, args=[cid]))
+        if n >= 0:
+            logs.event("resumed", cid, f"{n} held chunk(s) queued again", provider=provider,
+                       account=account)  # fmt: skip
+        return n
 
     async def pause(self, cid: str, reason: str = "paused by operator") -> bool:
         """Stop sending (chunks in flight finish); False if already paused or cancelled."""
-        await self._where(cid)
+        provider, _lane, account = await self._placed(cid)
         k = self.keys
-        return bool(await self._pause(keys=[k.meta(cid), k.events], args=[cid, reason]))
+        paused = bool(await self._pause(keys=[k.meta(cid), k.events], args=[cid, reason]))
+        if paused:
+            logs.event("paused", cid, reason, provider=provider, account=account, reason=reason,
+                       cause="operator")  # fmt: skip
+        return paused
 
     async def cancel(self, cid: str) -> int:
         """Send nothing more; unsent recipients become ``cancelled``. -1 if already so."""
@@ -169,7 +178,11 @@ class Control:
             k.delayed(provider, lane),
             k.ready_campaigns(provider, lane, account),
         ]
-        return int(await self._cancel(keys=keys, args=[cid]))
+        moved = int(await self._cancel(keys=keys, args=[cid]))
+        if moved >= 0:
+            logs.event("cancelled", cid, f"by operator; {moved} unsent chunk(s) to be recorded "
+                       "cancelled", provider=provider, account=account)  # fmt: skip
+        return moved
 
     async def dead(self, cid: str) -> dict[int, str]:
         """The dead-letter list: recipient index → why it failed."""

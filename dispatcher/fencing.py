@@ -36,9 +36,15 @@ AUTH_TTL_S = 1.0
 DONE = "done"
 
 _CLAIM = """
--- KEYS: meta, owner. ARGV: entry, token. 1 ok, 0 someone else has (had) it, -1 gone.
+-- KEYS: meta, owner. ARGV: entry, token. 1 ok, 2 ok and the campaign starts with it (the
+-- first chunk claimed while it runs: started_at set), 0 someone else has (had) it, -1 gone.
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-return redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2])
+if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then return 0 end
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'paused' or state == 'cancelled' then return 1 end
+local t = redis.call('TIME')
+local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return 1 + redis.call('HSETNX', KEYS[1], 'started_at', ms)
 """
 
 _AUTHORIZE = """
@@ -138,9 +144,15 @@ class Fence:
 
     async def claim(self, cid: str, entry: str, token: str) -> Claim:
         """Own a freshly read entry (one no worker has owned before)."""
+        return (await self.claim_first(cid, entry, token))[0]
+
+    async def claim_first(self, cid: str, entry: str, token: str) -> tuple[Claim, bool]:
+        """:meth:`claim`, and whether this claim started the campaign: the first of its
+        chunks claimed while it is neither paused nor cancelled (logged once, by the
+        claiming worker)."""
         k = self.keys
         got = int(await self._claim(keys=[k.meta(cid), k.owner(cid)], args=[entry, token]))
-        return {1: Claim.OK, 0: Claim.LOST}.get(got, Claim.GONE)
+        return {1: Claim.OK, 2: Claim.OK, 0: Claim.LOST}.get(got, Claim.GONE), got == 2
 
     async def take_over(
         self,

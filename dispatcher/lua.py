@@ -10,7 +10,7 @@ first keeps its rank.
 from __future__ import annotations
 
 from dispatcher.model import FINAL
-from dispatcher.store import EVENTS_MAXLEN
+from dispatcher.store import DONE, EVENTS_MAXLEN, SENT
 
 _FINAL_TABLE = "{" + ", ".join(f"['{s.value}']=1" for s in sorted(FINAL)) + "}"
 
@@ -50,8 +50,11 @@ end
 ).replace("@FINAL@", _FINAL_TABLE)
 
 #: ``progress(meta, events, cid, new, final_new, event, chunk)``: count the new results and
-#: say on the events stream what happened: ``done``, ``sent``, or ``event``.
-PROGRESS = """
+#: say on the events stream what happened: ``done``, ``sent``, or ``event``. Returns the
+#: transitions this call made (store.SENT, store.DONE bits): the counts crossed the total
+#: here, so the caller's process logs them, once.
+PROGRESS = (
+    """
 local function progress(meta, events, cid, new, final_new, event, chunk)
   local recorded = redis.call('HINCRBY', meta, 'recorded', new)
   local final = redis.call('HINCRBY', meta, 'final', final_new)
@@ -62,5 +65,14 @@ local function progress(meta, events, cid, new, final_new, event, chunk)
     event = 'sent'
   end
   redis.call('XADD', events, 'MAXLEN', '~', @MAXLEN@, '*', 'c', cid, 'e', event, 'n', chunk)
+  local flags = 0
+  if new > 0 and recorded >= total and recorded - new < total then flags = flags + @SENT@ end
+  if final_new > 0 and final >= total and final - final_new < total then
+    flags = flags + @DONE@
+  end
+  return flags
 end
 """.replace("@MAXLEN@", str(EVENTS_MAXLEN))
+    .replace("@SENT@", str(SENT))
+    .replace("@DONE@", str(DONE))
+)

@@ -26,7 +26,7 @@ from dispatcher.keys import DEFAULT_LANE, GROUP, LANES, Keys
 from dispatcher.lua import PROGRESS, WRITE_ROWS
 from dispatcher.model import Result
 from dispatcher.providers.base import ChunkRecipient
-from dispatcher.store import EVENTS_MAXLEN, REDIS_ERRORS, as_str, ensure_group
+from dispatcher.store import EVENTS_MAXLEN, PAUSED, REDIS_ERRORS, announce, as_str, ensure_group
 from dispatcher.unknown import Park
 
 __all__ = ["REDIS_ERRORS", "ChunkData", "Lease", "Queue", "Recorded", "Track"]
@@ -61,6 +61,7 @@ class Recorded(NamedTuple):
     new: int  # results written for the first time
     lost: bool  # another worker owns the entry: written, not settled
     gone: bool  # the campaign no longer exists: nothing written
+    paused: bool = False  # this record paused the campaign (``hold`` with a reason)
 
 
 @dataclass(slots=True)
@@ -78,7 +79,8 @@ class ChunkData:
 #: or newline). Parks are ``index<TAB>chunk<TAB>from<TAB>until<TAB>expires<TAB>reason``
 #: lines: recipients whose fate is unknown (unknown.py). Only the entry's owner (its token)
 #: may settle it; anyone else's record is downgraded to ``keep`` and parks nothing.
-#: Returns {-1} if the campaign is gone (nothing written), else {new results, lost}.
+#: Returns {-1} if the campaign is gone (nothing written), else {new results, lost, flags}
+#: (store.SENT, DONE, PAUSED: the transitions this call made, for the caller to log).
 _RECORD = (
     WRITE_ROWS
     + PROGRESS
@@ -93,7 +95,7 @@ local rows, mids, list_open = ARGV[9], ARGV[10], ARGV[11]
 local batch_lines, dead_lines = ARGV[12], ARGV[13]
 local token, only, park_lines, park_score = ARGV[14], ARGV[15], ARGV[16], ARGV[17]
 if redis.call('EXISTS', meta) == 0 then return {-1, 0} end
-local lost = 0
+local lost, paused = 0, 0
 if mode ~= 'keep' and redis.call('HGET', owner, id) ~= token then
   mode, lost = 'keep', 1
 end
@@ -154,11 +156,13 @@ elseif mode == 'hold' then
   if reason ~= '' and redis.call('HGET', meta, 'state') ~= 'paused' then
     redis.call('HSET', meta, 'state', 'paused', 'reason', reason)
     redis.call('XADD', events, 'MAXLEN', '~', ARGV_MAXLEN, '*', 'c', cid, 'e', 'paused')
+    paused = PAUSED_BIT
   end
 end
-progress(meta, events, cid, new, final_new, mode == 'keep' and 'progress' or 'chunk', chunk)
-return {new, lost}
-""".replace("ARGV_MAXLEN", str(EVENTS_MAXLEN))
+local flags = progress(meta, events, cid, new, final_new,
+  mode == 'keep' and 'progress' or 'chunk', chunk)
+return {new, lost, flags + paused}
+""".replace("ARGV_MAXLEN", str(EVENTS_MAXLEN)).replace("PAUSED_BIT", str(PAUSED))
 )
 
 #: Move the delayed chunks that are due into the stream. KEYS: delayed, stream; ARGV: limit.
@@ -415,7 +419,11 @@ class Queue:
         got = await self._record(keys=keys, args=args)
         if int(got[0]) < 0:
             return Recorded(0, lost=False, gone=True)
-        return Recorded(int(got[0]), lost=bool(int(got[1])), gone=False)
+        flags = int(got[2])
+        await announce(self.redis, k, cid, flags)
+        return Recorded(
+            int(got[0]), lost=bool(int(got[1])), gone=False, paused=bool(flags & PAUSED)
+        )
 
     async def drop(self, lease: Lease) -> None:
         """Acknowledge an entry whose campaign no longer exists."""

@@ -22,10 +22,12 @@ from dataclasses import dataclass, field
 import orjson
 from redis.asyncio import Redis
 
+from dispatcher import logs
 from dispatcher.account_api import account_transport
 from dispatcher.config import ProviderSettings, Settings
 from dispatcher.fencing import Claim, Fence, Permits
 from dispatcher.keys import Keys
+from dispatcher.metrics import AccountStats, account_stats
 from dispatcher.model import Result, Status
 from dispatcher.providers import CODECS
 from dispatcher.providers.base import (
@@ -63,6 +65,7 @@ class Account:
     gate: AccountGate
     api_key: str
     serials: Iterator[int]  # packet serial numbers, 1…65535 and round again (CloudSMS)
+    stats: AccountStats = field(default_factory=AccountStats)  # requests, for /metrics
 
 
 @dataclass
@@ -127,6 +130,7 @@ class Sender:
             ps = self.settings.provider(provider)
             codec = CODECS[provider]
             api_key = ps.account(account).key(provider)
+            logs.protect(api_key)  # an error that quotes it logs no key
             transport = account_transport(self.settings, provider, account, ps.concurrency)
             rate = GlobalRate(
                 self.redis,
@@ -145,6 +149,7 @@ class Sender:
                 gate,
                 api_key,
                 itertools.cycle(range(1, SERIAL_MAX + 1)),
+                account_stats(provider, account),
             )
             self._accounts[key] = acct
         return acct
@@ -291,10 +296,13 @@ class Sender:
         acct = run.account
         ps = acct.provider
         outcomes: list[Outcome] = []
+        stats = acct.stats
         for attempt in range(ps.max_attempts):
             if not self._should_send(run):
                 return
+            asked = time.perf_counter()
             await acct.gate.enter(run.urgent)
+            stats.wait.observe(time.perf_counter() - asked)
             try:
                 if not self._should_send(run):
                     return
@@ -304,12 +312,14 @@ class Sender:
                 # provider measures it, not where an authorisation waited.
                 if await self._throttled(run, request):
                     return  # not sent: it goes back to the queue
+                sent = time.perf_counter()
                 try:
                     status, body = await acct.transport.send(request)
                 except asyncio.CancelledError:
                     self._unknown(run, request, Why.SHUTDOWN, "cut off in flight at shutdown")
                     raise
                 except TransportError as exc:
+                    stats.failed(exc.code, exc.maybe_sent, time.perf_counter() - sent)
                     if exc.maybe_sent:
                         why = Why.TIMEOUT if exc.code == "TIMEOUT" else Why.CONNECTION
                         self._unknown(run, request, why, str(exc))
@@ -317,6 +327,7 @@ class Sender:
                         return
                     outcomes = [transient(exc.code, str(exc))] * len(request.positions)
                 else:
+                    stats.answered(status, time.perf_counter() - sent)
                     outcomes = run.codec.parse(request, status, body)
             finally:
                 acct.gate.leave()
@@ -403,8 +414,7 @@ class Sender:
             return Settlement("keep")
         if run.halted:  # read again, it is held (paused) or its rest cancelled
             return Settlement("requeue")
-        if run.pause_reason:
-            log.error("campaign %s paused: %s", run.lease.campaign_id, run.pause_reason)
+        if run.pause_reason:  # logged once, by the worker whose record pauses the campaign
             return Settlement("hold", reason=run.pause_reason)
         if complete:
             return Settlement("ack")

@@ -6,6 +6,7 @@ the key names of both are in ``keys.py``.
 
 from __future__ import annotations
 
+import bisect
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError, WatchError
 
+from dispatcher import logs
 from dispatcher.admission import Admission
 from dispatcher.intake import Prepared
 from dispatcher.keys import DEFAULT_LANE, GROUP, Keys
@@ -27,6 +29,9 @@ REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError)
 _BATCH = 1000
 EVENTS_MAXLEN = 100_000
 ENQUEUE_ADMITS = 4  # chunks an enqueue admits itself
+#: Bits a script returns for the transitions it made (lua.PROGRESS and the record script),
+#: so that the one process whose call made a transition logs it (logs.py).
+SENT, DONE, PAUSED = 1, 2, 4
 
 
 def now_ms() -> int:
@@ -51,6 +56,49 @@ async def ensure_group(redis: Redis, stream: str) -> None:
     except ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
+
+
+def _log_enqueued(answer: Enqueued, p: Prepared) -> None:
+    """The enqueued line, and done at once when every recipient was invalid."""
+    c = p.campaign
+    counts = {
+        "recipients": answer.recipients, "valid": answer.valid, "invalid": answer.invalid,
+        "duplicates": answer.duplicates, "chunks": answer.chunks,
+    }  # fmt: skip
+    logs.event(
+        "enqueued", answer.id,
+        f"{answer.valid} recipient(s) in {answer.chunks} chunk(s), {answer.invalid} invalid, "
+        f"{answer.duplicates} duplicate(s)",
+        counts=counts, provider=c.provider, account=c.account, kind=c.kind, lane=c.lane,
+    )  # fmt: skip
+    if not p.chunks:
+        finals = {Status.INVALID.value: answer.invalid}
+        logs.event("done", answer.id, f"{answer.recipients} recipients ({logs.tally(finals)})",
+                   counts=finals, provider=c.provider, account=c.account)  # fmt: skip
+
+
+async def announce(redis: Redis, keys: Keys, cid: str, flags: int) -> None:
+    """Log the ``sent`` and ``done`` transitions a script call of this process made
+    (``flags``: :data:`SENT`, :data:`DONE`), with the campaign's counts. A Redis error
+    here costs the counts, never the line."""
+    if not flags & (SENT | DONE):
+        return
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(keys.meta(cid), ["provider", "account", "total"])
+            pipe.hgetall(keys.counts(cid))
+            pipe.hgetall(keys.finals(cid))
+            (provider, account, total), raw_counts, raw_finals = await pipe.execute()
+    except REDIS_ERRORS:
+        provider = account = total = None
+        raw_counts = raw_finals = {}
+    for bit, name, raw in ((SENT, "sent", raw_counts), (DONE, "done", raw_finals)):
+        if flags & bit:
+            counts = {as_str(s): int(n) for s, n in raw.items() if int(n)}
+            logs.event(
+                name, cid, f"{as_str(total) or '?'} recipients ({logs.tally(counts)})",
+                counts=counts, provider=as_str(provider) or None, account=as_str(account) or None,
+            )  # fmt: skip
 
 
 def with_report(result: Result, report: bytes | None) -> Result:
@@ -110,6 +158,7 @@ class Store:
                     break
                 except WatchError:
                     continue  # another enqueue took the key: loop to read its id
+        _log_enqueued(answer, prepared)
         if self.admission is not None and prepared.chunks:
             # The first chunks go at once, rather than when a worker next looks (an OTP);
             # workers admit the rest as they take work, in turn with the other campaigns.
@@ -240,8 +289,9 @@ class Store:
             weights = [int(w or 1) for w in await pipe.execute()]
         return weights[running.index(cid)] / sum(weights)
 
-    async def results(self, cid: str, batch: int = 64) -> AsyncIterator[Result]:
-        """Every recipient in index order: its result, or ``pending`` while it has none."""
+    async def results(self, cid: str, batch: int = 64, *, after: int = -1) -> AsyncIterator[Result]:
+        """Every recipient in index order: its result, or ``pending`` while it has none;
+        with ``after``, only the recipients after that index."""
         k = self.keys
         meta = await self.meta(cid)
         if "total" not in meta:
@@ -249,7 +299,7 @@ class Store:
         chunks = int(meta["chunks"])
         raw_invalid = await self.redis.hget(k.chunks(cid), "invalid")
         invalid: list[int] = orjson.loads(raw_invalid) if raw_invalid else []
-        inv_pos = 0
+        inv_pos = bisect.bisect_right(invalid, after)
 
         async def invalid_upto(limit: int) -> list[Result]:
             nonlocal inv_pos
@@ -269,7 +319,11 @@ class Store:
         for first in range(0, chunks, batch):
             numbers = [str(n) for n in range(first, min(first + batch, chunks))]
             blobs = await self.redis.hmget(k.chunks(cid), numbers)
-            members: list[list[Any]] = [m for blob in blobs if blob for m in orjson.loads(blob)]
+            members: list[list[Any]] = [
+                m for blob in blobs if blob for m in orjson.loads(blob) if m[0] > after
+            ]
+            if not members:
+                continue
             indexes = [str(m[0]) for m in members]
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.hmget(k.results(cid), indexes)

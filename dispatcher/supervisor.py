@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from types import FrameType
 
 from dispatcher.config import Settings
+from dispatcher.health import WORKER_NUMBER_ENV, serve_worker
 from dispatcher.runtime import connect, early_signals, redis_url, run
 from dispatcher.worker import Worker
 
@@ -78,10 +79,14 @@ async def _one(url: str, settings: Settings, providers: list[str] | None, poll: 
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     for early in early_signals()[:1]:  # asked to stop while starting up: start, then drain
         _drain_on(worker, early, " while starting up")
+    # Opt-in (a port to listen on): before "ready", so a bad port fails the start.
+    http = await serve_worker(worker) if settings.worker.metrics_port is not None else None
     log.info("worker %s ready", worker.queue.consumer)
     try:
         await worker.run()
     finally:
+        if http is not None:
+            await http.cleanup()
         await redis.aclose()
     log.info("worker %s stopped after %d chunk(s)", worker.queue.consumer, worker.chunks_done)
 
@@ -183,7 +188,9 @@ class _Supervisor:
         # place (see _one), so forwarding one during the child's start-up cannot kill it.
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
-            slot.proc = subprocess.Popen(self.command, env=self.env)
+            # Its number, for its metrics port (health.worker_port).
+            env = {**self.env, WORKER_NUMBER_ENV: str(slot.number)}
+            slot.proc = subprocess.Popen(self.command, env=env)
         except OSError as exc:
             supervisor_log.error("worker process %d could not start: %s", slot.number, exc)
             self._died(slot, time.monotonic(), 0.0)

@@ -32,7 +32,7 @@ from dispatcher.keys import Keys
 from dispatcher.model import Result, Status, rank
 from dispatcher.providers.base import Inbound, Report
 from dispatcher.providers.common import same_number
-from dispatcher.store import EVENTS_MAXLEN, as_str
+from dispatcher.store import DONE, EVENTS_MAXLEN, announce, as_str
 from dispatcher.unknown import Park, UnknownStore
 
 log = logging.getLogger("dispatcher.tracking")
@@ -45,7 +45,8 @@ CLAIM_TTL_S = 30
 
 _APPLY = """
 -- KEYS: meta, state, reports, finals, events, parked; ARGV: cid, index, rank, status, report
--- 1 applied, 0 stale, -1 no such recipient, 2 its fate is unknown: settle that first.
+-- 1 applied, 0 stale, -1 no such recipient, 2 its fate is unknown: settle that first,
+-- 3 applied and the campaign is done by it (logged by the caller's process, once).
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local index = tonumber(ARGV[2])
 if index < 0 or index >= tonumber(redis.call('HGET', KEYS[1], 'entries') or '0') then
@@ -61,6 +62,7 @@ if new == 3 then
   local final = redis.call('HINCRBY', KEYS[1], 'final', 1)
   if final >= tonumber(redis.call('HGET', KEYS[1], 'total')) then
     redis.call('XADD', KEYS[5], 'MAXLEN', '~', @MAXLEN@, '*', 'c', ARGV[1], 'e', 'done')
+    if final - 1 < tonumber(redis.call('HGET', KEYS[1], 'total')) then return 3 end
   end
 end
 return 1
@@ -263,6 +265,9 @@ class Tracker:
             if not await self._settle_parked(provider, target, report):
                 return Applied.UNKNOWN
             got = int(await self._apply(keys=keys, args=args))
+        if got == 3:
+            await announce(self.redis, k, cid, DONE)
+            got = 1
         return {1: Applied.APPLIED, 0: Applied.STALE}.get(got, Applied.UNKNOWN)
 
     async def apply(self, provider: str, report: Report, *, index_message: bool = False) -> Applied:

@@ -35,13 +35,13 @@ from enum import StrEnum
 import orjson
 from redis.asyncio import Redis
 
-from dispatcher import ranges
+from dispatcher import logs, metrics, ranges
 from dispatcher.aio import checkpoint
 from dispatcher.config import ConfigError, ProviderSettings, Settings
 from dispatcher.keys import DEFAULT_LANE, Keys
 from dispatcher.lua import PROGRESS, WRITE_ROWS
 from dispatcher.model import Result, Status
-from dispatcher.store import as_str
+from dispatcher.store import announce, as_str
 
 log = logging.getLogger("dispatcher.unknown")
 TICK_S = 1.0
@@ -137,7 +137,7 @@ end
 
 #: KEYS: results, counts, meta, state, finals, parked, msgidx, events. ARGV: cid, rows
 #: (``index<TAB>status<TAB>row`` lines), mids (``mid<TAB>index`` lines). Only recipients still
-#: parked are written. Returns how many.
+#: parked are written. Returns {how many, store.SENT/DONE flags}.
 _FOUND = (
     WRITE_ROWS
     + PROGRESS
@@ -155,8 +155,9 @@ for mid, index in string.gmatch(ARGV[3], '([^\\t\\n]+)\\t([^\\n]+)') do
     redis.call('HSET', KEYS[7], mid, ARGV[1] .. '.' .. index)
   end
 end
-if new > 0 then progress(KEYS[3], KEYS[8], ARGV[1], new, final_new, 'settled', '') end
-return new
+local flags = 0
+if new > 0 then flags = progress(KEYS[3], KEYS[8], ARGV[1], new, final_new, 'settled', '') end
+return {new, flags}
 """
 )
 
@@ -177,7 +178,8 @@ return n
 )
 
 #: KEYS: meta, parked, held, events. ARGV: cid, lines as above, reason. Unpark, set aside
-#: until resume, and pause the campaign with the reason.
+#: until resume, and pause the campaign with the reason. Returns {how many, 1 if this call
+#: paused it}.
 _HOLD = (
     _UNPARK
     + """
@@ -185,11 +187,13 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local n = unpark_each(ARGV[2], KEYS[2], KEYS[1], function(chunk, only)
   redis.call('SADD', KEYS[3], chunk .. '|' .. only)
 end)
-if n > 0 and redis.call('HGET', KEYS[1], 'state') ~= 'cancelled' then
+local state, paused = redis.call('HGET', KEYS[1], 'state'), 0
+if n > 0 and state ~= 'cancelled' then
   redis.call('HSET', KEYS[1], 'state', 'paused', 'reason', ARGV[3])
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', 100000, '*', 'c', ARGV[1], 'e', 'paused')
+  if state ~= 'paused' then paused = 1 end
 end
-return n
+return {n, paused}
 """
 )
 
@@ -241,7 +245,12 @@ class UnknownStore:
         mids = "\n".join(f"{r.message_id}\t{r.index}" for r in results if r.message_id)
         keys = [k.results(cid), k.counts(cid), k.meta(cid), k.state(cid), k.finals(cid),
                 k.parked(cid), k.message_index(provider), k.events]  # fmt: skip
-        return int(await self._found(keys=keys, args=[cid, rows, mids]))
+        new, flags = await self._found(keys=keys, args=[cid, rows, mids])
+        await announce(self.redis, k, cid, int(flags))
+        if int(new):  # a send result after all: counted with the others (metrics.py)
+            metrics.RECIPIENTS.labels(provider, Status.ACCEPTED.value).inc(int(new))
+            metrics.RESOLVED.labels(provider, "found").inc(int(new))
+        return int(new)
 
     async def settle_reported(self, cid: str, provider: str, numbers: dict[int, str]) -> int:
         """Settle the parked recipients among ``numbers`` (index → number) that a delivery
@@ -274,10 +283,13 @@ class UnknownStore:
         keys = [k.meta(cid), k.parked(cid), stream, k.events]
         return int(await self._send_again(keys=keys, args=[cid, by_chunk(parks)]))
 
-    async def hold(self, cid: str, parks: Iterable[Park], reason: str) -> int:
+    async def hold(self, cid: str, parks: Iterable[Park], reason: str) -> tuple[int, bool]:
+        """Set ``parks`` aside until resume and pause the campaign; how many, and whether
+        this call paused it (it may have been paused already)."""
         k = self.keys
         keys = [k.meta(cid), k.parked(cid), k.held(cid), k.events]
-        return int(await self._hold(keys=keys, args=[cid, by_chunk(parks), reason]))
+        n, paused = await self._hold(keys=keys, args=[cid, by_chunk(parks), reason])
+        return int(n), bool(int(paused))
 
     async def rescore(self, cid: str, unknown_key: str) -> int:
         """Re-file the campaign in the account's unknown set; how many are still parked."""
@@ -339,13 +351,14 @@ class Settler:
             lane = as_str(meta[2]) or DEFAULT_LANE
             expired = [p for p in (await self.store.entries(cid)).values() if p.expires_ms <= now]
             if expired:
-                done += await self._apply(cid, provider, lane, on_unknown, expired)
+                done += await self._apply(cid, (provider, account), lane, on_unknown, expired)
             await self.store.rescore(cid, zkey)
         return done
 
     async def _apply(
-        self, cid: str, provider: str, lane: str, on_unknown: str, parks: list[Park]
+        self, cid: str, where: tuple[str, str], lane: str, on_unknown: str, parks: list[Park]
     ) -> int:
+        provider, account = where
         why = ", ".join(f"{w} {n}" for w, n in sorted(Counter(p.reason for p in parks).items()))
         wait = self.settings.provider(provider).unknown_wait_seconds
         if on_unknown == "hold":
@@ -354,11 +367,14 @@ class Settler:
                 f"and {provider} did not say within {wait:g} s; resume sends them again "
                 "(they may get it twice)"
             )
-            n = await self.store.hold(cid, parks, reason)
-            if n:
-                log.warning("campaign %s paused: %s", cid, reason)
+            n, paused = await self.store.hold(cid, parks, reason)
+            metrics.RESOLVED.labels(provider, "held").inc(n)
+            if paused:
+                logs.event("paused", cid, reason, level=logging.WARNING, provider=provider,
+                           account=account, reason=reason, cause="unknown_fate")  # fmt: skip
             return n
         n = await self.store.send_again(cid, self.keys.queue(provider, lane), parks)
+        metrics.RESOLVED.labels(provider, "resent").inc(n)
         if n:
             log.warning(
                 "campaign %s: %d recipient(s) of unknown fate (%s) unsettled by %s after "

@@ -31,6 +31,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from dispatcher import logs, metrics
 from dispatcher.admission import Admission
 from dispatcher.aio import checkpoint
 from dispatcher.config import ConfigError, Settings
@@ -53,6 +54,17 @@ PROMOTE_EVERY_S = 0.5
 URGENT_SLOTS = 2  # chunk slots kept for the otp lane beyond chunks_in_flight
 URGENT_POLL_MS = 100  # how often a busy worker looks at the otp lane
 FLUSH_EVERY_S = 0.25  # a sending chunk writes its answered results at least this often
+
+
+def _account_pause(lease: Lease, rec: Recorded, reason: str, provider: str, account: str) -> None:
+    """An account-level error (a refused key, a missing account) pauses the campaign: one
+    line, from the worker whose record paused it; its other chunks that hit the same error
+    are only held."""
+    if rec.paused:
+        logs.event("paused", lease.campaign_id, reason, level=logging.ERROR, provider=provider,
+                   account=account, reason=reason, cause="account_error")  # fmt: skip
+    else:
+        log.debug("campaign %s chunk %d: held (%s)", lease.campaign_id, lease.chunk, reason)
 
 
 def consumer_name() -> str:
@@ -86,6 +98,11 @@ class Worker:
         self._stopping = asyncio.Event()
         self._backoff = MIN_BACKOFF_S
         self.chunks_done = 0
+
+    @property
+    def chunks_in_flight(self) -> int:
+        """Chunks being worked on now (for /metrics)."""
+        return len(self._tasks)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -173,7 +190,9 @@ class Worker:
         with contextlib.suppress(*REDIS_ERRORS):
             await self.queue.setup()
 
-    async def _record(self, lease: Lease, *args: Any, **kwargs: Any) -> Recorded:
+    async def _record(
+        self, lease: Lease, results: Sequence[Result], *args: Any, **kwargs: Any
+    ) -> Recorded:
         """Record and settle a chunk, riding out a Redis outage for up to RECORD_PATIENCE_S.
 
         Giving up leaves the entry pending: a successor takes it over, parking what this
@@ -183,7 +202,7 @@ class Worker:
         deadline = time.monotonic() + RECORD_PATIENCE_S
         while True:
             try:
-                return await self.queue.record(lease, *args, **kwargs)
+                rec = await self.queue.record(lease, results, *args, **kwargs)
             except REDIS_ERRORS as exc:
                 if time.monotonic() > deadline:
                     raise
@@ -195,6 +214,11 @@ class Worker:
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_BACKOFF_S)
+                continue
+            if not rec.gone:  # counted per chunk, one tally of its statuses
+                provider = self.keys.parse_queue(lease.stream)[0]
+                metrics.recorded(provider, [r.status for r in results])
+            return rec
 
     async def _drain(self) -> None:
         w = self.settings.worker
@@ -262,9 +286,18 @@ class Worker:
     async def _own(self, lease: Lease, meta: dict[str, str], token: str) -> Claim:
         """Claim the entry for ``token``: a fresh one if nobody had it, or one taken over,
         parking what its previous owner may have sent (fencing.py)."""
-        if not lease.taken_over:
-            return await self.sender.fence.claim(lease.campaign_id, lease.entry_id, token)
         provider, kind = meta["provider"], meta.get("kind") or "sms"
+        account = meta.get("account", "default")
+        if not lease.taken_over:
+            got, first = await self.sender.fence.claim_first(
+                lease.campaign_id, lease.entry_id, token
+            )
+            if first:
+                logs.event("started", lease.campaign_id,
+                           f"chunk {lease.chunk} taken by worker {self.queue.consumer}",
+                           provider=provider, account=account, kind=kind,
+                           lane=lease.lane)  # fmt: skip
+            return got
         ps = self.settings.provider(provider)
         claim, parked = await self.sender.fence.take_over(
             lease.campaign_id,
@@ -277,12 +310,17 @@ class Worker:
             wait_s=ps.unknown_wait_seconds,
             floor_s=expiry_floor(ps, codec_for(provider, kind).polling == "list"),
         )
-        log.info(
-            "campaign %s chunk %d: taken over from a worker that stopped%s",
-            lease.campaign_id, lease.chunk,
-            f"; {parked} recipient(s) it may have sent are parked (unknown fate)"
-            if parked else "",
-        )  # fmt: skip
+        if parked:
+            metrics.PARKED.labels(provider, "takeover").inc(parked)
+        if claim is Claim.OK:  # else: gone, or settled long ago: nothing was taken over
+            metrics.TAKEOVERS.labels(provider).inc()
+            logs.event(
+                "takeover", lease.campaign_id,
+                f"chunk {lease.chunk} taken over from a worker that stopped; {parked} "
+                "recipient(s) it may have sent are parked (unknown fate)",
+                level=logging.WARNING, provider=provider, account=account, chunk=lease.chunk,
+                parked=parked,
+            )  # fmt: skip
         return claim
 
     async def _process(self, lease: Lease) -> None:
@@ -325,8 +363,10 @@ class Worker:
                 account = self.sender.account(meta["provider"], track.account)
             except ConfigError as exc:
                 # A missing key or account is mended by an operator, not by retrying.
-                log.error("campaign %s paused: %s", lease.campaign_id, exc)
-                await self._record(lease, [], "hold", token=token, reason=str(exc), track=track)
+                rec = await self._record(
+                    lease, [], "hold", token=token, reason=str(exc), track=track
+                )
+                _account_pause(lease, rec, str(exc), meta["provider"], track.account)
                 return
             codec = codec_for(meta["provider"], meta.get("kind") or "sms")
             run = ChunkRun(lease, account, recipients, codec, permits=Permits(token))
@@ -373,14 +413,17 @@ class Worker:
 
     async def _flush(self, run: ChunkRun, positions: list[int]) -> None:
         try:
+            results = self.sender.results(run, positions)
             rec = await self.queue.record(
-                run.lease, self.sender.results(run, positions), "keep",
+                run.lease, results, "keep",
                 token=run.permits.token, track=self._track(run),
             )  # fmt: skip
         except REDIS_ERRORS as exc:
             log.debug("%s: progress not written yet (%s)", run.where(), exc)
             return
         checkpoint()
+        if not rec.gone:
+            metrics.recorded(run.account.provider.name, [r.status for r in results])
         run.flushed.update(positions)
         if rec.gone and not run.gone:
             log.warning("%s: the campaign is gone; sending nothing more", run.where())
@@ -400,17 +443,25 @@ class Worker:
         todo = [p for p in run.outcomes if p not in run.flushed]
         results = self.sender.results(run, todo)
         parks = [] if run.lost else self.sender.parks(run)
+        dead = self.sender.exhausted(run, results)
         rec = await self._record(
             run.lease,
             results,
             how.mode,
             token=run.permits.token,
-            dead=self.sender.exhausted(run, results),
+            dead=dead,
             reason=how.reason,
             delay_s=how.delay_s,
             track=self._track(run),
             parks=parks,
         )
+        provider = run.account.provider.name
+        if how.mode == "hold" and how.reason:
+            _account_pause(run.lease, rec, how.reason, provider, run.account.name)
+        if dead and not rec.gone:
+            metrics.DEAD.labels(provider).inc(len(dead))
+        if parks and not (rec.gone or rec.lost):
+            metrics.parked(provider, [p.reason for p in parks])
         if rec.gone:
             await self.queue.drop(run.lease)
         elif rec.lost and how.mode != "keep":

@@ -19,9 +19,10 @@ from importlib import resources
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from dispatcher import runtime
+from dispatcher import logs, runtime
 from dispatcher.account_api import QueryError, query
 from dispatcher.cli.campaign import estimate_command
+from dispatcher.cli.commands import CLIENT_COMMANDS
 from dispatcher.cli.context import (
     config_source,
     redis_description,
@@ -39,7 +40,6 @@ from dispatcher.runtime import (
     reason_of,
     redis_url,
     run,
-    setup_logging,
 )
 
 #: The settings template shipped in the package (a copy of config/dispatcher.toml).
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(raw)
         runtime.verbose = bool(args.verbose)
-        setup_logging(args.log_level)
+        logs.setup(args.log_level or _default_level(args.command), args.log_format)
         return _dispatch(args, raw)
     except KeyboardInterrupt:
         return 130
@@ -64,6 +64,13 @@ def main(argv: list[str] | None = None) -> int:
         return _error(exc, 2)
     except (QueryError, CampaignNotFound, RedisUnreachable) as exc:
         return _error(exc, 1)
+
+
+def _default_level(command: str) -> str:
+    """INFO for the long-running processes (their campaign events are the log); WARNING
+    for the commands that act on campaigns, so that an enqueue or a pause prints only its
+    answer, as before, and not the event line its own action logs."""
+    return "WARNING" if command in CLIENT_COMMANDS else "INFO"
 
 
 def _error(exc: BaseException, code: int) -> int:
@@ -146,8 +153,18 @@ def _config(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace, settings: Settings, raw: list[str]) -> int:
     from dispatcher.supervisor import run_many, run_single
 
+    if args.check:
+        from dispatcher.health import NotReady, check
+
+        try:
+            print(check(settings, args.provider))
+        except NotReady as exc:
+            return _error(exc, 1)
+        return 0
     if args.processes < 1:
         raise CampaignError("--processes", "must be at least 1")
+    if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
+        raise CampaignError("--metrics-port", "must be 0 to 65535")
     if args.processes > 1:
         return run_many(_strip_processes(raw), args.processes)
     settings = with_overrides(
@@ -155,6 +172,8 @@ def _worker(args: argparse.Namespace, settings: Settings, raw: list[str]) -> int
         chunks_in_flight=args.chunks,
         lease_seconds=args.lease_seconds,
         drain_timeout_seconds=args.drain_timeout,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
     )
     if args.concurrency:
         providers = settings.providers.items()

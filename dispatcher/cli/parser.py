@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from dispatcher import __version__
 from dispatcher.keys import LANES
+from dispatcher.logs import log_format
 from dispatcher.providers import KINDS
 
 DESCRIPTION = """\
@@ -52,8 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--config", help="settings file (default: $DISPATCHER_CONFIG or config/)")
     p.add_argument(
-        "--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS, metavar="LEVEL",
-        help="DEBUG, INFO (default), WARNING, ERROR or CRITICAL",
+        "--log-level", type=str.upper, choices=LOG_LEVELS, metavar="LEVEL",
+        help="DEBUG, INFO, WARNING, ERROR or CRITICAL (default INFO; WARNING for the commands "
+        "that act on campaigns, whose answer is their output)",
+    )  # fmt: skip
+    p.add_argument(
+        "--log-format", type=log_format, metavar="FORMAT",
+        default=os.environ.get("DISPATCHER_LOG_FORMAT") or "text",
+        help="text (default) or json: one JSON object a line for log shippers "
+        "($DISPATCHER_LOG_FORMAT)",
     )  # fmt: skip
     p.add_argument(
         "-v", "--verbose", action="store_true",
@@ -85,6 +94,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     w.add_argument("--provider", action="append", help="only these providers (repeatable)")
     w.add_argument("--no-poll", action="store_true", help="do not poll list APIs here")
+    w.add_argument(
+        "--metrics-port", type=int, metavar="PORT",
+        help="serve /metrics, /healthz and /readyz on PORT (process i of --processes N: "
+        "PORT+i-1; 0: any free port; default: [worker] metrics_port, else none)",
+    )  # fmt: skip
+    w.add_argument(
+        "--metrics-host", metavar="HOST", help="address for --metrics-port (default 127.0.0.1)"
+    )
+    w.add_argument(
+        "--check", action="store_true",
+        help="for container probes: exit 0 if Redis answers and the workers' consumer group "
+        "exists on every stream of these providers, else 1 with one line on stderr; starts "
+        "nothing",
+    )  # fmt: skip
 
     e = command("enqueue", help="enqueue a campaign; prints its id")
     campaign_arguments(e)

@@ -17,6 +17,9 @@ can push anything, so nothing is taken on trust:
   with ``Retry-After``; the providers push again. Load never gets a 500: the Redis pool
   makes requests wait for a connection (server.py).
 
+``/healthz`` answers these counts (a live process); server.py adds ``/readyz`` and
+``/metrics`` (health.py), where the same counts are ``dispatcher_webhook_pushes_total``.
+
 =================================  ======  =====================================================
 path                               method  answer
 =================================  ======  =====================================================

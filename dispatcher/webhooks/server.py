@@ -10,9 +10,7 @@ or times out, is it answered 503 (app.py). Log records are scrubbed of the secre
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 
 from aiohttp import web
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -23,10 +21,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dispatcher.config import Settings
 from dispatcher.embedded import CLIENT_NAME
+from dispatcher.health import add_routes
 from dispatcher.keys import Keys
+from dispatcher.metrics import push_families
+from dispatcher.runtime import until_stopped
 from dispatcher.tracking import Tracker
 from dispatcher.webhooks import redact
-from dispatcher.webhooks.app import build_app
+from dispatcher.webhooks.app import COUNTS, build_app
 
 #: Redis connections of one webhooks process: enough to keep Redis busy, few enough for
 #: its client limit when many processes run.
@@ -58,6 +59,9 @@ async def start(
     """Start on ``host:port`` (0: a free port); returns the runner and the bound port."""
     redis = connect_pooled(redis_url)
     app = build_app(settings, Tracker(redis, Keys(settings.prefix)))
+    # Its own /healthz (the counts) stays; /metrics shows the same counts as pushes.
+    counts = app[COUNTS]
+    add_routes(app, redis, settings, healthz=False, extra=[lambda: push_families(counts)])
     unfilter = redact.install(settings.webhooks.secret())
 
     async def close(_app: web.Application) -> None:
@@ -80,12 +84,8 @@ async def serve(settings: Settings, redis_url: str, host: str, port: int) -> Non
     unfilter = redact.install(settings.webhooks.secret(), (), logging.getLogger().handlers)
     runner, bound = await start(settings, redis_url, host, port)
     print(f"webhooks listening on http://{host}:{bound}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await until_stopped()
     finally:
         await runner.cleanup()
         unfilter()
