@@ -5,18 +5,24 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint bench chaos fair worker mock clean
+.PHONY: run test lint bench chaos fair browser worker mock clean
 
+# `make run` installs what dispatcher needs; the test tools (schemathesis, playwright, …)
+# come with the first `make test` or other target that uses them.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
 run: $(VENV)/.installed
 	$(PY) -m dispatcher run
 
-lint: $(VENV)/.installed
+lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check dispatcher tests benchmarks
 	$(VENV)/bin/ruff format --check dispatcher tests benchmarks
 	$(VENV)/bin/mypy
@@ -24,7 +30,7 @@ lint: $(VENV)/.installed
 test: lint
 	$(PY) -m pytest
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed-test
 	$(PY) benchmarks/bench_send.py
 
 worker: $(VENV)/.installed
@@ -38,9 +44,14 @@ clean:
 
 # Unknown fate under fire: 50,000 recipients per provider with workers SIGKILLed every
 # 2-5 s, and recovery beside fresh work (about 25 minutes; CI runs it after `make test`).
-chaos: $(VENV)/.installed
+chaos: $(VENV)/.installed-test
 	$(PY) -m benchmarks.chaos
 
 # Fair share across accounts and campaigns, measured (about 10 minutes; CI runs it too).
-fair: $(VENV)/.installed
+fair: $(VENV)/.installed-test
 	$(PY) -m benchmarks.fair
+
+# The web console in a real browser: Debian's chromium (/usr/bin/chromium), never a
+# downloaded one; fails rather than skips where it is missing (CI installs it).
+browser: $(VENV)/.installed-test
+	DISPATCHER_REQUIRE_BROWSER=1 $(PY) -m pytest tests/test_console_routes.py tests/e2e/test_console.py

@@ -19,6 +19,7 @@ from dispatcher.embedded import data_dir_from_env, shared_server
 from dispatcher.estimate import estimate
 from dispatcher.intake import Prepared, prepare
 from dispatcher.keys import Keys
+from dispatcher.listing import Page, list_campaigns
 from dispatcher.model import Campaign, CampaignError, CampaignStatus, Enqueued, Result
 from dispatcher.runtime import checked_url
 from dispatcher.store import Store, as_str
@@ -107,6 +108,12 @@ class Client:
             campaign = Campaign.from_dict(campaign)
         # Number validation is CPU work: keep the app's event loop responsive meanwhile.
         prepared = await asyncio.to_thread(prepare, campaign, self.settings)
+        return await self.submit(prepared, allow_empty=allow_empty)
+
+    async def submit(self, prepared: Prepared, *, allow_empty: bool = True) -> Enqueued:
+        """Enqueue a campaign already validated (``intake.prepare`` or a ``Builder`` fed a
+        piece at a time); the checks that need Redis or the provider happen here."""
+        campaign = prepared.campaign
         if not allow_empty and prepared.valid == 0:
             first = prepared.invalid[0] if prepared.invalid else None
             example = f" (recipients[{first.index}]: {first.error})" if first else ""
@@ -138,10 +145,18 @@ class Client:
             raise CampaignNotFound(campaign_id)
         return st
 
-    async def results(self, campaign_id: str) -> AsyncIterator[Result]:
-        """Every recipient's result in index order (``pending`` where none yet)."""
+    async def campaigns(
+        self, limit: int = 20, *, state: str | None = None, cursor: str | None = None
+    ) -> Page:
+        """The newest ``limit`` campaigns (in ``state`` if given); pass the page's
+        ``next_cursor`` back as ``cursor`` for the ones before them."""
+        return await list_campaigns(self.store, limit, state=state, cursor=cursor)
+
+    async def results(self, campaign_id: str, *, after: int = -1) -> AsyncIterator[Result]:
+        """Every recipient's result in index order (``pending`` where none yet); with
+        ``after``, only those after that index (to go on where a reader stopped)."""
         await self.status(campaign_id)
-        async for result in self.store.results(campaign_id):
+        async for result in self.store.results(campaign_id, after=after):
             yield result
 
     async def wait(

@@ -128,6 +128,14 @@ def _dispatch(args: argparse.Namespace, raw: list[str]) -> int:
         with redis_url() as url, _unreachable(url):
             run(serve(settings, url, args.host or hooks.host, port))
         return 0
+    if cmd == "api":
+        from dispatcher.api.app import serve as serve_api
+        from dispatcher.api.auth import tokens_from_env
+
+        tokens = tokens_from_env()  # refuse to start without them
+        with redis_url() as url, _unreachable(url):
+            run(serve_api(settings, url, args.host, args.port, tokens))
+        return 0
     from dispatcher.cli.commands import client_command
 
     with redis_url() as url, _unreachable(url):

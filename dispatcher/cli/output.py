@@ -4,26 +4,14 @@ from __future__ import annotations
 
 import csv
 import sys
-from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TextIO
 
 import orjson
 
 from dispatcher.client import Client
-from dispatcher.model import ROW_FIELDS, CampaignStatus
+from dispatcher.export import CSV_HEADER, csv_row, iso_ms, ndjson_line
+from dispatcher.model import CampaignStatus
 from dispatcher.runtime import stop_if_cancelled
-
-#: Result fields that hold Unix milliseconds: ISO 8601 UTC in the CSV.
-TIME_FIELDS = frozenset({"sent_at", "status_at"})
-CSV_HEADER = ("index", *ROW_FIELDS, "raw_status", "status_at")
-
-
-def iso_ms(ms: object) -> str:
-    """Unix milliseconds as ISO 8601 UTC (``2026-11-29T15:44:22.123Z``); "" for none."""
-    if not isinstance(ms, int | float) or isinstance(ms, bool):
-        return ""
-    at = datetime.fromtimestamp(int(ms) / 1000, UTC)
-    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def print_status(st: CampaignStatus, as_json: bool) -> None:
@@ -59,17 +47,11 @@ async def write_results(client: Client, campaign_id: str, as_csv: bool, output: 
             writer.writerow(CSV_HEADER)
             async for r in client.results(campaign_id):
                 stop_if_cancelled()
-                row = dict(zip(ROW_FIELDS, r.row(), strict=True))
-                values: list[Any] = [
-                    *(iso_ms(v) if k in TIME_FIELDS else v for k, v in row.items()),
-                    r.raw_status,
-                    iso_ms(r.status_at),
-                ]
-                writer.writerow([r.index, *("" if v is None else v for v in values)])
+                writer.writerow(csv_row(r))
         else:
             async for r in client.results(campaign_id):
                 stop_if_cancelled()
-                out.write(orjson.dumps(r.as_dict()).decode() + "\n")
+                out.write(ndjson_line(r).decode())
     finally:
         if output:
             out.close()
@@ -78,16 +60,7 @@ async def write_results(client: Client, campaign_id: str, as_csv: bool, output: 
 
 async def campaigns(client: Client, limit: int) -> list[CampaignStatus]:
     """The newest ``limit`` campaigns (those whose records are gone are left out)."""
-    if limit < 1:
-        return []
-    ids = await client.redis.zrevrange(client.store.keys.campaigns, 0, limit - 1)
-    out = []
-    for raw in ids:
-        cid = raw.decode() if isinstance(raw, bytes) else str(raw)
-        st = await client.store.status(cid)
-        if st is not None:
-            out.append(st)
-    return out
+    return (await client.campaigns(limit)).items if limit >= 1 else []
 
 
 def print_campaigns(listed: list[CampaignStatus], as_json: bool) -> None:

@@ -155,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         command(name, help=text).add_argument("campaign_id")
 
+    api = command("api", help="serve the HTTP API and the web console")
+    api.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    api.add_argument("--port", type=int, default=8400, help="port (default 8400; 0 picks one)")
     h = command("webhooks", help="receive delivery reports and inbound messages")
     h.add_argument("--host", help="address to bind (default: webhooks.host)")
     h.add_argument("--port", type=int, help="port (default: webhooks.port; 0 picks one)")

@@ -17,6 +17,7 @@ from dispatcher.embedded import RedisProcess, free_port
 from tests.conftest import MOCK_ACCOUNTS, MOCK_KEY, repo_root, run_dispatcher, subprocess_env
 
 SECRET = "e2e-webhook-secret-0123456789"
+API_TOKEN = "e2e-api-token-0123456789abcdef"
 LIST_INTERVAL_S = 0.25
 
 
@@ -40,6 +41,7 @@ class System:
             REDIS_URL=redis_url, DISPATCHER_WEBHOOK_SECRET=SECRET, **{DEMO_KEY_ENV: MOCK_KEY}
         )
         self.env["DISPATCHER_CONFIG"] = str(self.config)
+        self.env["DISPATCHER_API_TOKENS"] = f"e2e={API_TOKEN}"
         self.prefix = prefix
         self.workers: list[subprocess.Popen[Any]] = []
 
@@ -81,8 +83,15 @@ class System:
 
     def webhooks(self) -> str:
         """Start ``python -m dispatcher webhooks --port 0``; its URL once it listens."""
+        return self._server("webhooks")
+
+    def api(self) -> str:
+        """Start ``python -m dispatcher api --port 0``; its URL once it listens."""
+        return self._server("api")
+
+    def _server(self, command: str) -> str:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "dispatcher", "webhooks", "--port", "0"],
+            [sys.executable, "-m", "dispatcher", command, "--port", "0"],
             env=self.env,
             cwd=repo_root(),
             stdout=subprocess.PIPE,
@@ -91,7 +100,7 @@ class System:
         self.workers.append(proc)
         assert proc.stdout is not None
         line = proc.stdout.readline()
-        assert line.startswith("webhooks listening on "), line
+        assert line.startswith(f"{command} listening on "), line
         return line.split()[-1]
 
     async def mock_settings(self, **values: Any) -> None:
