@@ -4,6 +4,12 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+SHELL := bash
+.SHELLFLAGS := -o pipefail -c
+# Machines whose pip.conf lists local mirror folders make pip warn, for every package a
+# folder lacks, that the folder "is ignored"; that is about the machine, not this install.
+# Every other warning and error still shows, and a failed install still fails.
+PIP_QUIET := { grep -v "^WARNING: Location 'file://.*' is ignored: it is neither a file nor a directory" || true; }
 
 .PHONY: run test lint bench chaos fair browser worker mock clean
 
@@ -11,12 +17,12 @@ PY := $(VENV)/bin/python
 # come with the first `make test` or other target that uses them.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet --upgrade pip 2>&1 | $(PIP_QUIET)
+	$(PY) -m pip install --quiet -e . 2>&1 | $(PIP_QUIET)
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test]' 2>&1 | $(PIP_QUIET)
 	touch $@
 
 run: $(VENV)/.installed
