@@ -117,6 +117,25 @@ def run_dispatcher(env: dict[str, str], *args: str) -> subprocess.CompletedProce
     )
 
 
+def start_server(
+    env: dict[str, str], command: str, *args: str, stderr: int | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """``python -m dispatcher [args…] COMMAND --port 0`` (webhooks, api); the process and
+    its URL, read from the line it prints once it listens."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dispatcher", *args, command, "--port", "0"],
+        env=env,
+        cwd=repo_root(),
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.startswith(f"{command} listening on "), line
+    return proc, line.split()[-1]
+
+
 def subprocess_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DISPATCHER_CONFIG")}
     env.update(extra)

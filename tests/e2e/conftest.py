@@ -14,7 +14,14 @@ import pytest
 
 from dispatcher.demo import DEMO_KEY_ENV, start_mock, stop
 from dispatcher.embedded import RedisProcess, free_port
-from tests.conftest import MOCK_ACCOUNTS, MOCK_KEY, repo_root, run_dispatcher, subprocess_env
+from tests.conftest import (
+    MOCK_ACCOUNTS,
+    MOCK_KEY,
+    repo_root,
+    run_dispatcher,
+    start_server,
+    subprocess_env,
+)
 
 SECRET = "e2e-webhook-secret-0123456789"
 API_TOKEN = "e2e-api-token-0123456789abcdef"
@@ -90,18 +97,9 @@ class System:
         return self._server("api")
 
     def _server(self, command: str) -> str:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dispatcher", command, "--port", "0"],
-            env=self.env,
-            cwd=repo_root(),
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        proc, url = start_server(self.env, command)
         self.workers.append(proc)
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith(f"{command} listening on "), line
-        return line.split()[-1]
+        return url
 
     async def mock_settings(self, **values: Any) -> None:
         async with (

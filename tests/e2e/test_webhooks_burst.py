@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +18,7 @@ from redis.asyncio import Redis
 
 from dispatcher.client import Client
 from dispatcher.keys import Keys
-from tests.conftest import all_providers, repo_root, subprocess_env
+from tests.conftest import all_providers, start_server, subprocess_env
 from tests.webhooks.support import SECRET, one_mobile_report, sent_campaign
 
 PER_PROVIDER = 1_000  # two providers: 2,000 pushes at once
@@ -37,19 +36,9 @@ async def webhooks(tmp_path: Path, redis_url: str, prefix: str) -> AsyncIterator
     env = subprocess_env(
         REDIS_URL=redis_url, DISPATCHER_WEBHOOK_SECRET=SECRET, DISPATCHER_CONFIG=str(config)
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dispatcher", "webhooks", "--port", "0"],
-        env=env,
-        cwd=repo_root(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc, url = await asyncio.to_thread(start_server, env, "webhooks", stderr=subprocess.PIPE)
     try:
-        assert proc.stdout is not None
-        line = await asyncio.to_thread(proc.stdout.readline)
-        assert line.startswith("webhooks listening on "), line
-        yield line.split()[-1]
+        yield url
     finally:
         proc.send_signal(signal.SIGTERM)
         _, stderr = await asyncio.to_thread(proc.communicate, timeout=30)

@@ -9,12 +9,11 @@ import asyncio
 import logging
 import signal
 import subprocess
-import sys
 
 import orjson
 import pytest
 
-from tests.conftest import repo_root, subprocess_env
+from tests.conftest import start_server, subprocess_env
 from tests.webhooks.support import SECRET, Hooks
 
 PATH = f"/hooks/{SECRET}/smsclouds/mo"
@@ -66,19 +65,11 @@ async def test_no_record_holds_the_secret(hooks: Hooks, caplog: pytest.LogCaptur
 
 async def test_a_webhooks_process_logs_no_secret(redis_url: str, prefix: str) -> None:
     env = subprocess_env(REDIS_URL=redis_url, DISPATCHER_WEBHOOK_SECRET=SECRET)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dispatcher", "--log-level", "DEBUG", "webhooks", "--port", "0"],
-        env=env,
-        cwd=repo_root(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc, url = await asyncio.to_thread(
+        start_server, env, "webhooks", "--log-level", "DEBUG", stderr=subprocess.PIPE
     )
     try:
-        assert proc.stdout is not None
-        line = await asyncio.to_thread(proc.stdout.readline)
-        assert line.startswith("webhooks listening on "), line
-        port = int(line.rsplit(":", 1)[1])
+        port = int(url.rsplit(":", 1)[1])
         for data in UNPARSABLE:
             assert b" 400 " in (await raw_request(port, data)).split(b"\r\n", 1)[0]
         bad = orjson.dumps({"sid": "1", "status": "delivered", "mobile": "+1"})
