@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from dispatcher import health
 from dispatcher.api import auth, campaigns, problems, streams
+from dispatcher.api.console_routes import add_console_routes
 from dispatcher.api.state import CLIENT
 from dispatcher.client import Client
 from dispatcher.config import Settings
@@ -61,12 +62,7 @@ def create_app(settings: Settings, redis: Redis, tokens: dict[str, bytes]) -> we
     r.add_post(f"{V1}/estimate", campaigns.estimated)
     r.add_get(f"{V1}/inbound", campaigns.inbound)
     health.add_routes(app, redis, settings)
-    try:
-        from dispatcher.api.console_routes import add_console_routes
-    except ImportError:  # pragma: no cover - the console ships with the package
-        log.warning("api: the console's files are missing; serving the API only")
-    else:
-        add_console_routes(app)
+    add_console_routes(app)
     return app
 
 
