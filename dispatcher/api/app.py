@@ -83,11 +83,7 @@ async def start(
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024)
     await site.start()
-    bound = port
-    for address in runner.addresses:
-        bound = int(address[1])
-        break
-    return runner, bound
+    return runner, int(runner.addresses[0][1])
 
 
 async def serve(

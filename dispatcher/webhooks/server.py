@@ -73,9 +73,7 @@ async def start(
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024)
     await site.start()
-    server = site._server
-    assert server is not None
-    bound = int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
+    bound = int(runner.addresses[0][1])
     return runner, bound
 
 
