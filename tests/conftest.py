@@ -7,11 +7,13 @@ default uses, and tests isolate themselves by key prefix instead of flushing.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +117,40 @@ def run_dispatcher(env: dict[str, str], *args: str) -> subprocess.CompletedProce
         text=True,
         timeout=120,
     )
+
+
+#: Pacing between two looks at state another process holds and announces to no one.
+POLL_S = 0.05
+
+
+async def eventually(
+    probe: Callable[[], Any],
+    done: Callable[[Any], bool] = bool,
+    *,
+    what: str,
+    seconds: float = 60.0,
+) -> Any:
+    """``probe()`` (awaited if it is a coroutine) again and again until ``done`` of its
+    answer, which is returned; fails naming ``what`` after ``seconds``. Only for what sends
+    no event to wait on: another process's HTTP endpoint or log file."""
+    deadline = time.monotonic() + seconds
+    while True:
+        got = probe()
+        if inspect.isawaitable(got):
+            got = await got
+        if done(got):
+            return got
+        assert time.monotonic() < deadline, f"timed out waiting for {what} (last: {got!r})"
+        await asyncio.sleep(POLL_S)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    """A Redis server of the test's own, which it may kill, empty and restart."""
+    server = RedisProcess(tmp_path / "redis", free_port())
+    server.start()
+    yield server
+    server.stop()
 
 
 def start_server(

@@ -3,10 +3,7 @@ Redis: one of the tests' own, stopped and started again to see /readyz follow it
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -16,13 +13,13 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
-from dispatcher.embedded import RedisProcess, free_port
+from dispatcher.embedded import RedisProcess
 from dispatcher.health import add_routes, worker_port, worker_streams
 from dispatcher.keys import Keys
 from dispatcher.runtime import connect
 from dispatcher.store import ensure_group
 from dispatcher.webhooks.server import start as start_webhooks
-from tests.conftest import all_providers, make_settings
+from tests.conftest import all_providers, eventually, make_settings
 from tests.webhooks.support import SECRET
 
 WAIT_S = 30.0
@@ -44,14 +41,11 @@ class Served:
         return status, orjson.loads(body)
 
     async def until(self, path: str, status: int) -> Any:
-        """Ask until ``path`` answers ``status`` (polling with a deadline); its JSON."""
-        deadline = time.monotonic() + WAIT_S
-        while True:
-            got, body = await self.json(path)
-            if got == status:
-                return body
-            assert time.monotonic() < deadline, (got, body)
-            await asyncio.sleep(0.05)  # pacing between polls, not a synchronisation
+        """Ask until ``path`` answers ``status``; its JSON."""
+        got = await eventually(
+            lambda: self.json(path), lambda g: g[0] == status, what=f"{path} → {status}"
+        )
+        return got[1]
 
 
 async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
@@ -59,15 +53,6 @@ async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    """A Redis of this test's own, which it stops and starts again."""
-    server = RedisProcess(tmp_path / "redis", free_port())
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import orjson
 import pytest
 
 from dispatcher.demo import DEMO_KEY_ENV, start_mock, stop
-from dispatcher.embedded import RedisProcess, free_port
 from tests.conftest import (
     MOCK_ACCOUNTS,
     MOCK_KEY,
@@ -146,12 +145,3 @@ def system(tmp_path: Path, redis_url: str, prefix: str, mock_args: list[str]) ->
         for w in s.workers:
             stop(w)
         stop(mock)
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    """A Redis server of the test's own, which it may kill, empty and restart."""
-    server = RedisProcess(tmp_path / "redis", free_port())
-    server.start()
-    yield server
-    server.stop()

@@ -7,11 +7,9 @@ Every line the workers write is a JSON object, and no line holds an API key."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,7 @@ from redis.asyncio import Redis
 from dispatcher.client import Client
 from dispatcher.config import load_settings
 from dispatcher.demo import stop
-from tests.conftest import MOCK_KEY, repo_root
+from tests.conftest import MOCK_KEY, eventually, repo_root
 from tests.e2e.conftest import SECRET, System
 
 POLL = {"poll_interval_seconds": 0.7, "poll_after_seconds": 0}
@@ -46,13 +44,6 @@ def json_lines(text: str) -> list[dict[str, Any]]:
         assert isinstance(record, dict) and record.keys() >= JSON_KEYS, line
         out.append(record)
     return out
-
-
-async def until(what: str, check: Any, seconds: float = 60.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 class Cli:
@@ -99,7 +90,7 @@ async def test_each_event_is_one_line_from_the_process_that_made_it(
             stderr=sink,
         )
     system.workers.append(worker)
-    await until("two ready workers", lambda: log.read_text().count(" ready") >= 2)
+    await eventually(lambda: log.read_text().count(" ready") >= 2, what="two ready workers")
     assert cli("resume", a).startswith("resumed")
 
     client = Client(settings=load_settings(system.config), redis=redis)
@@ -109,9 +100,12 @@ async def test_each_event_is_one_line_from_the_process_that_made_it(
     assert st_b.done and st_b.finals == {"cancelled": 150}
     st_a = await client.wait(a, 120, final=True)
     assert st_a.done, st_a.as_dict()
-    await until("a's done line", lambda: any(
-        a in line and '"event":"done"' in line for line in log.read_text().splitlines()
-    ))  # fmt: skip
+    await eventually(
+        lambda: any(
+            a in line and '"event":"done"' in line for line in log.read_text().splitlines()
+        ),
+        what="a's done line",
+    )
     assert stop(worker) == 0  # drained: every line is written
     text = log.read_text()
     worker_lines = json_lines(text)  # every line the workers wrote is one JSON object

@@ -7,9 +7,7 @@ exit), bounded, so a failing test fails instead of hanging.
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,7 +22,7 @@ from dispatcher.client import Client
 from dispatcher.config import load_settings
 from dispatcher.demo import stop
 from dispatcher.embedded import RedisProcess
-from tests.conftest import run_dispatcher, subprocess_env
+from tests.conftest import eventually, run_dispatcher, subprocess_env
 from tests.e2e.conftest import System
 from tests.e2e.test_supervisor import Running
 
@@ -59,13 +57,8 @@ async def get(url: str) -> tuple[int, bytes]:
 
 async def until(url: str, status: int) -> bytes:
     """Ask ``url`` until it answers ``status``; its body."""
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        got, body = await get(url)
-        if got == status:
-            return body
-        assert time.monotonic() < deadline, (url, got, body)
-        await asyncio.sleep(0.05)  # pacing between polls, not a synchronisation
+    got = await eventually(lambda: get(url), lambda g: g[0] == status, what=f"{url} → {status}")
+    return bytes(got[1])
 
 
 def recipients(text: bytes, provider: str) -> dict[str, int]:
@@ -102,10 +95,11 @@ async def test_worker_metrics_show_the_campaigns_counts(
     st = await client.wait(cid, WAIT_S)
     assert st.sent and st.counts == {"accepted": 300, "rejected": 20}
     # The worker counts right after Redis has the results: poll briefly for the two to meet.
-    deadline = time.monotonic() + WAIT_S
-    while (got := recipients((await get(f"{url}/metrics"))[1], "cloudaten")) != st.counts:
-        assert time.monotonic() < deadline, (got, st.counts)
-        await asyncio.sleep(0.05)
+    await eventually(
+        lambda: get(f"{url}/metrics"),
+        lambda g: recipients(g[1], "cloudaten") == st.counts,
+        what="the worker's counts",
+    )
     text = (await get(f"{url}/metrics"))[1].decode()
     # One request a recipient at Cloud Aten, each answered and timed.
     assert re.search(
