@@ -152,6 +152,13 @@ class Client:
         ``next_cursor`` back as ``cursor`` for the ones before them."""
         return await list_campaigns(self.store, limit, state=state, cursor=cursor)
 
+    async def state(self, campaign_id: str) -> str:
+        """The campaign's state as stored: paused and cancelled stay so once every
+        recipient has a result, where :meth:`status` says sent or done."""
+        return (await self.store.meta(campaign_id)).get("state") or (
+            await self.status(campaign_id)
+        ).state
+
     async def results(self, campaign_id: str, *, after: int = -1) -> AsyncIterator[Result]:
         """Every recipient's result in index order (``pending`` where none yet); with
         ``after``, only those after that index (to go on where a reader stopped)."""

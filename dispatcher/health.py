@@ -28,8 +28,6 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from dispatcher.config import ConfigError, Settings
@@ -37,9 +35,9 @@ from dispatcher.embedded import _running_server, data_dir_from_env
 from dispatcher.keys import GROUP, LANES, Keys
 from dispatcher.metrics import Extra, in_flight, queue_families, redis_up, render
 from dispatcher.runtime import (
-    CLI_CONNECT_TIMEOUT_S,
     checked_url,
     ensure_reachable,
+    probe_client,
     reason_of,
     redact_url,
     run,
@@ -213,12 +211,7 @@ def check(settings: Settings, providers: Sequence[str] | None = None) -> str:
 
 async def _check(url: str, streams: list[str]) -> str:
     await ensure_reachable(url)
-    probe = Redis.from_url(
-        url,
-        socket_connect_timeout=CLI_CONNECT_TIMEOUT_S,
-        socket_timeout=CLI_CONNECT_TIMEOUT_S,
-        retry=Retry(NoBackoff(), 0),
-    )
+    probe = probe_client(url)
     try:
         missing = await missing_groups(probe, streams)
     except (RedisError, OSError) as exc:

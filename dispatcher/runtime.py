@@ -146,12 +146,18 @@ def connect(url: str) -> Redis:
     )
 
 
+def probe_client(url: str, within: float = CLI_CONNECT_TIMEOUT_S) -> Redis:
+    """A client that gives up after ``within`` seconds and never retries: for a check that
+    must answer at once (a command, a container probe)."""
+    return Redis.from_url(
+        url, socket_connect_timeout=within, socket_timeout=within, retry=Retry(NoBackoff(), 0)
+    )
+
+
 async def ensure_reachable(url: str, within: float = CLI_CONNECT_TIMEOUT_S) -> None:
     """One PING, no retries, within ``within`` seconds: :class:`RedisUnreachable` if it fails, so a
     command-line command says so at once rather than after the retries of :func:`connect`."""
-    probe = Redis.from_url(
-        url, socket_connect_timeout=within, socket_timeout=within, retry=Retry(NoBackoff(), 0)
-    )
+    probe = probe_client(url, within)
     try:
         await probe.ping()
     except (RedisError, OSError) as exc:

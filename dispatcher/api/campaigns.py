@@ -145,10 +145,6 @@ async def status(request: web.Request) -> web.Response:
     return json_response(st.as_dict())
 
 
-async def _state(client: Client, cid: str) -> str:
-    return (await client.store.meta(cid)).get("state") or (await client.status(cid)).state
-
-
 async def pause(request: web.Request) -> web.Response:
     client, cid = _client(request), request.match_info["cid"]
     reason = "paused by operator"
@@ -164,7 +160,7 @@ async def pause(request: web.Request) -> web.Response:
             raise CampaignError("reason", f"must be text of 1 to {MAX_REASON} characters")
         reason = given.strip()
     changed = await client.pause(cid, reason)
-    state = await _state(client, cid)
+    state = await client.state(cid)
     message = "paused" if changed else f"already {state}: nothing to do"
     return json_response({"id": cid, "state": state, "changed": changed, "message": message})
 
@@ -172,7 +168,7 @@ async def pause(request: web.Request) -> web.Response:
 async def resume(request: web.Request) -> web.Response:
     client, cid = _client(request), request.match_info["cid"]
     n = await client.resume(cid)
-    state = await _state(client, cid)
+    state = await client.state(cid)
     if n < 0 and state == CampaignState.CANCELLED:
         raise Conflict("the campaign is cancelled; it cannot be resumed")
     message = f"resumed: {n} chunk(s) queued again" if n >= 0 else f"not paused ({state})"
@@ -185,7 +181,7 @@ async def cancel(request: web.Request) -> web.Response:
     moved = await client.cancel(cid)
     at_provider = await client.cancel_at_provider(cid)
     message = "cancelled" if moved >= 0 else "already cancelled: nothing to do"
-    state = await _state(client, cid)
+    state = await client.state(cid)
     body = {"id": cid, "state": state, "changed": moved >= 0, "message": message}
     return json_response({**body, "provider_campaigns": at_provider})
 

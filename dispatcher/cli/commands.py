@@ -9,7 +9,7 @@ from dataclasses import asdict
 import orjson
 
 from dispatcher.cli.campaign import campaign_from
-from dispatcher.cli.output import campaigns, print_campaigns, print_status, write_results
+from dispatcher.cli.output import print_campaigns, print_status, write_results
 from dispatcher.client import Client, NothingToSend
 from dispatcher.config import Settings
 from dispatcher.model import CampaignError, CampaignState
@@ -50,7 +50,7 @@ async def _run(client: Client, args: argparse.Namespace) -> int:
     if cmd == "campaigns":
         if args.limit < 1:
             raise CampaignError("--limit", "must be at least 1")
-        print_campaigns(await campaigns(client, args.limit), args.json)
+        print_campaigns((await client.campaigns(args.limit)).items, args.json)
         return 0
     if cmd == "inbound":
         for entry in await client.inbound(args.count):
@@ -95,7 +95,7 @@ async def _control(client: Client, cmd: str, cid: str) -> int:
         if await client.pause(cid):
             print("paused")
         else:
-            print(f"already {await _state(client, cid)}: nothing to do")
+            print(f"already {await client.state(cid)}: nothing to do")
         return 0
     if cmd == "cancel":
         moved = await client.cancel(cid)
@@ -108,15 +108,10 @@ async def _control(client: Client, cmd: str, cid: str) -> int:
         if n >= 0:
             print(f"resumed: {n} chunk(s) queued again")
             return 0
-        state = await _state(client, cid)
+        state = await client.state(cid)
         if state == CampaignState.CANCELLED:
             print("error: the campaign is cancelled; it cannot be resumed", file=sys.stderr)
             return 1
         print(f"not paused ({state}): nothing to do")
         return 0
     raise AssertionError(cmd)
-
-
-async def _state(client: Client, cid: str) -> str:
-    """The campaign's state as stored (paused and cancelled stay so once done)."""
-    return (await client.store.meta(cid)).get("state") or (await client.status(cid)).state

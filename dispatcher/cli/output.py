@@ -58,11 +58,6 @@ async def write_results(client: Client, campaign_id: str, as_csv: bool, output: 
     return 0
 
 
-async def campaigns(client: Client, limit: int) -> list[CampaignStatus]:
-    """The newest ``limit`` campaigns (those whose records are gone are left out)."""
-    return (await client.campaigns(limit)).items if limit >= 1 else []
-
-
 def print_campaigns(listed: list[CampaignStatus], as_json: bool) -> None:
     if as_json:
         for st in listed:
