@@ -37,7 +37,7 @@ test: lint
 	$(PY) -m pytest
 
 bench: $(VENV)/.installed-test
-	$(PY) benchmarks/bench_send.py
+	$(PY) -m benchmarks.bench_send
 
 worker: $(VENV)/.installed
 	$(PY) -m dispatcher worker

@@ -6,7 +6,7 @@ is under way, single-recipient OTP campaigns are enqueued one after another (lan
 and for each the time from enqueue to the mock accepting it is measured. Target: about a
 second. Prints the OTP latencies and writes them as JSON under benchmarks/results/.
 
-    python benchmarks/bench_otp.py [--bulk 1000000] [--otps 20] [--rate 2000]
+    python -m benchmarks.bench_otp [--bulk 1000000] [--otps 20] [--rate 2000]
 """
 
 from __future__ import annotations

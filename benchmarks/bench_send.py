@@ -1,16 +1,18 @@
 """Dispatcher throughput against the bare-client ceiling, per provider, side by side in one run.
 
-For each provider (Cloud Aten, YCloud, CloudSMS, Smsclouds):
+For each provider (Cloud Aten, YCloud, CloudSMS, Smsclouds, and Smsclouds over SMPP):
 
 1. ceiling: a bare aiohttp client (uvloop, no queue, no Redis) sends the very requests our
-   codec builds for N recipients to the mock, with the same concurrency;
+   codec builds for N recipients to the mock, with the same concurrency; for SMPP, a bare
+   SMPP client (smpp_client.py) sends the codec's ``submit_sm`` PDUs to the mock SMSC with
+   the same window;
 2. dispatcher: N recipients are enqueued and one worker process sends them to the same mock.
 
 Both use one client process against the same mock process, so each ratio measures the cost
 of the queue, the rate limiter and the result recording, not the machine. Prints recipients
 per second and the ratios, and writes them as JSON under benchmarks/results/.
 
-    python benchmarks/bench_send.py [--recipients 100000] [--concurrency 64] [--provider …]
+    python -m benchmarks.bench_send [--recipients 100000] [--concurrency 64] [--provider …]
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import aiohttp
 import orjson
 import uvloop
 
+from benchmarks.smpp_client import ceiling as smpp_ceiling
 from dispatcher.client import Client
 from dispatcher.config import load_settings
 from dispatcher.demo import start_mock, stop
@@ -49,7 +52,11 @@ FIRST_NUMBER = {
     "ycloud": 447911000000,
     "cloudsms": 85261000000,
     "smsclouds": 524498000000,
+    "smpp": 525512000000,
 }
+#: The Smsclouds account that sends over SMPP to the mock's SMSC (``smpp`` in the table).
+SMPP_ACCOUNT = {"system_id": "smsclouds", "api_key": "smpppass", "sender_id": "MASMSJ"}
+SMPP_WINDOW = 10
 ACCOUNTS: dict[str, dict[str, Any]] = {
     "cloudaten": {"api_key": "mock-cloudaten-key"},
     "ycloud": {"api_key": "mock-ycloud-key"},
@@ -67,7 +74,7 @@ def toml_value(value: Any) -> str:
     return f'"{value}"' if isinstance(value, str) else str(value)
 
 
-def write_config(path: Path, mock_url: str, concurrency: int) -> None:
+def write_config(path: Path, mock_url: str, concurrency: int, smpp_port: int) -> None:
     lines = ['prefix = "bench:"', "[worker]", "chunks_in_flight = 8"]
     for name, account in ACCOUNTS.items():
         lines += [
@@ -78,6 +85,14 @@ def write_config(path: Path, mock_url: str, concurrency: int) -> None:
             f"[providers.{name}.accounts.default]",
             *(f"{k} = {toml_value(v)}" for k, v in account.items()),
         ]
+    lines += [
+        "[providers.smsclouds.accounts.smpp]",
+        'transport = "smpp"',
+        'smpp_host = "127.0.0.1"',
+        f"smpp_port = {smpp_port}",
+        f"window = {SMPP_WINDOW}",
+        *(f"{k} = {toml_value(v)}" for k, v in SMPP_ACCOUNT.items()),
+    ]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -128,9 +143,13 @@ async def through_dispatcher(
 ) -> tuple[float, float]:
     """(enqueue seconds, recipients per second from the enqueue's commit to the last result)."""
     client = Client(settings=load_settings(config), redis=connect(redis_url))
+    if provider == "smpp":
+        campaign = Campaign("smsclouds", TEXT, numbers(provider, n), account="smpp")
+    else:
+        campaign = Campaign(provider, TEXT, numbers(provider, n))
     try:
         t0 = time.monotonic()
-        answer = await client.enqueue(Campaign(provider, TEXT, numbers(provider, n)))
+        answer = await client.enqueue(campaign)
         t1 = time.monotonic()
         st = await client.wait(answer.id, TIME_LIMIT_S)
         t2 = time.monotonic()
@@ -161,15 +180,39 @@ def _copy(stream: Any) -> None:
         sys.stderr.write(line)
 
 
+def bare_client(provider: str, n: int, conc: int, mock_url: str, smpp_port: int) -> float:
+    if provider != "smpp":
+        return uvloop.run(ceiling(mock_url, provider, n, conc))
+    return uvloop.run(
+        smpp_ceiling(
+            "127.0.0.1", smpp_port, SMPP_ACCOUNT["system_id"], SMPP_ACCOUNT["api_key"],
+            numbers(provider, n), text=TEXT, window=SMPP_WINDOW,
+            sender_id=SMPP_ACCOUNT["sender_id"],
+        )
+    )  # fmt: skip
+
+
+def mock_stats(mock_url: str, provider: str) -> dict[str, int]:
+    """accepted, mobiles_repeated and largest_batch, from the provider's or the SMSC's."""
+    stats = uvloop.run(mock_call(mock_url, "GET", "/_mock/stats"))
+    if provider != "smpp":
+        got: dict[str, int] = stats["providers"][provider]
+        return got
+    smsc = stats["smsc"]
+    return {"accepted": smsc["messages"], "mobiles_repeated": smsc["duplicates"],
+            "largest_batch": 1}  # fmt: skip
+
+
 def measure(
-    provider: str, n: int, conc: int, *, mock_url: str, redis_url: str, config: Path
-) -> dict[str, Any]:
+    provider: str, n: int, conc: int, *, mock_url: str, redis_url: str, config: Path,
+    smpp_port: int,
+) -> dict[str, Any]:  # fmt: skip
     print(f"{provider}: bare client …", flush=True)
-    bare = uvloop.run(ceiling(mock_url, provider, n, conc))
+    bare = bare_client(provider, n, conc, mock_url, smpp_port)
     uvloop.run(mock_call(mock_url, "POST", "/_mock/reset"))
     print(f"{provider}: dispatcher …", flush=True)
     enqueue_s, rate = uvloop.run(through_dispatcher(redis_url, config, provider, n))
-    stats = uvloop.run(mock_call(mock_url, "GET", "/_mock/stats"))["providers"][provider]
+    stats = mock_stats(mock_url, provider)
     uvloop.run(mock_call(mock_url, "POST", "/_mock/reset"))
     return {
         "bare_client_rps": round(bare, 1),
@@ -186,25 +229,30 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--recipients", type=int, default=100_000)
     p.add_argument("--concurrency", type=int, default=64)
-    p.add_argument("--provider", action="append", choices=sorted(ACCOUNTS))
+    p.add_argument("--provider", action="append", choices=sorted(FIRST_NUMBER))
     args = p.parse_args()
     n, conc = args.recipients, args.concurrency
-    providers = args.provider or list(ACCOUNTS)
+    providers = args.provider or list(FIRST_NUMBER)
     report: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="dispatcher-bench-") as tmp:
         redis = RedisProcess(Path(tmp) / "redis", free_port())
         redis.start()
-        mock, mock_url = start_mock([])
+        smpp = ["--smpp-port", "0", "--smpp-account",
+                f"{SMPP_ACCOUNT['system_id']}:{SMPP_ACCOUNT['api_key']}"]  # fmt: skip
+        mock, mock_url = start_mock(smpp)
         worker: subprocess.Popen[str] | None = None
         try:
+            assert mock.stdout is not None
+            smpp_port = int(mock.stdout.readline().strip().rsplit(":", 1)[1])
             config = Path(tmp) / "bench.toml"
-            write_config(config, mock_url, conc)
+            write_config(config, mock_url, conc, smpp_port)
             env = {**os.environ, "REDIS_URL": redis.url, "DISPATCHER_CONFIG": str(config)}
             worker = start_worker(env)
             for provider in providers:
                 report[provider] = measure(
-                    provider, n, conc, mock_url=mock_url, redis_url=redis.url, config=config
-                )
+                    provider, n, conc, mock_url=mock_url, redis_url=redis.url, config=config,
+                    smpp_port=smpp_port,
+                )  # fmt: skip
         finally:
             if worker is not None:
                 stop(worker)

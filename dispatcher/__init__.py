@@ -4,6 +4,7 @@ Apps enqueue campaigns with :class:`Client`; ``python -m dispatcher worker`` sen
 """
 
 from dispatcher.client import CampaignNotFound, Client
+from dispatcher.errors import DispatcherError
 from dispatcher.model import (
     Campaign,
     CampaignError,
@@ -20,6 +21,7 @@ __all__ = [
     "CampaignNotFound",
     "CampaignStatus",
     "Client",
+    "DispatcherError",
     "Enqueued",
     "Recipient",
     "Result",

@@ -1,5 +1,6 @@
-"""Read-only account queries (``python -m dispatcher provider NAME QUERY``): Smsclouds'
-routes, countries and user credit, Cloud Aten's and YCloud's balance."""
+"""Account queries (``python -m dispatcher provider NAME QUERY``): the read-only ``queries``
+each codec lists, the balance of the codecs that can read it (``capabilities.Balance``), and
+cancelling a campaign's batches at a provider that allows it (``capabilities.Cancelling``)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ from typing import Any
 import orjson
 
 from dispatcher.config import ConfigError, Settings
-from dispatcher.providers import CODECS
+from dispatcher.errors import DispatcherError
+from dispatcher.providers import CODECS, KINDS
 from dispatcher.providers.base import HttpRequest
+from dispatcher.providers.capabilities import Balance, Cancelling, capability
 from dispatcher.transport import Transport, TransportError, client_tls
 
 
-class QueryError(RuntimeError):
+class QueryError(DispatcherError, RuntimeError):
     pass
 
 
@@ -55,52 +58,49 @@ async def query(settings: Settings, provider: str, account: str, name: str) -> A
 
 
 def balance_of(provider: str, answer: Any) -> float | None:
-    """The credit left, from the provider's balance (Cloud Aten, YCloud) or user (Smsclouds)
-    answer; None if the answer carries none."""
-    data = answer.get("data", answer) if isinstance(answer, dict) else None
-    if not isinstance(data, dict):
-        return None
-    value = data.get("credit" if provider == "smsclouds" else "amount")
-    if value is None and isinstance(answer, dict):
-        value = answer.get("amount")  # YCloud's second example: the object on its own
-    return float(value) if isinstance(value, int | float) else None
-
-
-BALANCE_QUERIES = {"cloudaten": "balance", "ycloud": "balance", "smsclouds": "user"}
+    """The credit left, from the answer to the provider's balance query; None if the answer
+    carries none or the provider has no balance API."""
+    codec = capability(CODECS.get(provider), Balance)
+    return None if codec is None else codec.balance_of(answer)
 
 
 async def balance(settings: Settings, provider: str, account: str) -> float:
     """The account's balance, or QueryError if the provider cannot say."""
-    name = BALANCE_QUERIES.get(provider)
-    if name is None:
+    codec = capability(CODECS.get(provider), Balance)
+    if codec is None:
         raise QueryError(f"{provider} has no balance API")
-    amount = balance_of(provider, await query(settings, provider, account, name))
+    answer = await query(settings, provider, account, codec.balance_query)
+    amount = codec.balance_of(answer)
     if amount is None:
         raise QueryError(f"{provider} answered without a balance")
     return amount
 
 
 async def cancel_batches(settings: Settings, redis: Any, cid: str) -> dict[str, str]:
-    """Ask the provider to cancel a campaign's requests where it can (Smsclouds blaster:
-    only while queued). Returns batch id → "cancelled" or what the provider answered."""
-    from dispatcher.keys import Keys
-    from dispatcher.providers.smsclouds_blaster import cancel_path, parse_cancel
+    """Ask the provider to cancel a campaign's requests where its codec can (typically only
+    while they are queued there). Returns batch id → "cancelled" or what the provider
+    answered; nothing for a campaign whose codec cannot cancel."""
+    from dispatcher.keys import Keys, parse_batch_member
     from dispatcher.store import as_str
 
     keys = Keys(settings.prefix)
     provider, kind, account = (
         as_str(v) for v in await redis.hmget(keys.meta(cid), ["provider", "kind", "account"])
     )
-    if (provider, kind) != ("smsclouds", "blaster"):
+    codec = capability(KINDS.get((provider, kind)), Cancelling)
+    if codec is None:
         return {}
     members = await redis.zrange(keys.batches(keys.listed(provider, kind), account), 0, -1)
-    batches = sorted({b for b, c, _ in (as_str(m).split("|") for m in members) if c == cid})
+    batches = sorted(
+        {b for b, c, _ in (parse_batch_member(as_str(m)) for m in members) if c == cid}
+    )
     transport = account_transport(settings, provider, account)
     answers: dict[str, str] = {}
     try:
         for batch in batches:
-            status, body = await transport.send(HttpRequest("POST", cancel_path(batch), b"", ()))
-            _ok, answers[batch] = parse_cancel(status, body)
+            request = HttpRequest("POST", codec.cancel_path(batch), b"", ())
+            status, body = await transport.send(request)
+            _ok, answers[batch] = codec.parse_cancel(status, body)
     finally:
         await transport.close()
     return answers

@@ -30,6 +30,7 @@ from redis.asyncio import Redis
 
 from dispatcher.config import ProviderSettings, Settings
 from dispatcher.keys import LANES, Keys
+from dispatcher.providers.base import Codec
 
 #: Seconds of an account's rate that its admitted chunks may hold.
 BUSY_S = 1.0
@@ -137,10 +138,12 @@ return admitted
 """.replace("@STALE@", str(STALE_MS)).replace("@MAXC@", str(MAX_CAMPAIGNS))
 
 
-def cap_for(ps: ProviderSettings, per_request: int | None, account: str = "default") -> int:
+def cap_for(ps: ProviderSettings, codec: Codec, account: str = "default") -> int:
     """How many chunks an account may have admitted at once: what its rate sends in
     ``BUSY_S``, plus one so that the next is there when one finishes."""
-    requests = math.ceil(ps.chunk_size / per_request) if per_request else 1
+    per_request = codec.per_request
+    size = min(ps.chunk_size, codec.max_chunk or ps.chunk_size)
+    requests = math.ceil(size / per_request) if per_request else 1
     chunk_seconds = requests / ps.rate_for(account)
     return min(MOST_CAP, max(1, math.ceil(BUSY_S / chunk_seconds)) + 1)
 
@@ -149,7 +152,7 @@ class Admission:
     """Admits chunks of the given providers' lanes, most urgent lane first."""
 
     def __init__(self, redis: Redis, settings: Settings, providers: Sequence[str]) -> None:
-        from dispatcher.providers import CODECS
+        from dispatcher.providers import account_codec
 
         self.redis = redis
         self.keys = Keys(settings.prefix)
@@ -157,13 +160,14 @@ class Admission:
         self._script = redis.register_script(_ADMIT)
         self._caps: dict[str, tuple[int, str]] = {}  # provider → its cap, accounts' own caps
         for p in providers:
-            ps, per_request = settings.provider(p), CODECS[p].per_request
+            ps = settings.provider(p)
+            default = account_codec(settings, p, "")  # the provider's own (HTTP) codec
             own = [
-                f"{name}={cap_for(ps, per_request, name)}"
+                f"{name}={cap_for(ps, account_codec(settings, p, name), name)}"
                 for name, acct in sorted(ps.accounts.items())
-                if acct.rate_per_second is not None
+                if acct.rate_per_second is not None or acct.transport != "http"
             ]
-            self._caps[p] = (cap_for(ps, per_request), ",".join(own))
+            self._caps[p] = (cap_for(ps, default), ",".join(own))
 
     async def admit(
         self, most: int, lanes: Sequence[str] = LANES, providers: Sequence[str] | None = None

@@ -16,6 +16,7 @@ from dispatcher.admission import Admission
 from dispatcher.config import Settings, load_settings
 from dispatcher.control import Control
 from dispatcher.embedded import data_dir_from_env, shared_server
+from dispatcher.errors import DispatcherError
 from dispatcher.estimate import estimate
 from dispatcher.intake import Prepared, prepare
 from dispatcher.keys import Keys
@@ -25,7 +26,7 @@ from dispatcher.runtime import checked_url
 from dispatcher.store import Store, as_str
 
 
-class CampaignNotFound(KeyError):
+class CampaignNotFound(DispatcherError, KeyError):
     def __init__(self, campaign_id: str) -> None:
         super().__init__(campaign_id)
         self.campaign_id = campaign_id

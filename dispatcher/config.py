@@ -13,10 +13,12 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from dispatcher.errors import DispatcherError
+
 DEFAULT_CONFIG = Path("config/dispatcher.toml")
 
 
-class ConfigError(ValueError):
+class ConfigError(DispatcherError, ValueError):
     """A setting is missing or wrong; the message names it."""
 
 
@@ -43,6 +45,26 @@ class Secret:
         return hash(self._value)
 
 
+TRANSPORTS = ("http", "smpp")
+BINDS = ("transceiver", "transmitter")
+
+
+@dataclass(frozen=True)
+class SmppSettings:
+    """Where an SMPP account's session binds (the password is the account's secret)."""
+
+    host: str
+    port: int
+    system_id: str
+    bind: str = "transceiver"  # or "transmitter": no receipts on the session then
+    window: int = 10  # requests waiting for their response at once, per process
+    enquire_link_seconds: float = 30.0
+
+
+#: An account's own settings for an SMPP session, beside its options.
+SMPP_KEYS = {"smpp_host", "smpp_port", "system_id", "bind", "window", "enquire_link_seconds"}
+
+
 @dataclass(frozen=True)
 class AccountSettings:
     name: str
@@ -52,6 +74,9 @@ class AccountSettings:
     #: This account's own rate, where it differs from the provider's (an OTP account
     #: beside a marketing one, an account per customer).
     rate_per_second: float | None = None
+    #: "http", or "smpp" with ``smpp`` set: the same provider reached over SMPP 3.4.
+    transport: str = "http"
+    smpp: SmppSettings | None = None
 
     def key(self, provider: str) -> str:
         """The account's key, or a clear error naming where it should come from."""
@@ -211,6 +236,8 @@ BUILTIN_PROVIDERS: dict[str, dict[str, Any]] = {
 
 #: What each provider's codec accepts as options: name → type. Filled by load_settings.
 Schemas = dict[str, dict[str, type]]
+#: The same for the codecs of other transports: provider → transport → options.
+TransportSchemas = dict[str, dict[str, dict[str, type]]]
 
 
 #: Settings for which 0 means something ("at once", "no wait").
@@ -258,11 +285,50 @@ def _typed(cls: type[Any], table: dict[str, Any], where: str, skip: set[str]) ->
     return out
 
 
-def _account(provider: str, name: str, table: Any, schema: dict[str, type]) -> AccountSettings:
+def _smpp(table: dict[str, Any], where: str) -> SmppSettings:
+    for key in ("smpp_host", "smpp_port", "system_id"):
+        if key not in table:
+            raise ConfigError(f'{where}{key}: is required with transport = "smpp"')
+    if not isinstance(table["smpp_host"], str) or not isinstance(table["system_id"], str):
+        raise ConfigError(f"{where}smpp_host, system_id: must be strings")
+    port = table["smpp_port"]
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+        raise ConfigError(f"{where}smpp_port: expected a port number, got {port!r}")
+    if len(table["system_id"]) > 15:
+        raise ConfigError(f"{where}system_id: at most 15 characters (SMPP 3.4)")
+    bind = table.get("bind", "transceiver")
+    if bind not in BINDS:
+        raise ConfigError(f"{where}bind: must be one of {', '.join(BINDS)}")
+    window = table.get("window", 10)
+    if not isinstance(window, int) or isinstance(window, bool) or window < 1:
+        raise ConfigError(f"{where}window: expected a positive integer, got {window!r}")
+    every = table.get("enquire_link_seconds", 30.0)
+    if not isinstance(every, int | float) or isinstance(every, bool) or every <= 0:
+        raise ConfigError(f"{where}enquire_link_seconds: must be positive")
+    return SmppSettings(table["smpp_host"], port, table["system_id"], bind, window, float(every))
+
+
+def _account(
+    provider: str,
+    name: str,
+    table: Any,
+    schema: dict[str, type],
+    transports: dict[str, dict[str, type]] | None = None,
+) -> AccountSettings:
     where = f"providers.{provider}.accounts.{name}."
     if not isinstance(table, dict):
         raise ConfigError(f"{where[:-1]}: must be a table")
-    _check_keys(table, {"api_key_env", "api_key", "rate_per_second", *schema}, where)
+    transport = table.get("transport", "http")
+    if transport not in TRANSPORTS:
+        raise ConfigError(f"{where}transport: must be one of {', '.join(TRANSPORTS)}")
+    smpp = None
+    if transport != "http":
+        if transports is not None and transport not in transports:
+            raise ConfigError(f"{where}transport: {provider} has no {transport} transport")
+        schema = (transports or {}).get(transport, {})
+        smpp = _smpp(table, where)
+    common = {"api_key_env", "api_key", "rate_per_second", "transport"}
+    _check_keys(table, common | (SMPP_KEYS if smpp else set()) | set(schema), where)
     options = {k: v for k, v in table.items() if k in schema}
     for key, value in options.items():
         if not isinstance(value, schema[key]) or isinstance(value, bool):
@@ -277,10 +343,17 @@ def _account(provider: str, name: str, table: Any, schema: dict[str, type]) -> A
         api_key=Secret(key) if isinstance(key, str) else None,
         options=options,
         rate_per_second=rate.get("rate_per_second"),
+        transport=transport,
+        smpp=smpp,
     )
 
 
-def _provider(name: str, table: dict[str, Any], schema: dict[str, type]) -> ProviderSettings:
+def _provider(
+    name: str,
+    table: dict[str, Any],
+    schema: dict[str, type],
+    transports: dict[str, dict[str, type]] | None = None,
+) -> ProviderSettings:
     where = f"providers.{name}."
     allowed = {f.name for f in fields(ProviderSettings)} - {"name"}
     _check_keys(table, allowed, where)
@@ -288,7 +361,7 @@ def _provider(name: str, table: dict[str, Any], schema: dict[str, type]) -> Prov
     accounts_table = table.get("accounts", {})
     if not isinstance(accounts_table, dict):
         raise ConfigError(f"{where}accounts: must be a table")
-    accounts = {n: _account(name, n, t, schema) for n, t in accounts_table.items()}
+    accounts = {n: _account(name, n, t, schema, transports) for n, t in accounts_table.items()}
     _check_rate(values, where)
     if values.get("on_unknown", "resend") not in ON_UNKNOWN:
         raise ConfigError(f"{where}on_unknown: must be resend or hold")
@@ -311,11 +384,13 @@ def parse_settings(
     data: dict[str, Any],
     schemas: Schemas | None = None,
     max_chunks: dict[str, int | None] | None = None,
+    transports: TransportSchemas | None = None,
 ) -> Settings:
     """Settings from decoded TOML, on top of the built-in provider defaults.
 
-    ``schemas`` (provider → option types) and ``max_chunks`` come from the codecs; without
-    them any provider name passes and accounts take no options.
+    ``schemas`` (provider → option types), ``max_chunks`` and ``transports`` (the options
+    of each provider's other transports) come from the codecs; without them any provider
+    name passes and accounts take no options.
     """
     _check_keys(
         data,
@@ -340,7 +415,8 @@ def parse_settings(
             raise ConfigError(f"providers.{name}: unknown provider")
         if "base_url" not in table:
             raise ConfigError(f"providers.{name}.base_url: is required")
-        providers[name] = _provider(name, table, (schemas or {}).get(name, {}))
+        own = None if transports is None else transports.get(name, {})
+        providers[name] = _provider(name, table, (schemas or {}).get(name, {}), own)
         most = (max_chunks or {}).get(name)
         if most is not None and providers[name].chunk_size > most:
             raise ConfigError(f"providers.{name}.chunk_size: at most {most} for {name}")
@@ -350,11 +426,17 @@ def parse_settings(
 def parse_with_codecs(data: dict[str, Any]) -> Settings:
     """parse_settings, checking provider names, options and chunk sizes against the codecs."""
     from dispatcher.providers import CODECS
+    from dispatcher.providers import TRANSPORTS as CODEC_TRANSPORTS
 
+    transports: TransportSchemas = {}
+    for (name, kind, transport), codec in CODEC_TRANSPORTS.items():
+        if kind == "sms":
+            transports.setdefault(name, {})[transport] = dict(codec.options)
     return parse_settings(
         data,
         {n: dict(c.options) for n, c in CODECS.items()},
         {n: c.max_chunk for n, c in CODECS.items()},
+        transports,
     )
 
 

@@ -7,18 +7,23 @@ recipients that have no result yet.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from redis.asyncio import Redis
 
 from dispatcher import logs
 from dispatcher.keys import DEFAULT_LANE, Keys
+from dispatcher.lua import MEMBERS, script
 from dispatcher.ranges import LUA_TO_RANGES
 from dispatcher.store import as_str
 
 #: ``requeue(stream, cid, member)``: queue a held ``chunk[|ranges]`` again as a re-delivery
 #: (a=1): the worker then sends only the recipients that have no result yet.
-_REQUEUE = """
+_REQUEUE = (
+    MEMBERS
+    + """
 local function requeue(stream, cid, member)
-  local n, only = string.match(member, '^(%d+)|?(.*)$')
+  local n, only = parse_held(member)
   if only ~= nil and only ~= '' then
     redis.call('XADD', stream, '*', 'c', cid, 'n', n, 'a', '1', 'i', only)
   else
@@ -26,101 +31,131 @@ local function requeue(stream, cid, member)
   end
 end
 """
+)
 
-_RESUME = (
-    _REQUEUE
-    + """
+_RESUME = script(
+    """
 -- KEYS: meta, held, stream, events; ARGV: cid
 if redis.call('HGET', KEYS[1], 'state') ~= 'paused' then return -1 end
 local chunks = redis.call('SMEMBERS', KEYS[2])
 for _, m in ipairs(chunks) do requeue(KEYS[3], ARGV[1], m) end
 redis.call('DEL', KEYS[2])
 redis.call('HSET', KEYS[1], 'state', 'queued', 'reason', '')
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', 100000, '*', 'c', ARGV[1], 'e', 'resumed')
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', @MAXLEN@, '*', 'c', ARGV[1], 'e', 'resumed')
 return #chunks
-"""
+""",
+    uses=_REQUEUE,
 )
 
 
-_PAUSE = """
+_PAUSE = script(
+    """
 -- KEYS: meta, events; ARGV: cid, reason
 local state = redis.call('HGET', KEYS[1], 'state')
 if state == 'paused' or state == 'cancelled' then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'paused', 'reason', ARGV[2])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', 'c', ARGV[1], 'e', 'paused')
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', @MAXLEN@, '*', 'c', ARGV[1], 'e', 'paused')
 return 1
-"""
-
-_CANCEL = (
-    _REQUEUE
-    + """
--- KEYS: meta, held, stream, events, delayed, the campaign's ready set; ARGV: cid
-if redis.call('HGET', KEYS[1], 'state') == 'cancelled' then return -1 end
-redis.call('HSET', KEYS[1], 'state', 'cancelled', 'reason', 'cancelled by operator')
--- Held, delayed and not yet admitted chunks go to work at once: workers record their
--- recipients as cancelled, so every recipient still ends with a final status.
-local moved = 0
-local issued = redis.call('HGET', KEYS[1], 'issued')
-if issued then
-  local chunks = tonumber(redis.call('HGET', KEYS[1], 'chunks'))
-  for n = tonumber(issued), chunks - 1 do
-    redis.call('XADD', KEYS[3], '*', 'c', ARGV[1], 'n', n, 'a', 0)
-    moved = moved + 1
-  end
-  redis.call('HSET', KEYS[1], 'issued', chunks)
-  redis.call('ZREM', KEYS[6], ARGV[1])
-end
-for _, m in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  requeue(KEYS[3], ARGV[1], m)
-  moved = moved + 1
-end
-redis.call('DEL', KEYS[2])
-local prefix = ARGV[1] .. '|'
-for _, m in ipairs(redis.call('ZRANGE', KEYS[5], 0, -1)) do
-  if string.sub(m, 1, #prefix) == prefix then
-    redis.call('ZREM', KEYS[5], m)
-    local n, only = string.match(m, '^[^|]+|(%d+)|%d+|?(.*)$')
-    requeue(KEYS[3], ARGV[1], (only ~= nil and only ~= '') and (n .. '|' .. only) or n)
-    moved = moved + 1
-  end
-end
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', 100000, '*', 'c', ARGV[1], 'e', 'cancelled')
-return moved
 """
 )
 
 
-_RETRY = (
-    LUA_TO_RANGES
-    + """
--- KEYS: meta, results, counts, finals, state, dead, stream, events; ARGV: cid
+class CancelKeys(NamedTuple):
+    """The cancel script's KEYS, in order (its Lua locals are made from these fields)."""
+
+    meta: str
+    held: str
+    stream: str
+    events: str
+    delayed: str
+    ready: str  # the campaign's ready set: its account's campaigns waiting to be admitted
+
+
+_CANCEL = script(
+    """
+-- ARGV: cid
+if redis.call('HGET', meta, 'state') == 'cancelled' then return -1 end
+redis.call('HSET', meta, 'state', 'cancelled', 'reason', 'cancelled by operator')
+-- Held, delayed and not yet admitted chunks go to work at once: workers record their
+-- recipients as cancelled, so every recipient still ends with a final status.
+local moved = 0
+local issued = redis.call('HGET', meta, 'issued')
+if issued then
+  local chunks = tonumber(redis.call('HGET', meta, 'chunks'))
+  for n = tonumber(issued), chunks - 1 do
+    redis.call('XADD', stream, '*', 'c', ARGV[1], 'n', n, 'a', 0)
+    moved = moved + 1
+  end
+  redis.call('HSET', meta, 'issued', chunks)
+  redis.call('ZREM', ready, ARGV[1])
+end
+for _, m in ipairs(redis.call('SMEMBERS', held)) do
+  requeue(stream, ARGV[1], m)
+  moved = moved + 1
+end
+redis.call('DEL', held)
+local prefix = ARGV[1] .. '|'
+for _, m in ipairs(redis.call('ZRANGE', delayed, 0, -1)) do
+  if string.sub(m, 1, #prefix) == prefix then
+    redis.call('ZREM', delayed, m)
+    local _, n, _, only = parse_unit(m)
+    requeue(stream, ARGV[1], held_member(n, only))
+    moved = moved + 1
+  end
+end
+redis.call('XADD', events, 'MAXLEN', '~', @MAXLEN@, '*', 'c', ARGV[1], 'e', 'cancelled')
+return moved
+""",
+    keys=CancelKeys._fields,
+    uses=_REQUEUE,
+)
+
+
+class RetryKeys(NamedTuple):
+    """The retry script's KEYS, in order (its Lua locals are made from these fields)."""
+
+    meta: str
+    results: str
+    counts: str
+    finals: str
+    state: str
+    dead: str
+    stream: str
+    events: str
+
+
+_RETRY = script(
+    """
+-- ARGV: cid
 -- Forget the failed result of every dead-lettered recipient and queue it again, an entry
 -- per chunk naming just those recipients (a=1).
-local entries = redis.call('HGETALL', KEYS[6])
+local entries = redis.call('HGETALL', dead)
 local chunks, n = {}, 0
 for i = 1, #entries, 2 do
   local index, chunk = entries[i], string.match(entries[i + 1], '^([^\t]*)')
-  if redis.call('HDEL', KEYS[2], index) == 1 then
-    redis.call('HINCRBY', KEYS[3], 'failed', -1)
-    redis.call('HINCRBY', KEYS[1], 'recorded', -1)
-    if redis.call('HGET', KEYS[5], index) == '3' then
-      redis.call('HINCRBY', KEYS[4], 'failed', -1)
-      redis.call('HINCRBY', KEYS[1], 'final', -1)
+  if redis.call('HDEL', results, index) == 1 then
+    redis.call('HINCRBY', counts, 'failed', -1)
+    redis.call('HINCRBY', meta, 'recorded', -1)
+    if redis.call('HGET', state, index) == '@RANK_FINAL@' then
+      redis.call('HINCRBY', finals, 'failed', -1)
+      redis.call('HINCRBY', meta, 'final', -1)
     end
-    redis.call('HDEL', KEYS[5], index)
+    redis.call('HDEL', state, index)
     n = n + 1
     chunks[chunk] = chunks[chunk] or {}
     table.insert(chunks[chunk], tonumber(index))
   end
 end
-redis.call('DEL', KEYS[6])
+redis.call('DEL', dead)
 for chunk, list in pairs(chunks) do
   table.sort(list)
-  redis.call('XADD', KEYS[7], '*', 'c', ARGV[1], 'n', chunk, 'a', '1', 'i', to_ranges(list))
+  redis.call('XADD', stream, '*', 'c', ARGV[1], 'n', chunk, 'a', '1', 'i', to_ranges(list))
 end
-redis.call('XADD', KEYS[8], 'MAXLEN', '~', 100000, '*', 'c', ARGV[1], 'e', 'retry')
+redis.call('XADD', events, 'MAXLEN', '~', @MAXLEN@, '*', 'c', ARGV[1], 'e', 'retry')
 return n
-"""
+""",
+    keys=RetryKeys._fields,
+    uses=LUA_TO_RANGES,
 )
 
 
@@ -170,14 +205,14 @@ class Control:
         """Send nothing more; unsent recipients become ``cancelled``. -1 if already so."""
         provider, lane, account = await self._placed(cid)
         k = self.keys
-        keys = [
-            k.meta(cid),
-            k.held(cid),
-            k.queue(provider, lane),
-            k.events,
-            k.delayed(provider, lane),
-            k.ready_campaigns(provider, lane, account),
-        ]
+        keys = CancelKeys(
+            meta=k.meta(cid),
+            held=k.held(cid),
+            stream=k.queue(provider, lane),
+            events=k.events,
+            delayed=k.delayed(provider, lane),
+            ready=k.ready_campaigns(provider, lane, account),
+        )
         moved = int(await self._cancel(keys=keys, args=[cid]))
         if moved >= 0:
             logs.event("cancelled", cid, f"by operator; {moved} unsent chunk(s) to be recorded "
@@ -193,14 +228,14 @@ class Control:
         """Send the dead-lettered recipients again; how many."""
         provider, lane = await self._where(cid)
         k = self.keys
-        keys = [
-            k.meta(cid),
-            k.results(cid),
-            k.counts(cid),
-            k.finals(cid),
-            k.state(cid),
-            k.dead(cid),
-            k.queue(provider, lane),
-            k.events,
-        ]
+        keys = RetryKeys(
+            meta=k.meta(cid),
+            results=k.results(cid),
+            counts=k.counts(cid),
+            finals=k.finals(cid),
+            state=k.state(cid),
+            dead=k.dead(cid),
+            stream=k.queue(provider, lane),
+            events=k.events,
+        )
         return int(await self._retry(keys=keys, args=[cid]))

@@ -31,6 +31,8 @@ import orjson
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from dispatcher.errors import DispatcherError
+
 #: Connections opened by dispatcher carry this client name, so the last one out can tell
 #: whether anybody else still uses the embedded server.
 CLIENT_NAME = "dispatcher"
@@ -39,7 +41,7 @@ DATA_DIR_NAME = "dispatcher"
 START_TIMEOUT_S = 15.0
 
 
-class EmbeddedRedisError(RuntimeError):
+class EmbeddedRedisError(DispatcherError, RuntimeError):
     """The embedded server could not be found or started."""
 
 

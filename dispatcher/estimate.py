@@ -15,7 +15,7 @@ import orjson
 from dispatcher.config import Settings
 from dispatcher.intake import Prepared, prepare
 from dispatcher.model import Campaign
-from dispatcher.providers import codec_for
+from dispatcher.providers import account_codec
 from dispatcher.render import render
 
 
@@ -51,7 +51,7 @@ class Estimate:
 def estimate(campaign: Campaign, settings: Settings, prepared: Prepared | None = None) -> Estimate:
     """``prepared`` saves validating again when the caller has just done it."""
     prepared = prepared or prepare(campaign, settings)
-    codec = codec_for(campaign.provider, campaign.kind)
+    codec = account_codec(settings, campaign.provider, campaign.account, campaign.kind)
     result = Estimate(
         provider=campaign.provider,
         recipients=prepared.valid,

@@ -25,10 +25,12 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import NamedTuple
 
 from redis.asyncio import Redis
 
 from dispatcher.keys import Keys
+from dispatcher.lua import script
 from dispatcher.ranges import LUA_EACH, encode
 
 #: How long an authorisation lets a worker send, on its monotonic clock.
@@ -62,18 +64,28 @@ redis.call('HSET', KEYS[3], ARGV[1], marks .. ms .. ':' .. ARGV[3] .. ';')
 return {1, ms}
 """
 
-_TAKEOVER = (
-    LUA_EACH
-    + """
--- KEYS: meta, owner, flight, results, parked, unknown (the account's zset).
+
+class TakeoverKeys(NamedTuple):
+    """The takeover script's KEYS, in order (its Lua locals are made from these fields)."""
+
+    meta: str
+    owner: str
+    flight: str
+    results: str
+    parked: str
+    unknown: str  # the account's unknown zset
+
+
+_TAKEOVER = script(
+    """
 -- ARGV: entry, token, cid, chunk, skew ms, late ms, wait ms, floor ms (with a list API to
 -- settle them, expiry comes no sooner than this long after the window closed; 0: none).
 -- Returns {-1} gone, {-2} already settled, or {parked}.
-if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
-if redis.call('HGET', KEYS[2], ARGV[1]) == 'done' then return {-2} end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-local marks = redis.call('HGET', KEYS[3], ARGV[1])
-redis.call('HDEL', KEYS[3], ARGV[1])
+if redis.call('EXISTS', meta) == 0 then return {-1} end
+if redis.call('HGET', owner, ARGV[1]) == 'done' then return {-2} end
+redis.call('HSET', owner, ARGV[1], ARGV[2])
+local marks = redis.call('HGET', flight, ARGV[1])
+redis.call('HDEL', flight, ARGV[1])
 if not marks then return {0} end
 local skew, late, wait, floor = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]),
   tonumber(ARGV[8])
@@ -89,22 +101,24 @@ for ms, ranges in string.gmatch(marks, '(%d+):([^;]*);') do
 end
 local n, soonest = 0, nil
 for i, at in pairs(first) do
-  if redis.call('HEXISTS', KEYS[4], i) == 0 and redis.call('HEXISTS', KEYS[5], i) == 0 then
+  if redis.call('HEXISTS', results, i) == 0 and redis.call('HEXISTS', parked, i) == 0 then
     local until_ = last[i] + late + skew
     local expires = now + wait
     if floor > 0 then expires = math.max(expires, until_ + floor) end
-    redis.call('HSET', KEYS[5], i, table.concat(
+    redis.call('HSET', parked, i, table.concat(
       {ARGV[4], at - skew, until_, expires, 'takeover'}, '\\t'))
     n = n + 1
     if soonest == nil or expires < soonest then soonest = expires end
   end
 end
 if n > 0 then
-  redis.call('HINCRBY', KEYS[1], 'u:takeover', n)
-  redis.call('ZADD', KEYS[6], 'LT', soonest, ARGV[3])
+  redis.call('HINCRBY', meta, 'u:takeover', n)
+  redis.call('ZADD', unknown, 'LT', soonest, ARGV[3])
 end
 return {n}
-"""
+""",
+    keys=TakeoverKeys._fields,
+    uses=LUA_EACH,
 )
 
 
@@ -171,8 +185,8 @@ class Fence:
         Returns the claim and how many recipients were parked."""
         k = self.keys
         got = await self._takeover(
-            keys=[k.meta(cid), k.owner(cid), k.flight(cid), k.results(cid), k.parked(cid),
-                  unknown_key],
+            keys=TakeoverKeys(meta=k.meta(cid), owner=k.owner(cid), flight=k.flight(cid),
+                              results=k.results(cid), parked=k.parked(cid), unknown=unknown_key),
             args=[entry, token, cid, chunk, int(skew_s * 1000),
                   int((AUTH_TTL_S + late_s) * 1000), int(wait_s * 1000), int(floor_s * 1000)],
         )  # fmt: skip

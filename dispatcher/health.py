@@ -32,6 +32,7 @@ from redis.exceptions import RedisError
 
 from dispatcher.config import ConfigError, Settings
 from dispatcher.embedded import _running_server, data_dir_from_env
+from dispatcher.errors import DispatcherError
 from dispatcher.keys import GROUP, LANES, Keys
 from dispatcher.metrics import Extra, in_flight, queue_families, redis_up, render
 from dispatcher.runtime import (
@@ -55,7 +56,7 @@ READY_TIMEOUT_S = 2.0
 WORKER_NUMBER_ENV = "DISPATCHER_WORKER_NUMBER"
 
 
-class NotReady(RuntimeError):
+class NotReady(DispatcherError, RuntimeError):
     """Redis answers but what a worker needs is missing; the message says what."""
 
 

@@ -20,10 +20,11 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from phonenumbers import NumberParseException
 
-from dispatcher.config import Settings
+from dispatcher.config import ProviderSettings, Settings
 from dispatcher.limits import Checker
 from dispatcher.model import Campaign, CampaignError, Recipient, Result, Status
-from dispatcher.providers import KINDS, codec_for
+from dispatcher.providers import KINDS, TRANSPORTS, account_codec
+from dispatcher.providers.base import Codec
 
 INVALID_NUMBER = "INVALID_NUMBER"
 INVALID_EMAIL = "INVALID_EMAIL"
@@ -83,7 +84,7 @@ class Prepared:
 
 def _options(campaign: Campaign, settings: Settings) -> dict[str, Any]:
     """The account's options overridden by the campaign's, checked by the provider's codec."""
-    codec = codec_for(campaign.provider, campaign.kind)
+    codec = account_codec(settings, campaign.provider, campaign.account, campaign.kind)
     account = settings.provider(campaign.provider).account(campaign.account)
     # The account's options for this kind only (an email campaign ignores the SMS route).
     merged = {k: v for k, v in account.options.items() if k in codec.options}
@@ -120,6 +121,20 @@ def _check_fields(campaign: Campaign, settings: Settings, *, streamed: bool = Fa
     if (campaign.provider, campaign.kind) not in KINDS:
         kinds = ", ".join(sorted(k for p, k in KINDS if p == campaign.provider))
         raise CampaignError("kind", f"{campaign.provider} sends {kinds}, not {campaign.kind!r}")
+    transport = provider.accounts[campaign.account].transport
+    if transport != "http" and (campaign.provider, campaign.kind, transport) not in TRANSPORTS:
+        own = (campaign.provider, transport)
+        kinds = ", ".join(sorted(k for p, k, t in TRANSPORTS if (p, t) == own))
+        raise CampaignError(
+            "kind",
+            f"account {campaign.account} sends {kinds} over {transport}, not {campaign.kind!r}",
+        )
+
+
+def chunk_size(ps: ProviderSettings, codec: Codec) -> int:
+    """Recipients per chunk: the provider's setting, within what the codec allows (an
+    SMPP account sends one by one, so its chunks are smaller than an HTTP batch's)."""
+    return min(ps.chunk_size, codec.max_chunk or ps.chunk_size)
 
 
 def start_ms(value: str | float | None) -> int | None:
@@ -163,11 +178,11 @@ class Builder:
         self.campaign = campaign
         self.settings = settings
         self.options = _options(campaign, settings)
-        self.codec = codec_for(campaign.provider, campaign.kind)
+        self.codec = account_codec(settings, campaign.provider, campaign.account, campaign.kind)
         self.limits = Checker(campaign, self.codec, self.options)
         self.limits.check_campaign()
         self.start = start_ms(campaign.start_at)
-        self.chunk_size = settings.provider(campaign.provider).chunk_size
+        self.chunk_size = chunk_size(settings.provider(campaign.provider), self.codec)
         self.email = self.codec.address == "email"
         self.region = (campaign.default_region or settings.default_region or "").upper() or None
         self.seen: set[str] = set()

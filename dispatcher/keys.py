@@ -18,7 +18,8 @@ key                        type    holds
 ``inflight:<prov>:<acct>`` zset    ``cid|chunk`` admitted and not yet done, by admission time:
                                    what the account's rate is busy with (admission.py)
 ``events``                 stream  progress: chunk recorded, campaign done, campaign paused
-``delayed:<prov>:<lane>``  zset    chunks to queue later (``cid|chunk|attempt[|ranges]``), by
+``delayed:<prov>:<lane>``  zset    chunks to queue later (``cid|chunk|attempt[|ranges]``:
+                                   :func:`unit`), by
                                    the time (ms) they are due: "busy" answers, throttled
                                    numbers, campaigns scheduled to start later
 ``rate:<provider>:<acct>`` string  the account's GCRA arrival time, shared by all processes
@@ -32,8 +33,9 @@ key                        type    holds
 ``{cid}:reports``          hash    recipient index → orjson ``[status, raw, error_code, error,
                                    at_ms, message_id]``: the latest report, kept apart from the
                                    send result
-``{cid}:state``            hash    recipient index → rank (1 accepted, 2 on its way, 3 final):
-                                   a report is applied only if it moves the rank up
+``{cid}:state``            hash    recipient index → rank (model.Rank: 1 accepted, 2 on its
+                                   way, 3 final): a report is applied only if it moves the
+                                   rank up
 ``{cid}:finals``           hash    final status → number of recipients with it
 ``{cid}:dead``             hash    recipient index → ``chunk<TAB>reason``: failed after every
                                    attempt; ``retry`` sends them again
@@ -52,7 +54,8 @@ key                        type    holds
 ``msgidx:<provider>``      hash    provider message id → ``cid.index``, for reports that name
                                    only the message (list APIs, Smsclouds)
 ``open:<provider>:<acct>`` zset    campaigns with messages a list API may still update
-``batches:<prov>:<acct>``  zset    ``batch|cid|chunk`` of Smsclouds campaigns to poll
+``batches:<prov>:<acct>``  zset    ``batch|cid|chunk`` (:func:`batch_member`) of Smsclouds
+                                   campaigns to poll
 ``responses:<p>:<acct>``   zset    the same, for their handset replies (MO), by when (ms)
                                    they were last asked for (responses.py)
 ``poll:<prov>:<acct>``     string  the poll lock: one list call per interval, across processes
@@ -74,8 +77,9 @@ DEFAULT_LANE = "transactional"
 
 
 def unit(cid: str, chunk: int | str, attempt: int | str, only: str = "") -> str:
-    """A piece of work as the delayed set and the scripts name it: ``cid|chunk|attempt``,
-    with ``|ranges`` when only some of the chunk's recipients are to be sent."""
+    """A piece of work as the delayed set names it: ``cid|chunk|attempt``, with ``|ranges``
+    when only some of the chunk's recipients are to be sent. The scripts build and read it
+    with lua.MEMBERS, the same format (tests/test_keys.py holds them to it)."""
     base = f"{cid}|{chunk}|{attempt}"
     return f"{base}|{only}" if only else base
 
@@ -84,6 +88,18 @@ def parse_unit(member: str) -> tuple[str, int, int, str]:
     """``(cid, chunk, attempt, only)`` of :func:`unit`."""
     cid, chunk, attempt, *rest = member.split("|")
     return cid, int(chunk), int(attempt), rest[0] if rest else ""
+
+
+def batch_member(batch: str, cid: str, chunk: int | str) -> str:
+    """A provider's batch (a Smsclouds campaign) as the ``batches`` and ``responses`` sets
+    hold it: ``batch|cid|chunk``, so that its reports find their campaign and chunk."""
+    return f"{batch}|{cid}|{chunk}"
+
+
+def parse_batch_member(member: str) -> tuple[str, str, int]:
+    """``(batch, cid, chunk)`` of :func:`batch_member`."""
+    batch, cid, chunk = member.rsplit("|", 2)
+    return batch, cid, int(chunk)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,10 @@
-"""Lua fragments that several scripts share: writing send results, and the progress event.
+"""What the Lua scripts share: the constants they take from Python, writing send results,
+the progress event, the members of the delayed and held sets, and named KEYS.
+
+Every script goes through :func:`render` (through :func:`script`), which fills each
+``@NAME@`` from :data:`CONSTANTS`: the events stream's length, the transition bits, the
+status ranks and the final statuses have one source, in Python, and a misspelt name fails
+at import.
 
 A send result can be written by the worker that sent it (queue.py), by the list scan that
 found a message whose fate was unknown (reconcile.py), or on a delivery report that proves
@@ -9,14 +15,87 @@ first keeps its rank.
 
 from __future__ import annotations
 
-from dispatcher.model import FINAL
-from dispatcher.store import DONE, EVENTS_MAXLEN, SENT
+import re
+from collections.abc import Sequence
 
-_FINAL_TABLE = "{" + ", ".join(f"['{s.value}']=1" for s in sorted(FINAL)) + "}"
+from dispatcher.model import FINAL, Rank
+from dispatcher.store import DONE, EVENTS_MAXLEN, PAUSED, SENT
+
+#: What ``@NAME@`` stands for in every script: ``MAXLEN`` (the events stream's approximate
+#: length), the transition bits ``SENT``, ``DONE``, ``PAUSED`` (store.py), the ranks
+#: ``RANK_NONE`` … ``RANK_FINAL`` (model.Rank) and ``FINAL``, a table of the final statuses.
+CONSTANTS: dict[str, str] = {
+    "MAXLEN": str(EVENTS_MAXLEN),
+    "SENT": str(SENT),
+    "DONE": str(DONE),
+    "PAUSED": str(PAUSED),
+    "FINAL": "{" + ", ".join(f"['{s.value}']=1" for s in sorted(FINAL)) + "}",
+    **{f"RANK_{r.name}": str(int(r)) for r in Rank},
+}
+_PLACEHOLDER = re.compile(r"@([A-Z][A-Z0-9_]*)@")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_LUA_KEYWORDS = frozenset({
+    "and", "break", "do", "else", "elseif", "end", "false", "for", "function", "if", "in",
+    "local", "nil", "not", "or", "repeat", "return", "then", "true", "until", "while",
+})  # fmt: skip
+
+
+def render(text: str, **extra: object) -> str:
+    """``text`` with every ``@NAME@`` replaced by its :data:`CONSTANTS` value (or by one of
+    ``extra``, a script's own); a name with neither raises KeyError, at import."""
+    values = {**CONSTANTS, **{name: str(v) for name, v in extra.items()}}
+
+    def value(m: re.Match[str]) -> str:
+        if m[1] not in values:
+            raise KeyError(f"no Lua constant @{m[1]}@")
+        return values[m[1]]
+
+    return _PLACEHOLDER.sub(value, text)
+
+
+def script(body: str, *, keys: Sequence[str] = (), argv: Sequence[str] = (), uses: str = "") -> str:
+    """A script's text, rendered: the fragments it ``uses``, then a ``local name = KEYS[i]``
+    line for each of ``keys`` (and ``ARGV[i]`` for ``argv``), then ``body``.
+
+    Callers pass the ``_fields`` of the NamedTuple they send as the keys (and args), so the
+    order on both sides comes from one tuple and cannot drift."""
+    names = [*keys, *argv]
+    for name in names:
+        if not _NAME.match(name) or name in _LUA_KEYWORDS:
+            raise ValueError(f"{name!r} cannot name a Lua local")
+    if len(set(names)) != len(names):
+        raise ValueError(f"a name is given twice: {names}")
+    lines = [f"local {n} = KEYS[{i}]" for i, n in enumerate(keys, 1)]
+    lines += [f"local {n} = ARGV[{i}]" for i, n in enumerate(argv, 1)]
+    return render(uses + "\n".join(lines) + "\n" + body)
+
+
+#: ``unit(cid, chunk, attempt, only)`` names a piece of work in the delayed set, as
+#: keys.unit does in Python: ``cid|chunk|attempt``, with ``|ranges`` when only some of the
+#: chunk's recipients are to be sent; ``parse_unit(m)`` gives back cid, chunk, attempt and
+#: only ('' for the whole chunk), or nil. ``held_member(chunk, only)`` names it in a
+#: campaign's held set, ``chunk[|ranges]``; ``parse_held(m)`` gives back chunk and only.
+MEMBERS = """
+local function unit(cid, chunk, attempt, only)
+  local m = cid .. '|' .. chunk .. '|' .. attempt
+  if only ~= nil and only ~= '' then m = m .. '|' .. only end
+  return m
+end
+local function parse_unit(m)
+  return string.match(m, '^([^|]+)|(%d+)|(%d+)|?([^|]*)$')
+end
+local function held_member(chunk, only)
+  if only ~= nil and only ~= '' then return chunk .. '|' .. only end
+  return chunk
+end
+local function parse_held(m)
+  return string.match(m, '^(%d+)|?(.*)$')
+end
+"""
 
 #: ``write_rows(rows, k)``: ``rows`` is ``index<TAB>status<TAB>row json`` lines; ``k`` holds
 #: the key names results, counts, meta, state, finals, parked. Returns new, final_new.
-WRITE_ROWS = (
+WRITE_ROWS = render(
     """
 local FINAL = @FINAL@
 local function write_rows(rows, k)
@@ -32,10 +111,10 @@ local function write_rows(rows, k)
         redis.call('HINCRBY', k.meta, 'u:' .. string.match(parked, '([^\\t]*)$'), -1)
       end
       -- a report may have come first: the rank only moves up, and a final counts once
-      local rank = FINAL[status] and 3 or 1
-      if rank > tonumber(redis.call('HGET', k.state, index) or '0') then
+      local rank = FINAL[status] and @RANK_FINAL@ or @RANK_ACCEPTED@
+      if rank > tonumber(redis.call('HGET', k.state, index) or '@RANK_NONE@') then
         redis.call('HSET', k.state, index, rank)
-        if rank == 3 then
+        if rank == @RANK_FINAL@ then
           final_tally[status] = (final_tally[status] or 0) + 1
           final_new = final_new + 1
         end
@@ -47,13 +126,13 @@ local function write_rows(rows, k)
   return new, final_new
 end
 """
-).replace("@FINAL@", _FINAL_TABLE)
+)
 
 #: ``progress(meta, events, cid, new, final_new, event, chunk)``: count the new results and
 #: say on the events stream what happened: ``done``, ``sent``, or ``event``. Returns the
 #: transitions this call made (store.SENT, store.DONE bits): the counts crossed the total
 #: here, so the caller's process logs them, once.
-PROGRESS = (
+PROGRESS = render(
     """
 local function progress(meta, events, cid, new, final_new, event, chunk)
   local recorded = redis.call('HINCRBY', meta, 'recorded', new)
@@ -72,7 +151,5 @@ local function progress(meta, events, cid, new, final_new, event, chunk)
   end
   return flags
 end
-""".replace("@MAXLEN@", str(EVENTS_MAXLEN))
-    .replace("@SENT@", str(SENT))
-    .replace("@DONE@", str(DONE))
+"""
 )

@@ -120,9 +120,9 @@ class AccountStats:
         self.latency = Buckets(LATENCY_BUCKETS)
         self.wait = Buckets(WAIT_BUCKETS)
 
-    def answered(self, status: int, seconds: float) -> None:
-        """An HTTP answer came: counted by status class (``2xx``, ``4xx``…)."""
-        outcome = f"{status // 100}xx"
+    def answered(self, outcome: str, seconds: float) -> None:
+        """An answer came: counted by its transport's class of it (HTTP ``2xx``, ``4xx``…;
+        SMPP ``esme_rok``, ``esme_rthrottled``…)."""
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
         self.latency.observe(seconds)
 

@@ -10,9 +10,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from typing import Any
 
+from dispatcher.errors import DispatcherError
 from dispatcher.keys import LANES
 
 #: Personalisation fields a recipient may carry (Smsclouds' <+B+>…<+F+> tokens).
@@ -40,25 +41,29 @@ class Status(StrEnum):
 
 
 #: Statuses after which nothing changes any more.
-FINAL = frozenset(
-    {
-        Status.INVALID,
-        Status.DELIVERED,
-        Status.UNDELIVERED,
-        Status.EXPIRED,
-        Status.REJECTED,
-        Status.FAILED,
-        Status.SUBMITTED,
-        Status.CANCELLED,
-    }
-)
+FINAL = frozenset({Status.INVALID, Status.DELIVERED, Status.UNDELIVERED, Status.EXPIRED,
+                   Status.REJECTED, Status.FAILED, Status.SUBMITTED, Status.CANCELLED})  # fmt: skip
+
+
+class Rank(IntEnum):
+    """How far a recipient has come (``{cid}:state``): a report applies only if it moves the
+    rank up; a final status counts once, on reaching FINAL. Scripts get it via lua.render."""
+
+    NONE = 0  # no result yet
+    ACCEPTED = 1  # the provider took it
+    ON_ITS_WAY = 2  # handed to a carrier
+    FINAL = 3  # a status of :data:`FINAL`
+
+
+#: Every status's rank; one not listed (none today) is taken to be on its way.
+RANKS: dict[Status, Rank] = {
+    Status.PENDING: Rank.NONE, Status.ACCEPTED: Rank.ACCEPTED, Status.SENT: Rank.ON_ITS_WAY,
+} | dict.fromkeys(FINAL, Rank.FINAL)  # fmt: skip
 
 
 def rank(status: str) -> int:
     """Status only moves forward: a report is applied only if its rank is higher."""
-    if status in FINAL:
-        return 3
-    return {Status.PENDING: 0, Status.ACCEPTED: 1, Status.SENT: 2}.get(Status(status), 2)
+    return int(RANKS.get(Status(status), Rank.ON_ITS_WAY))  # redis-py sends an enum's repr
 
 
 class CampaignState(StrEnum):
@@ -70,7 +75,7 @@ class CampaignState(StrEnum):
     DONE = "done"  # every recipient has a final status
 
 
-class CampaignError(ValueError):
+class CampaignError(DispatcherError, ValueError):
     """A campaign that cannot be enqueued; ``field`` names the offending input."""
 
     def __init__(self, field: str, message: str) -> None:

@@ -4,12 +4,13 @@ The seeds allow a list call once a minute per account, so every call first takes
 lock for that account (``SET NX PX poll_interval``): however many worker processes run, the
 provider sees one call per interval. Each call does one page:
 
-* ``list`` providers (Cloud Aten, YCloud): ``/v1/sms/list`` over the window from the oldest
-  open campaign's first send to ``poll_after_seconds`` ago, 5,000 records a page; records
-  are matched by message id through the index the worker wrote at send time.
-* ``batch`` providers (Smsclouds): ``/api/v3/campaign/{id}/messages`` for the campaign
-  (batch) waiting longest; it leaves the rotation once all its messages are final. Turn
-  about with those pages, the handset replies to the campaigns sent (responses.py).
+* codecs with ``ListPolling`` (an account-wide list API): a page over the window from the
+  oldest open campaign's first send to ``poll_after_seconds`` ago; records are matched by
+  message id through the index the worker wrote at send time.
+* codecs with ``BatchPolling`` (statuses asked per provider campaign): the batch waiting
+  longest; it leaves the rotation once all its messages are final. Turn about with those
+  pages, the handset replies to the batches sent, for codecs with ``ReplyPolling``
+  (responses.py).
 
 A list call settling recipients of unknown fate (reconcile.py) goes before status pages.
 """
@@ -20,6 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -28,12 +30,11 @@ from redis.asyncio import Redis
 from dispatcher.account_api import account_transport
 from dispatcher.aio import checkpoint
 from dispatcher.config import ConfigError, Settings
-from dispatcher.keys import Keys
+from dispatcher.keys import Keys, parse_batch_member
 from dispatcher.model import FINAL
-from dispatcher.providers import KINDS, codec_for
-from dispatcher.providers.base import BadPush, HttpRequest, Report
-from dispatcher.providers.common import OneMobileCodec, parse_list
-from dispatcher.providers.smsclouds import SmscloudsCodec
+from dispatcher.providers import KINDS, account_codec
+from dispatcher.providers.base import BadPush, Codec, HttpRequest
+from dispatcher.providers.capabilities import BatchPolling, ListPolling, ReplyPolling, capability
 from dispatcher.reconcile import Reconciler
 from dispatcher.responses import Responses
 from dispatcher.store import REDIS_ERRORS, as_str
@@ -68,23 +69,31 @@ class Poller:
         )
         self.responses = Responses(redis, self.keys, self.tracker, self.post)
         self._transports: dict[tuple[str, str], Transport] = {}
-        self._dial_codes: dict[str, int] = {}
+        self._options: dict[str, dict[str, Any]] = {}  # campaign → its options
         self.calls = 0
+
+    def _codec(self, provider: str, account: str, kind: str) -> Codec | None:
+        try:
+            return account_codec(self.settings, provider, account, kind)
+        except KeyError:
+            return None  # the account's transport sends no such kind
 
     def targets(self) -> list[tuple[str, str, str]]:
         """(provider, kind, account) for every list that can be polled."""
         return [
             (name, kind, account)
-            for (name, kind), codec in sorted(KINDS.items())
-            if codec.polling and name in self.settings.providers
+            for name, kind in sorted(KINDS)
+            if name in self.settings.providers
             for account in sorted(self.settings.providers[name].accounts)
+            if isinstance(self._codec(name, account, kind), ListPolling | BatchPolling)
         ]
 
     async def run(self) -> None:
         """Poll until cancelled."""
         try:
+            targets = self.targets()
             while True:
-                for provider, kind, account in self.targets():
+                for provider, kind, account in targets:
                     try:
                         await self.tick(provider, account, kind)
                     except POLL_ERRORS as exc:
@@ -94,8 +103,13 @@ class Poller:
                     checkpoint()
                 await asyncio.sleep(TICK_S)
         finally:
-            for transport in self._transports.values():
-                await transport.close()
+            await self.close()
+
+    async def close(self) -> None:
+        """Close the HTTP sessions (run() does; a Poller that never ran has none)."""
+        transports, self._transports = list(self._transports.values()), {}
+        for transport in transports:
+            await transport.close()
 
     async def lock(self, provider: str, account: str, kind: str = "sms") -> bool:
         """One list call per interval for this list of the account, across processes."""
@@ -126,21 +140,25 @@ class Poller:
     async def tick(self, provider: str, account: str, kind: str = "sms") -> bool:
         """One list call for the account if one is due and the lock is free; True if made.
         Settling unknown fates comes first: it holds recipients back, statuses do not."""
-        if codec_for(provider, kind).polling == "list":
+        codec = self._codec(provider, account, kind)
+        lister = capability(codec, ListPolling)
+        if lister is not None:
             if await self.reconciler.tick(provider, kind, account):
                 return True
             if await self.reconciler.waiting(provider, kind, account):
                 return False
-            return await self._list_page(provider, account, kind)
-        return await self._batch(provider, account, kind)
+            return await self._list_page(provider, account, kind, lister)
+        batches = capability(codec, BatchPolling)
+        if batches is not None:
+            replies = capability(codec, ReplyPolling)
+            return await self._batch(provider, account, kind, batches, replies)
+        return False
 
-    # -- Cloud Aten, YCloud ---------------------------------------------------------------
+    # -- an account-wide list -------------------------------------------------------------
 
-    async def _list_page(self, provider: str, account: str, kind: str) -> bool:
+    async def _list_page(self, provider: str, account: str, kind: str, codec: ListPolling) -> bool:
         k = self.keys
         ps = self.settings.provider(provider)
-        codec = codec_for(provider, kind)
-        assert isinstance(codec, OneMobileCodec)
         listed = k.listed(provider, kind)
         oldest = await self.redis.zrange(k.open(listed, account), 0, 0, withscores=True)
         if not oldest:
@@ -157,7 +175,7 @@ class Poller:
             cursor = {"from": start, "until": until, "page": 1}
         size = codec.list_page_size
         path = codec.list_request(cursor["page"], cursor["from"], cursor["until"])
-        reports = parse_list(await self.get(provider, account, path), codec.statuses)
+        reports = [r.report for r in codec.parse_listed(await self.get(provider, account, path))]
         tally = await self.tracker.apply_many(provider, reports)
         log.info("%s/%s list page %d: %s", provider, account, cursor["page"], counted(tally))
         if len(reports) >= size:
@@ -179,54 +197,54 @@ class Poller:
             if done or now_ms() - int(score) > MAX_AGE_MS:
                 await self.redis.zrem(key, cid)
 
-    # -- Smsclouds ------------------------------------------------------------------------
+    # -- batch by batch -------------------------------------------------------------------
 
-    async def _dial_code(self, cid: str) -> int:
-        code = self._dial_codes.get(cid)
-        if code is None:
+    async def _campaign_options(self, cid: str) -> dict[str, Any]:
+        """The campaign's options (as the codec checked them at enqueue), kept: they do
+        not change."""
+        options = self._options.get(cid)
+        if options is None:
             raw = await self.redis.hget(self.keys.meta(cid), "options")
-            options: dict[str, Any] = orjson.loads(raw) if raw else {}
-            code = self._dial_codes[cid] = int(options.get("dial_code", 52))
-        return code
+            options = self._options[cid] = orjson.loads(raw) if raw else {}
+        return options
 
-    async def _batch(self, provider: str, account: str, kind: str) -> bool:
+    async def _batch(
+        self,
+        provider: str,
+        account: str,
+        kind: str,
+        codec: BatchPolling,
+        replying: ReplyPolling | None,
+    ) -> bool:
         k = self.keys
         ps = self.settings.provider(provider)
-        codec = codec_for(provider, kind)
-        assert isinstance(codec, SmscloudsCodec)
         due_before = now_ms() - int(ps.poll_after_seconds * 1000)
         key = k.batches(k.listed(provider, kind), account)
         due = await self.redis.zrangebyscore(key, "-inf", due_before, start=0, num=1)
         every_ms = int(ps.poll_interval_seconds * 1000)
-        replies = await self.responses.due(provider, account, every_ms) if kind == "sms" else []
+        replies = (
+            await self.responses.due(provider, account, every_ms, replying.replies_most)
+            if replying
+            else []
+        )
         if not due and not replies:
             return False
         if not await self.lock(provider, account, kind):
             return False
         turn = k.poll_cursor(k.listed(provider, kind), account)
         if replies and (not due or await self.redis.hincrby(turn, "turn", 1) % 2):
-            got = await self.responses.ask(provider, account, replies)
+            assert replying is not None
+            got = await self.responses.ask(provider, account, replies, replying)
             log.info(
                 "%s/%s replies to %d campaign(s): %s", provider, account, len(replies), counted(got)
             )
             return True
         member = as_str(due[0])
-        batch, cid, chunk = member.split("|")
-        reports = codec.parse_batch(await self.get(provider, account, codec.batch_path(batch)))
-        dial = await self._dial_code(cid)
-        placed = [
-            Report(
-                status=r.status,
-                raw_status=r.raw_status,
-                message_id=r.message_id,
-                campaign_id=cid,
-                chunk=int(chunk),
-                number=f"+{dial}{r.number}",
-                error_code=r.error_code,
-                at=now_ms(),
-            )
-            for r in reports
-        ]
+        batch, cid, chunk = parse_batch_member(member)
+        body = await self.get(provider, account, codec.batch_path(batch))
+        reports = codec.parse_batch(body, await self._campaign_options(cid))
+        at = now_ms()
+        placed = [replace(r, campaign_id=cid, chunk=chunk, at=at) for r in reports]
         tally = await self.tracker.apply_many(provider, placed, index_messages=True)
         finished = bool(reports) and all(r.status in FINAL for r in reports)
         if finished or now_ms() - int(await self.redis.zscore(key, member) or 0) > MAX_AGE_MS:

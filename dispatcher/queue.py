@@ -5,9 +5,10 @@ Its entry stays in the group's pending list while a worker holds it; that is the
 A worker that dies leaves it there, and another takes it over with XAUTOCLAIM once it has
 been idle for the lease time. Live workers refresh their leases well before that.
 
-Results are written by one Lua script that also acknowledges the entry, so a chunk is either
-recorded and acked or neither. Each result is written with HSETNX and counted only when
-new: a chunk recorded twice (a slow worker and its successor) never counts a recipient twice.
+Results are written by one Lua script that also acknowledges the entry (settle.py, with the
+modes of :class:`Settle`), so a chunk is either recorded and acked or neither. Each result is
+written with HSETNX and counted only when new: a chunk recorded twice (a slow worker and its
+successor) never counts a recipient twice.
 Only the entry's owner (fencing.py) may acknowledge it; recipients whose fate is unknown are
 parked by the same script (unknown.py).
 """
@@ -22,14 +23,16 @@ import orjson
 from redis.asyncio import Redis
 
 from dispatcher import ranges
-from dispatcher.keys import DEFAULT_LANE, GROUP, LANES, Keys
-from dispatcher.lua import PROGRESS, WRITE_ROWS
+from dispatcher.keys import DEFAULT_LANE, GROUP, LANES, Keys, batch_member
+from dispatcher.lua import MEMBERS, script
+from dispatcher.meta import CampaignMeta
 from dispatcher.model import Result
 from dispatcher.providers.base import ChunkRecipient
-from dispatcher.store import EVENTS_MAXLEN, PAUSED, REDIS_ERRORS, announce, as_str, ensure_group
+from dispatcher.settle import RECORD, RecordArgs, RecordKeys, Settle
+from dispatcher.store import PAUSED, REDIS_ERRORS, announce, as_str, ensure_group
 from dispatcher.unknown import Park
 
-__all__ = ["REDIS_ERRORS", "ChunkData", "Lease", "Queue", "Recorded", "Track"]
+__all__ = ["REDIS_ERRORS", "ChunkData", "Lease", "Queue", "Recorded", "Settle", "Track"]
 
 
 @dataclass(slots=True)
@@ -66,112 +69,18 @@ class Recorded(NamedTuple):
 
 @dataclass(slots=True)
 class ChunkData:
-    meta: dict[str, str]
+    meta: CampaignMeta
     recipients: list[ChunkRecipient]
 
 
-#: The record script: write a chunk's results and settle its entry per ``mode``, atomically:
-#: ack = chunk complete; requeue = ack and queue the rest again (shutdown); hold = ack and
-#: set aside until resume (paused); keep = record only (a progress flush, or lease lost);
-#: delay = ack and queue the rest again after the delay (provider busy).
-#: Rows are one string of ``index<TAB>status<TAB>row json`` lines: one argument instead of
-#: three per recipient keeps a 30,000-recipient record cheap (orjson never writes a raw tab
-#: or newline). Parks are ``index<TAB>chunk<TAB>from<TAB>until<TAB>expires<TAB>reason``
-#: lines: recipients whose fate is unknown (unknown.py). Only the entry's owner (its token)
-#: may settle it; anyone else's record is downgraded to ``keep`` and parks nothing.
-#: Returns {-1} if the campaign is gone (nothing written), else {new results, lost, flags}
-#: (store.SENT, DONE, PAUSED: the transitions this call made, for the caller to log).
-_RECORD = (
-    WRITE_ROWS
-    + PROGRESS
-    + r"""
-local stream, results, counts, meta, events = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local held, delayed, state, finals, msgidx = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
-local open, batches, dead, owner, flight = KEYS[11], KEYS[12], KEYS[13], KEYS[14], KEYS[15]
-local parked, unknown, inflight, responses = KEYS[16], KEYS[17], KEYS[18], KEYS[19]
-local group, id, cid, chunk = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local mode, attempt, reason, delay = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
-local rows, mids, list_open = ARGV[9], ARGV[10], ARGV[11]
-local batch_lines, dead_lines = ARGV[12], ARGV[13]
-local token, only, park_lines, park_score = ARGV[14], ARGV[15], ARGV[16], ARGV[17]
-if redis.call('EXISTS', meta) == 0 then return {-1, 0} end
-local lost, paused = 0, 0
-if mode ~= 'keep' and redis.call('HGET', owner, id) ~= token then
-  mode, lost = 'keep', 1
-end
-if mode == 'hold' and reason == '' and redis.call('HGET', meta, 'state') ~= 'paused' then
-  -- Resumed (or cancelled) since the worker found it paused: a resume that ran in between
-  -- found nothing held, so setting it aside now would strand it. Back to work instead.
-  mode = 'requeue'
-end
-local new, final_new = write_rows(rows, {results=results, counts=counts, meta=meta,
-  state=state, finals=finals, parked=parked})
-for mid, index in string.gmatch(mids, '([^\t\n]+)\t([^\n]+)') do
-  redis.call('HSET', msgidx, mid, cid .. '.' .. index)
-end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if list_open == '1' then redis.call('ZADD', open, 'NX', now, cid) end
-for member in string.gmatch(batch_lines, '([^\n]+)') do
-  redis.call('ZADD', batches, 'NX', now, member)
-  redis.call('ZADD', responses, 'NX', 0, member)  -- its replies: asked for soonest
-end
--- the dead-letter list: recipients whose transient failures outlasted every attempt
-for index, why in string.gmatch(dead_lines, '([^\t\n]+)\t([^\n]*)') do
-  redis.call('HSET', dead, index, chunk .. '\t' .. why)
-end
-if lost == 0 then
-  local n = 0
-  for index, entry, why in string.gmatch(park_lines, '([^\t\n]+)\t([^\n]*\t)([^\t\n]+)') do
-    if redis.call('HEXISTS', results, index) == 0 and redis.call('HEXISTS', parked, index) == 0 then
-      redis.call('HSET', parked, index, entry .. why)
-      redis.call('HINCRBY', meta, 'u:' .. why, 1)
-      n = n + 1
-    end
-  end
-  if n > 0 then redis.call('ZADD', unknown, 'LT', park_score, cid) end
-end
-if mode ~= 'keep' then
-  redis.call('XACK', stream, group, id)
-  redis.call('XDEL', stream, id)
-  redis.call('HSET', owner, id, 'done')  -- a late former owner finds it settled
-  redis.call('HDEL', flight, id)
-  if mode ~= 'requeue' and only == '' then
-    -- done, held or waiting in the delayed set: its account's rate is free of it
-    redis.call('ZREM', inflight, cid .. '|' .. chunk)
-  end
-end
-local unit = cid .. '|' .. chunk .. '|' .. (tonumber(attempt) + 1)
-if only ~= '' then unit = unit .. '|' .. only end
-if mode == 'requeue' then
-  if only ~= '' then
-    redis.call('XADD', stream, '*', 'c', cid, 'n', chunk, 'a', tonumber(attempt) + 1, 'i', only)
-  else
-    redis.call('XADD', stream, '*', 'c', cid, 'n', chunk, 'a', tonumber(attempt) + 1)
-  end
-elseif mode == 'delay' then
-  redis.call('ZADD', delayed, now + delay, unit)
-elseif mode == 'hold' then
-  redis.call('SADD', held, only ~= '' and (chunk .. '|' .. only) or chunk)
-  if reason ~= '' and redis.call('HGET', meta, 'state') ~= 'paused' then
-    redis.call('HSET', meta, 'state', 'paused', 'reason', reason)
-    redis.call('XADD', events, 'MAXLEN', '~', ARGV_MAXLEN, '*', 'c', cid, 'e', 'paused')
-    paused = PAUSED_BIT
-  end
-end
-local flags = progress(meta, events, cid, new, final_new,
-  mode == 'keep' and 'progress' or 'chunk', chunk)
-return {new, lost, flags + paused}
-""".replace("ARGV_MAXLEN", str(EVENTS_MAXLEN)).replace("PAUSED_BIT", str(PAUSED))
-)
-
 #: Move the delayed chunks that are due into the stream. KEYS: delayed, stream; ARGV: limit.
-_PROMOTE = """
+_PROMOTE = script(
+    """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 for _, m in ipairs(due) do
-  local cid, n, a, only = string.match(m, '^([^|]+)|(%d+)|(%d+)|?([^|]*)$')
+  local cid, n, a, only = parse_unit(m)
   if only ~= nil and only ~= '' then
     redis.call('XADD', KEYS[2], '*', 'c', cid, 'n', n, 'a', a, 'i', only)
   elseif cid ~= nil then
@@ -180,7 +89,9 @@ for _, m in ipairs(due) do
   redis.call('ZREM', KEYS[1], m)
 end
 return #due
-"""
+""",
+    uses=MEMBERS,
+)
 
 #: Refresh the idle time of entries this consumer still owns; return the ones it lost.
 _EXTEND = """
@@ -222,7 +133,7 @@ class Queue:
         self.keys = keys
         self.consumer = consumer
         self.streams = list(streams)
-        self._record = redis.register_script(_RECORD)
+        self._record = redis.register_script(RECORD)
         self._extend = redis.register_script(_EXTEND)
         self._promote = redis.register_script(_PROMOTE)
         self._claim_cursor = dict.fromkeys(self.streams, "0-0")
@@ -314,7 +225,7 @@ class Queue:
             raw_meta, blob = await pipe.execute()
         if not raw_meta or blob is None or b"total" not in raw_meta:
             return None
-        meta = {as_str(a): as_str(b) for a, b in raw_meta.items()}
+        meta = CampaignMeta.decode({as_str(a): as_str(b) for a, b in raw_meta.items()})
         members = orjson.loads(blob)
         recipients = [ChunkRecipient(m[0], m[1], m[2] if len(m) > 2 else None) for m in members]
         if lease.only:
@@ -341,7 +252,7 @@ class Queue:
         self,
         lease: Lease,
         results: Sequence[Result],
-        mode: str,
+        mode: Settle,
         *,
         token: str = "",
         reason: str = "",
@@ -350,7 +261,8 @@ class Queue:
         dead: Sequence[Result] = (),
         parks: Sequence[Park] = (),
     ) -> Recorded:
-        """Write ``results``, park ``parks`` and settle the entry per ``mode``, atomically.
+        """Write ``results``, park ``parks`` and settle the entry per ``mode``, atomically
+        (settle.RECORD).
 
         ``track`` says what a later poll needs: message ids to index, the campaign to list
         as open, the provider's batch ids; and the account, whose rate a finished chunk
@@ -369,53 +281,49 @@ class Queue:
             if track and track.index_messages
             else b""
         )
-        batches = (
-            "\n".join(sorted({f"{r.batch_id}|{cid}|{lease.chunk}" for r in accepted if r.batch_id}))
-            if track
-            else ""
-        )
-        args: list[Any] = [
-            GROUP,
-            lease.entry_id,
-            cid,
-            lease.chunk,
-            mode,
-            lease.attempt,
-            reason,
-            int(delay_s * 1000),
-            b"\n".join(
+        batches = {batch_member(r.batch_id, cid, lease.chunk) for r in accepted if r.batch_id}
+        args = RecordArgs(
+            group=GROUP,
+            id=lease.entry_id,
+            cid=cid,
+            chunk=lease.chunk,
+            mode=Settle(mode),
+            attempt=lease.attempt,
+            reason=reason,
+            delay=int(delay_s * 1000),
+            rows=b"\n".join(
                 b"%d\t%s\t%s" % (r.index, r.status.encode(), orjson.dumps(r.row())) for r in results
             ),
-            mids,
-            "1" if track and track.list_open and accepted else "",
-            batches,
-            "\n".join(f"{r.index}\t{r.error_code or ''}: {r.error or ''}" for r in dead),
-            token,
-            lease.only,
-            "\n".join(p.line() for p in parks),
-            min((p.expires_ms for p in parks), default=0),
-        ]
-        keys = [
-            lease.stream,
-            k.results(cid),
-            k.counts(cid),
-            k.meta(cid),
-            k.events,
-            k.held(cid),
-            k.delayed_for(lease.stream),
-            k.state(cid),
-            k.finals(cid),
-            k.message_index(provider),
-            k.open(listed, account),
-            k.batches(listed, account),
-            k.dead(cid),
-            k.owner(cid),
-            k.flight(cid),
-            k.parked(cid),
-            k.unknown(listed, account),
-            k.inflight(provider, account),
-            k.responses(listed, account),
-        ]
+            mids=mids,
+            list_open="1" if track and track.list_open and accepted else "",
+            batch_lines="\n".join(sorted(batches)) if track else "",
+            dead_lines="\n".join(f"{r.index}\t{r.error_code or ''}: {r.error or ''}" for r in dead),
+            token=token,
+            only=lease.only,
+            park_lines="\n".join(p.line() for p in parks),
+            park_score=min((p.expires_ms for p in parks), default=0),
+        )
+        keys = RecordKeys(
+            stream=lease.stream,
+            results=k.results(cid),
+            counts=k.counts(cid),
+            meta=k.meta(cid),
+            events=k.events,
+            held=k.held(cid),
+            delayed=k.delayed_for(lease.stream),
+            state=k.state(cid),
+            finals=k.finals(cid),
+            msgidx=k.message_index(provider),
+            open=k.open(listed, account),
+            batches=k.batches(listed, account),
+            dead=k.dead(cid),
+            owner=k.owner(cid),
+            flight=k.flight(cid),
+            parked=k.parked(cid),
+            unknown=k.unknown(listed, account),
+            inflight=k.inflight(provider, account),
+            responses=k.responses(listed, account),
+        )
         got = await self._record(keys=keys, args=args)
         if int(got[0]) < 0:
             return Recorded(0, lost=False, gone=True)

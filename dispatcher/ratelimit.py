@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 
 from aiolimiter import AsyncLimiter
 from redis.asyncio import Redis
@@ -33,6 +34,10 @@ from redis.asyncio import Redis
 HORIZON_MS = 250.0  # never reserve a slot due further ahead than this
 MAX_BATCH = 256
 MIN_SLEEP_S = 0.0005  # a slot due sooner than this is taken at once
+#: An account's spacing after "too fast" answers (AccountGate.slow_down): from 1 ms,
+#: doubling, at most 2 s; 1% less after each other answer.
+SPACING_MIN_S, SPACING_MAX_S, SPACING_EASE = 0.001, 2.0, 0.99
+SLOW_EVERY_S = 0.05
 
 _GCRA = """
 -- KEYS[1]: the account's TAT (ms). ARGV: interval ms, burst, wanted, horizon ms.
@@ -186,18 +191,49 @@ class AccountGate:
         self.slots = Gate(concurrency)
         self.local = local
         self.rate = rate
+        #: After "too fast" answers: at least this long between two of this process's
+        #: requests to the account (seconds; 0: only the rate). It doubles at each
+        #: "too fast" and shrinks a little at each other answer, so it settles just under
+        #: what the provider takes (additive-increase, multiplicative-decrease, in spacing).
+        self.spacing = 0.0
+        self._next_at = 0.0
+        self._slowed_at = 0.0
 
     async def enter(self, high: bool = False) -> None:
         await self.slots.enter(high)
         try:
             await self.rate.take()
             await self.local.acquire()
+            if self.spacing:
+                now = time.monotonic()
+                at = max(now, self._next_at)
+                self._next_at = at + self.spacing
+                if at > now:
+                    await asyncio.sleep(at - now)
         except BaseException:
             self.slots.leave()
             raise
 
     def leave(self) -> None:
         self.slots.leave()
+
+    def slow_down(self) -> None:
+        """The provider said "too fast" (SMPP throttling): space this process's requests
+        to the account twice as far apart. The requests already in flight when it said so
+        say it again: one doubling per SLOW_EVERY_S counts them once."""
+        now = time.monotonic()
+        if now - self._slowed_at < SLOW_EVERY_S:
+            return
+        self._slowed_at = now
+        self.spacing = min(SPACING_MAX_S, max(SPACING_MIN_S, self.spacing * 2))
+        self._next_at = max(self._next_at, now + self.spacing)
+
+    def steady(self) -> None:
+        """An answer that was not "too fast": a little less spacing, none in the end."""
+        if self.spacing:
+            self.spacing *= SPACING_EASE
+            if self.spacing < SPACING_MIN_S / 2:
+                self.spacing = 0.0
 
 
 class Throttle:

@@ -27,8 +27,8 @@ from redis.asyncio import Redis
 from dispatcher.config import Settings
 from dispatcher.keys import DEFAULT_LANE, Keys
 from dispatcher.model import Result, Status
-from dispatcher.providers import codec_for
-from dispatcher.providers.common import Listed, OneMobileCodec
+from dispatcher.providers import account_codec
+from dispatcher.providers.capabilities import Listed, ListPolling, capability
 from dispatcher.store import as_str
 from dispatcher.tracking import Tracker
 from dispatcher.unknown import Park, UnknownStore, now_ms
@@ -71,8 +71,9 @@ class Reconciler:
     async def tick(self, provider: str, kind: str, account: str) -> bool:
         """One page of the account's scan, if one is due and the lock is free; True if a
         list call was made."""
-        codec = codec_for(provider, kind)
-        assert isinstance(codec, OneMobileCodec)
+        codec = capability(account_codec(self.settings, provider, account, kind), ListPolling)
+        if codec is None:
+            return False  # the account's transport has no list API
         k = self.keys
         listed = k.listed(provider, kind)
         if await self.redis.exists(k.poll_lock(listed, account)):
@@ -140,7 +141,7 @@ class Reconciler:
     async def _match(
         self,
         provider: str,
-        codec: OneMobileCodec,
+        codec: ListPolling,
         parked: dict[str, dict[int, Park]],
         records: list[Listed],
     ) -> int:

@@ -1,14 +1,14 @@
-"""Smsclouds handset replies (MO) read back by campaign, beside the ones pushed to us.
+"""Handset replies (MO) read back by batch, beside the ones pushed to us.
 
 A push can be lost (our webhooks down, a firewall, the provider never configured with our
-URL), so the poller also asks ``api/v3/responses`` (type 4) for the replies to the
-campaigns we sent, in calls of up to ``MOST_CAMPAIGNS`` campaigns, least recently asked
-first, for ``MAX_AGE_MS`` after a campaign was created. Each call is a list call: it takes
-the account's poll lock like the status pages (poller.py), so the provider sees no more
-list calls than before. A reply is stored once in the ``inbound`` stream, under the same
-id as its push (smsclouds_responses.mo_id), with the number we sent to and the recipient
-it answers; one whose message the status pages have not indexed yet is left for the next
-call, which returns it again.
+URL), so for codecs with ``ReplyPolling`` the poller also asks for the replies to the
+batches (provider campaigns) we sent, in calls of up to the codec's ``replies_most``, least
+recently asked first, for ``MAX_AGE_MS`` after a campaign was created. Each call is a
+list call: it takes the account's poll lock like the status pages (poller.py), so the
+provider sees no more list calls than before. A reply is stored once in the ``inbound``
+stream, under the same id as its push (the codec makes both), with the number we sent to
+and the recipient it answers; one whose message the status pages have not indexed yet is
+left for the next call, which returns it again.
 """
 
 from __future__ import annotations
@@ -20,15 +20,9 @@ from collections.abc import Awaitable, Callable
 import orjson
 from redis.asyncio import Redis
 
-from dispatcher.keys import Keys
+from dispatcher.keys import Keys, parse_batch_member
 from dispatcher.providers.base import Inbound
-from dispatcher.providers.smsclouds_responses import (
-    MOST_CAMPAIGNS,
-    PATH,
-    mo_id,
-    parse_replies,
-    request_body,
-)
+from dispatcher.providers.capabilities import ReplyPolling
 from dispatcher.store import as_str
 from dispatcher.tracking import Tracker
 
@@ -36,6 +30,7 @@ log = logging.getLogger("dispatcher.responses")
 #: Replies are looked for this long after a campaign was created (the reports' 72 h, and
 #: a day for late answers).
 MAX_AGE_MS = 4 * 24 * 3600 * 1000
+
 
 #: (provider, account, path, body) → the answer's body.
 Post = Callable[[str, str, str, bytes], Awaitable[bytes]]
@@ -55,24 +50,27 @@ class Responses:
     def _key(self, provider: str, account: str) -> str:
         return self.keys.responses(self.keys.listed(provider, "sms"), account)
 
-    async def due(self, provider: str, account: str, every_ms: int) -> list[str]:
+    async def due(self, provider: str, account: str, every_ms: int, most: int) -> list[str]:
         """Batches (``batch|cid|chunk``) not asked for in the last ``every_ms``, oldest
         asked first, at most one call's worth."""
         got = await self.redis.zrangebyscore(
-            self._key(provider, account), "-inf", now_ms() - every_ms, start=0, num=MOST_CAMPAIGNS
+            self._key(provider, account), "-inf", now_ms() - every_ms, start=0, num=most
         )
         return [as_str(m) for m in got]
 
-    async def ask(self, provider: str, account: str, members: list[str]) -> dict[str, int]:
+    async def ask(
+        self, provider: str, account: str, members: list[str], codec: ReplyPolling
+    ) -> dict[str, int]:
         """One call for these batches' replies; store the new ones. Returns a tally."""
         key = self._key(provider, account)
         live = await self._prune(key, members)
         tally = {"stored": 0, "repeated": 0, "not_indexed": 0}
         if not live:
             return tally
-        batches = sorted({m.split("|", 1)[0] for m in live})
+        batches = sorted({parse_batch_member(m)[0] for m in live})
         await self.redis.zadd(key, dict.fromkeys(live, now_ms()), xx=True)  # to the back
-        replies = parse_replies(await self.post(provider, account, PATH, request_body(batches)))
+        body = codec.replies_request(batches)
+        replies = codec.parse_replies(await self.post(provider, account, codec.replies_path, body))
         asked = set(batches)
         index = self.keys.message_index(provider)
         for reply in replies:
@@ -85,7 +83,7 @@ class Responses:
                 continue
             message = Inbound(
                 provider,
-                mo_id(reply.message_id, reply.received_at),
+                reply.id,
                 number,
                 reply.text,
                 message_id=reply.message_id,
@@ -106,7 +104,7 @@ class Responses:
         """The members still worth asking for: their campaign exists and is young enough."""
         live, old = [], []
         for m in members:
-            cid = m.split("|")[1]
+            _batch, cid, _chunk = parse_batch_member(m)
             created = await self.redis.hget(self.keys.meta(cid), "created_at")
             if created is None or now_ms() - int(created) > MAX_AGE_MS:
                 old.append(m)

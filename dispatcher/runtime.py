@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dispatcher.embedded import CLIENT_NAME, data_dir_from_env, shared_server
+from dispatcher.errors import DispatcherError
 
 T = TypeVar("T")
 
@@ -33,11 +34,11 @@ _early: list[int] = []
 verbose = False
 
 
-class RedisUrlError(ValueError):
+class RedisUrlError(DispatcherError, ValueError):
     """``REDIS_URL`` is not a URL redis-py can use; the message names the variable."""
 
 
-class RedisUnreachable(RuntimeError):
+class RedisUnreachable(DispatcherError, RuntimeError):
     """Redis did not answer; the message names it without its password."""
 
     def __init__(self, url: str, reason: str = "") -> None:

@@ -89,6 +89,25 @@ def measure(text: str) -> Length:
     return Length(enc, n, segments_for(n, enc))
 
 
+def split(text: str, encoding: Encoding) -> list[str]:
+    """The parts a long text is sent as, by the sizes above: never more units in a part
+    than it carries, an extension character (two septets) or a surrogate pair (two UTF-16
+    units) never cut in two. A text that fits one SMS is one part."""
+    single, size = SIZES[encoding]
+    if units(text, encoding) <= single:
+        return [text]
+    parts: list[str] = []
+    start, used = 0, 0
+    for i, char in enumerate(text):
+        need = units(char, encoding)
+        if used + need > size:
+            parts.append(text[start:i])
+            start, used = i, 0
+        used += need
+    parts.append(text[start:])
+    return parts
+
+
 def cloudsms_bytes(text: str) -> int:
     """``SMS_CONTENT``'s length by seed 002's rule: "In English (punctuation marks are all
     half corners), one character and one byte are used. The rest is calculated as one

@@ -1,6 +1,7 @@
 """Sending one chunk: build its requests with the codec, send them through the account's
-gate (concurrency, global rate, priority), retry transient failures, and say how the chunk
-is to be settled. The worker loop around it (leases, recording, shutdown) is in worker.py.
+transport and gate (concurrency, global rate, priority), retry transient failures. What the
+run comes to (results, parks, settlement) is chunkrun.py; the worker loop around it
+(leases, recording, shutdown) is worker.py.
 
 No request leaves without a fresh authorisation of the chunk's owner token (fencing.py),
 asked for a few requests ahead at a time. A request whose answer never came although it may
@@ -16,99 +17,41 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import replace
 
-import orjson
 from redis.asyncio import Redis
 
 from dispatcher import logs
-from dispatcher.account_api import account_transport
-from dispatcher.config import ProviderSettings, Settings
-from dispatcher.fencing import Claim, Fence, Permits
+from dispatcher.chunkrun import Account, ChunkRun
+from dispatcher.config import Settings
+from dispatcher.fencing import Claim, Fence
 from dispatcher.keys import Keys
-from dispatcher.metrics import AccountStats, account_stats
-from dispatcher.model import Result, Status
-from dispatcher.providers import CODECS
+from dispatcher.meta import CampaignMeta
+from dispatcher.metrics import account_stats
+from dispatcher.model import Status
+from dispatcher.providers import account_codec
 from dispatcher.providers.base import (
     BuildContext,
-    ChunkRecipient,
-    Codec,
     HttpRequest,
     Outcome,
+    Request,
     SendJob,
     Verdict,
     refused,
     transient,
 )
-from dispatcher.providers.smsclouds import SmscloudsCodec
-from dispatcher.queue import Lease
+from dispatcher.providers.capabilities import Scrubbing, capability
 from dispatcher.ratelimit import AccountGate, GlobalRate, Throttle, local_limiter
-from dispatcher.store import now_ms
-from dispatcher.transport import Transport, TransportError, close_all
-from dispatcher.unknown import Park, Why, window
+from dispatcher.sessions import open_transport, receipt_sink
+from dispatcher.tracking import Tracker
+from dispatcher.transport import TransportError
+from dispatcher.unknown import Why
 
 log = logging.getLogger("dispatcher.worker")
 SERIAL_MAX = 65535
-URGENT_LANE = "otp"
 AHEAD_S = 0.1  # authorise the requests due to leave within this long in one call
-
-
-@dataclass
-class Account:
-    """What every send to one provider account shares within this process."""
-
-    name: str
-    provider: ProviderSettings
-    codec: Codec
-    transport: Transport
-    gate: AccountGate
-    api_key: str
-    serials: Iterator[int]  # packet serial numbers, 1…65535 and round again (CloudSMS)
-    stats: AccountStats = field(default_factory=AccountStats)  # requests, for /metrics
-
-
-@dataclass
-class ChunkRun:
-    """The state of one chunk being sent."""
-
-    lease: Lease
-    account: Account
-    recipients: list[ChunkRecipient]
-    codec: Codec  # the campaign kind's codec (the account's SMS codec for SMS)
-    permits: Permits = field(default_factory=lambda: Permits(""))
-    outcomes: dict[int, Outcome] = field(default_factory=dict)
-    pause_reason: str = ""
-    busy: bool = False  # the provider asked us to come back later: stop sending
-    defer_ms: float = 0.0  # some recipients must wait this long (per-number throttle)
-    lost: bool = False  # another worker owns the entry now: send nothing more
-    gone: bool = False  # the campaign no longer exists: send and write nothing more
-    halted: bool = False  # paused or cancelled while this chunk ran: back to the queue
-    requests: list[HttpRequest] = field(default_factory=list)  # in the order they go
-    unknown_at: dict[int, int] = field(default_factory=dict)  # position → Redis ms
-    flushed: set[int] = field(default_factory=set)  # positions whose results are written
-    on_outcome: Callable[[bool], None] | None = None  # the worker's progress flush
-    flushing: asyncio.Task[None] | None = None
-    last_flush: float = field(default_factory=time.monotonic)
-    _auth_from: int = 0  # requests before this one need no authorisation any more
-
-    @property
-    def urgent(self) -> bool:
-        return self.lease.lane == URGENT_LANE
-
-    @property
-    def stopped(self) -> bool:
-        return self.lost or self.gone or self.halted
-
-    def where(self) -> str:
-        return f"campaign {self.lease.campaign_id} chunk {self.lease.chunk}"
-
-
-@dataclass(frozen=True, slots=True)
-class Settlement:
-    mode: str  # see queue.Queue.record
-    delay_s: float = 0.0
-    reason: str = ""
+THROTTLED_TRIES = 50  # "too fast" answers to one request before its chunk steps aside
+THROTTLED_DEFER_S = 5.0
 
 
 class Sender:
@@ -118,6 +61,7 @@ class Sender:
         self.keys = Keys(settings.prefix)
         self.throttle = Throttle(redis)
         self.fence = Fence(redis, self.keys)
+        self.tracker = Tracker(redis, self.keys)  # receipts that come back on a session
         self.halting = False  # set near the drain deadline: no new HTTP requests
         self.deadlines: set[asyncio.Timeout] = set()
         self._accounts: dict[tuple[str, str], Account] = {}
@@ -128,10 +72,16 @@ class Sender:
         acct = self._accounts.get(key)
         if acct is None:
             ps = self.settings.provider(provider)
-            codec = CODECS[provider]
+            codec = account_codec(self.settings, provider, account)
             api_key = ps.account(account).key(provider)
             logs.protect(api_key)  # an error that quotes it logs no key
-            transport = account_transport(self.settings, provider, account, ps.concurrency)
+            transport = open_transport(
+                self.settings,
+                provider,
+                account,
+                pool_size=ps.concurrency,
+                on_deliver=receipt_sink(self.tracker, provider, codec),
+            )
             rate = GlobalRate(
                 self.redis,
                 self.keys.rate(provider, account),
@@ -155,30 +105,31 @@ class Sender:
         return acct
 
     async def close(self) -> None:
-        await close_all([a.transport for a in self._accounts.values()])
+        transports = [a.transport for a in self._accounts.values()]
+        await asyncio.gather(*(t.close() for t in transports), return_exceptions=True)
 
-    async def send_all(self, run: ChunkRun, meta: dict[str, str]) -> None:
+    async def send_all(self, run: ChunkRun, meta: CampaignMeta) -> None:
         if not run.recipients:
             return
         acct = run.account
         job = SendJob(
             campaign_id=run.lease.campaign_id,
             chunk=run.lease.chunk,
-            text=meta["text"],
-            signature=meta.get("signature") or None,
+            text=meta.text,
+            signature=meta.signature,
             callback_url=self.settings.callback_url(acct.provider.name),
-            options=orjson.loads(meta.get("options") or "{}"),
+            options=meta.options,
         )
         ctx = BuildContext(acct.api_key, lambda: next(acct.serials), time.time())
-        if job.options.get("hlr_scrub"):
-            await self._scrub(run)
+        scrub = capability(run.codec, Scrubbing)
+        if scrub is not None and scrub.wants_scrub(job.options):
+            await self._scrub(run, scrub)
         # Build for the recipients still to send; positions are mapped back to the chunk's.
         todo = [pos for pos in range(len(run.recipients)) if pos not in run.outcomes]
         built = run.codec.build(job, [run.recipients[p] for p in todo], ctx)
         run.outcomes.update({todo[p]: o for p, o in built.refused.items()})
         run.requests = [
-            HttpRequest(r.method, r.path, r.body, tuple(todo[p] for p in r.positions))
-            for r in built.requests
+            replace(r, positions=tuple(todo[p] for p in r.positions)) for r in built.requests
         ]
         run._auth_from = 0
         scope = asyncio.timeout(None)
@@ -192,15 +143,13 @@ class Sender:
         finally:
             self.deadlines.discard(scope)
 
-    async def _scrub(self, run: ChunkRun) -> None:
-        """HLR look-ups before a Smsclouds send: numbers reported invalid are recorded as
-        rejected and not sent. A look-up that fails keeps its number."""
-        codec = run.codec
-        assert isinstance(codec, SmscloudsCodec)
+    async def _scrub(self, run: ChunkRun, codec: Scrubbing) -> None:
+        """Look-ups before sending (HLR): numbers reported invalid are recorded as rejected
+        and not sent. A look-up that fails keeps its number."""
         acct = run.account
 
         async def look_up(pos: int, number: str) -> None:
-            path = codec.hlr_path(number)
+            path = codec.scrub_path(number)
             if path is None:
                 return
             await acct.gate.enter(run.urgent)
@@ -210,7 +159,7 @@ class Sender:
                 return
             finally:
                 acct.gate.leave()
-            if codec.hlr_invalid(status, body):
+            if codec.scrub_invalid(status, body):
                 run.outcomes[pos] = refused("HLR_INVALID", "the HLR look-up says no such number")
 
         async with asyncio.TaskGroup() as group:
@@ -220,7 +169,7 @@ class Sender:
     def _should_send(self, run: ChunkRun) -> bool:
         return not (self.halting or run.stopped or run.pause_reason or run.busy)
 
-    def _ahead(self, run: ChunkRun, request: HttpRequest) -> dict[int, int]:
+    def _ahead(self, run: ChunkRun, request: Request) -> dict[int, int]:
         """This request's positions and those of the next few requests not yet sent, for
         one authorisation: as many requests as the account's rate lets go within AHEAD_S
         (at least one, at most its concurrency). Fewer would cost a Redis call a request
@@ -246,7 +195,7 @@ class Sender:
                 wanted.append(r)
         return {p: run.recipients[p].index for r in wanted for p in r.positions}
 
-    async def _authorised(self, run: ChunkRun, request: HttpRequest) -> bool:
+    async def _authorised(self, run: ChunkRun, request: Request) -> bool:
         """Whether this request may leave now: its run still owns the entry, checked in
         Redis no longer than AUTH_TTL_S ago."""
         while not run.stopped and not run.permits.fresh(request.positions, time.monotonic()):
@@ -267,7 +216,7 @@ class Sender:
                 run.halted = True
         return not run.stopped
 
-    def _unknown(self, run: ChunkRun, request: HttpRequest, why: Why, error: str) -> None:
+    def _unknown(self, run: ChunkRun, request: Request, why: Why, error: str) -> None:
         """The request may have reached the provider and we cannot tell: its recipients'
         fate is unknown."""
         now = time.monotonic()
@@ -277,7 +226,7 @@ class Sender:
             run.outcomes[pos] = outcome
             run.unknown_at[pos] = at + int((now - asked) * 1000)
 
-    async def _throttled(self, run: ChunkRun, request: HttpRequest) -> bool:
+    async def _throttled(self, run: ChunkRun, request: Request) -> bool:
         """Take the per-number spacing right before sending; True if it is too early."""
         spacing = (
             run.account.provider.per_number_spacing_seconds or run.codec.number_spacing_seconds
@@ -292,12 +241,13 @@ class Sender:
             run.defer_ms = max(run.defer_ms, float(left))
         return bool(left)
 
-    async def _send(self, run: ChunkRun, request: HttpRequest) -> None:
+    async def _send(self, run: ChunkRun, request: Request) -> None:
         acct = run.account
         ps = acct.provider
         outcomes: list[Outcome] = []
         stats = acct.stats
-        for attempt in range(ps.max_attempts):
+        attempt = throttled = 0
+        while attempt < ps.max_attempts:
             if not self._should_send(run):
                 return
             asked = time.perf_counter()
@@ -327,7 +277,7 @@ class Sender:
                         return
                     outcomes = [transient(exc.code, str(exc))] * len(request.positions)
                 else:
-                    stats.answered(status, time.perf_counter() - sent)
+                    stats.answered(acct.transport.outcome(status), time.perf_counter() - sent)
                     outcomes = run.codec.parse(request, status, body)
             finally:
                 acct.gate.leave()
@@ -341,86 +291,28 @@ class Sender:
             if any(o.verdict is Verdict.RETRY and o.later for o in outcomes):
                 run.busy = True
                 return  # not sent: the chunk comes back after retry_later_seconds
+            if any(o.slow for o in outcomes):
+                # "Too fast": not taken. The account slows down, and the request goes
+                # again without spending an attempt; if it keeps being refused, the chunk
+                # comes back a little later instead.
+                acct.gate.slow_down()
+                throttled += 1
+                if throttled >= THROTTLED_TRIES:
+                    run.defer_ms = max(run.defer_ms, THROTTLED_DEFER_S * 1000)
+                    return
+                continue
+            acct.gate.steady()
             if not any(o.verdict is Verdict.RETRY for o in outcomes):
                 break
-            if attempt + 1 < ps.max_attempts:
-                delay = ps.backoff_seconds * (2**attempt) * random.uniform(0.5, 1.5)
+            attempt += 1
+            if attempt < ps.max_attempts:
+                delay = ps.backoff_seconds * (2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
                 await asyncio.sleep(delay)
         for pos, outcome in zip(request.positions, outcomes, strict=True):
             run.outcomes[pos] = outcome
         self._progress(run, request)
 
     @staticmethod
-    def _progress(run: ChunkRun, request: HttpRequest) -> None:
+    def _progress(run: ChunkRun, request: Request) -> None:
         if run.on_outcome is not None:
             run.on_outcome(len(request.positions) > 1)
-
-    @staticmethod
-    def parks(run: ChunkRun) -> list[Park]:
-        """The recipients whose fate this run left unknown."""
-        ps = run.account.provider
-        return [
-            window(ps, run.recipients[pos].index, run.lease.chunk,
-                   since_ms=run.permits.granted[pos][1], seen_ms=run.unknown_at[pos],
-                   why=Why(o.error_code or Why.TIMEOUT), listed=run.codec.polling == "list")
-            for pos, o in run.outcomes.items()
-            if o.verdict is Verdict.UNKNOWN
-        ]  # fmt: skip
-
-    @staticmethod
-    def results(run: ChunkRun, positions: list[int] | None = None) -> list[Result]:
-        """The chunk's send results (of ``positions``, or all); transient failures that
-        outlasted every attempt are ``failed`` (and go to the dead-letter list)."""
-        sent_at = now_ms()
-        results = []
-        for pos in run.outcomes if positions is None else positions:
-            o = run.outcomes[pos]
-            if o.verdict is Verdict.UNKNOWN:
-                continue
-            r = run.recipients[pos]
-            status = Status.FAILED if o.verdict is Verdict.RETRY else o.status
-            results.append(
-                Result(
-                    r.index,
-                    r.number,
-                    status,
-                    o.message_id,
-                    o.error_code,
-                    o.error,
-                    o.segments,
-                    o.price,
-                    sent_at,
-                    o.batch_id,
-                )
-            )
-        return results
-
-    @staticmethod
-    def exhausted(run: ChunkRun, results: list[Result]) -> list[Result]:
-        """The results that failed only because transient errors outlasted every attempt:
-        the dead-letter list, for ``retry``."""
-        positions = {run.recipients[p].index for p, o in run.outcomes.items()
-                     if o.verdict is Verdict.RETRY}  # fmt: skip
-        return [r for r in results if r.index in positions]
-
-    @staticmethod
-    def settlement(run: ChunkRun) -> Settlement:
-        complete = len(run.outcomes) == len(run.recipients)
-        ps = run.account.provider
-        where = f"campaign {run.lease.campaign_id} chunk {run.lease.chunk}"
-        if run.gone:
-            return Settlement("drop")
-        if run.lost:
-            return Settlement("keep")
-        if run.halted:  # read again, it is held (paused) or its rest cancelled
-            return Settlement("requeue")
-        if run.pause_reason:  # logged once, by the worker whose record pauses the campaign
-            return Settlement("hold", reason=run.pause_reason)
-        if complete:
-            return Settlement("ack")
-        if run.busy:
-            log.warning("%s: %s is busy; again in %.0f s", where, ps.name, ps.retry_later_seconds)
-            return Settlement("delay", delay_s=ps.retry_later_seconds)
-        if run.defer_ms:
-            return Settlement("delay", delay_s=run.defer_ms / 1000)
-        return Settlement("requeue")

@@ -21,12 +21,13 @@ from dispatcher import logs
 from dispatcher.admission import Admission
 from dispatcher.intake import Prepared
 from dispatcher.keys import DEFAULT_LANE, GROUP, Keys
-from dispatcher.model import CampaignState, CampaignStatus, Enqueued, Result, Status
+from dispatcher.model import CampaignState, CampaignStatus, Enqueued, Rank, Result, Status
 
 #: What a Redis outage looks like to a caller (redis-py's errors are not OSErrors).
 REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError)
 #: Fields of one HSET in the enqueue transaction: bounds the size of a single command.
 _BATCH = 1000
+#: The events stream's approximate length: scripts get it as ``@MAXLEN@`` (lua.render).
 EVENTS_MAXLEN = 100_000
 ENQUEUE_ADMITS = 4  # chunks an enqueue admits itself
 #: Bits a script returns for the transitions it made (lua.PROGRESS and the record script),
@@ -210,9 +211,10 @@ class Store:
                 )
             pipe.hincrby(k.counts(cid), Status.INVALID.value, invalid_n)
             pipe.hincrby(k.finals(cid), Status.INVALID.value, invalid_n)
+            final = int(Rank.FINAL)  # an int: redis-py would send an enum's repr
             for start in range(0, invalid_n, _BATCH):
                 batch_s = p.invalid[start : start + _BATCH]
-                pipe.hset(k.state(cid), mapping={str(r.index): 3 for r in batch_s})
+                pipe.hset(k.state(cid), mapping={str(r.index): final for r in batch_s})
         if p.chunks:
             # Its chunks wait to be admitted, fairly among campaigns and accounts, from their
             # start time on (admission.py).

@@ -1,11 +1,11 @@
 """After the send: delivery reports and inbound messages into Redis.
 
-A report is applied by one Lua script that moves the recipient's rank only forward (1
-accepted, 2 on its way, 3 final), so a late "delivering" never overwrites "delivered" and a
-report pushed five times counts once. Reports name their recipient in one of three ways,
-resolved here: our ``uid`` (campaign and index), ``CUSTOMER_BODY`` (campaign and chunk, plus
-the number), or only the provider's message id (list APIs), through the message index that
-the record script fills.
+A report is applied by one Lua script that moves the recipient's rank (model.Rank: 1
+accepted, 2 on its way, 3 final) only forward, so a late "delivering" never overwrites
+"delivered" and a report pushed five times counts once. Reports name their recipient in one
+of three ways, resolved here: our ``uid`` (campaign and index), ``CUSTOMER_BODY`` (campaign
+and chunk, plus the number), or only the provider's message id (list APIs), through the
+message index that the record script fills.
 
 Whoever can reach the webhooks can push anything, so a report lands only where everything
 it names agrees with what we sent (:meth:`Tracker.check`): the campaign went out through
@@ -23,16 +23,17 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from redis.asyncio import Redis
 
 from dispatcher.keys import Keys
+from dispatcher.lua import script
 from dispatcher.model import Result, Status, rank
 from dispatcher.providers.base import Inbound, Report
 from dispatcher.providers.common import same_number
-from dispatcher.store import DONE, EVENTS_MAXLEN, announce, as_str
+from dispatcher.store import DONE, announce, as_str
 from dispatcher.unknown import Park, UnknownStore
 
 log = logging.getLogger("dispatcher.tracking")
@@ -43,30 +44,45 @@ SEEN_TTL_S = 5 * 24 * 3600
 #: provider's next push (a minute later at the soonest) is not taken for a repeat.
 CLAIM_TTL_S = 30
 
-_APPLY = """
--- KEYS: meta, state, reports, finals, events, parked; ARGV: cid, index, rank, status, report
+
+class ApplyKeys(NamedTuple):
+    """The apply script's KEYS, in order (its Lua locals are made from these fields)."""
+
+    meta: str
+    state: str
+    reports: str
+    finals: str
+    events: str
+    parked: str
+
+
+_APPLY = script(
+    """
+-- ARGV: cid, index, rank, status, report
 -- 1 applied, 0 stale, -1 no such recipient, 2 its fate is unknown: settle that first,
 -- 3 applied and the campaign is done by it (logged by the caller's process, once).
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if redis.call('EXISTS', meta) == 0 then return -1 end
 local index = tonumber(ARGV[2])
-if index < 0 or index >= tonumber(redis.call('HGET', KEYS[1], 'entries') or '0') then
+if index < 0 or index >= tonumber(redis.call('HGET', meta, 'entries') or '0') then
   return -1
 end
-if redis.call('HEXISTS', KEYS[6], ARGV[2]) == 1 then return 2 end
+if redis.call('HEXISTS', parked, ARGV[2]) == 1 then return 2 end
 local new = tonumber(ARGV[3])
-if new <= tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0') then return 0 end
-redis.call('HSET', KEYS[2], ARGV[2], new)
-redis.call('HSET', KEYS[3], ARGV[2], ARGV[5])
-if new == 3 then
-  redis.call('HINCRBY', KEYS[4], ARGV[4], 1)
-  local final = redis.call('HINCRBY', KEYS[1], 'final', 1)
-  if final >= tonumber(redis.call('HGET', KEYS[1], 'total')) then
-    redis.call('XADD', KEYS[5], 'MAXLEN', '~', @MAXLEN@, '*', 'c', ARGV[1], 'e', 'done')
-    if final - 1 < tonumber(redis.call('HGET', KEYS[1], 'total')) then return 3 end
+if new <= tonumber(redis.call('HGET', state, ARGV[2]) or '@RANK_NONE@') then return 0 end
+redis.call('HSET', state, ARGV[2], new)
+redis.call('HSET', reports, ARGV[2], ARGV[5])
+if new == @RANK_FINAL@ then
+  redis.call('HINCRBY', finals, ARGV[4], 1)
+  local final = redis.call('HINCRBY', meta, 'final', 1)
+  if final >= tonumber(redis.call('HGET', meta, 'total')) then
+    redis.call('XADD', events, 'MAXLEN', '~', @MAXLEN@, '*', 'c', ARGV[1], 'e', 'done')
+    if final - 1 < tonumber(redis.call('HGET', meta, 'total')) then return 3 end
   end
 end
 return 1
-""".replace("@MAXLEN@", str(EVENTS_MAXLEN))
+""",
+    keys=ApplyKeys._fields,
+)
 
 
 class Applied(StrEnum):
@@ -258,7 +274,10 @@ class Tracker:
                 report.message_id,
             ]
         )
-        keys = [k.meta(cid), k.state(cid), k.reports(cid), k.finals(cid), k.events, k.parked(cid)]
+        keys = ApplyKeys(
+            meta=k.meta(cid), state=k.state(cid), reports=k.reports(cid), finals=k.finals(cid),
+            events=k.events, parked=k.parked(cid),
+        )  # fmt: skip
         args: list[Any] = [cid, index, rank(report.status), report.status, blob]
         got = int(await self._apply(keys=keys, args=args))
         if got == 2:

@@ -11,6 +11,7 @@ import ssl
 import aiohttp
 from yarl import URL
 
+from dispatcher.errors import DispatcherError
 from dispatcher.providers.base import HttpRequest
 
 
@@ -32,7 +33,7 @@ def client_tls(cert: str | None, key: str | None, ca: str | None) -> ssl.SSLCont
     return context
 
 
-class TransportError(Exception):
+class TransportError(DispatcherError):
     """No HTTP answer. ``maybe_sent`` is False only when the request certainly did not
     leave (no connection could be made); otherwise it may have reached the provider, and
     its fate is unknown (unknown.py)."""
@@ -108,6 +109,11 @@ class Transport:
             if isinstance(exc, TimeoutError):
                 raise TransportError("TIMEOUT", "no answer within the timeout") from None
             raise TransportError("CONNECTION", f"{type(exc).__name__}: {exc}") from None
+
+    @staticmethod
+    def outcome(status: int) -> str:
+        """An HTTP status's class, for metrics: ``2xx``, ``4xx``…"""
+        return f"{status // 100}xx"
 
     async def close(self) -> None:
         if self._session is not None:

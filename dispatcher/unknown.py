@@ -31,6 +31,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 import orjson
 from redis.asyncio import Redis
@@ -39,7 +40,7 @@ from dispatcher import logs, metrics, ranges
 from dispatcher.aio import checkpoint
 from dispatcher.config import ConfigError, ProviderSettings, Settings
 from dispatcher.keys import DEFAULT_LANE, Keys
-from dispatcher.lua import PROGRESS, WRITE_ROWS
+from dispatcher.lua import MEMBERS, PROGRESS, WRITE_ROWS, script
 from dispatcher.model import Result, Status
 from dispatcher.store import announce, as_str
 
@@ -135,71 +136,85 @@ end
 """
 )
 
-#: KEYS: results, counts, meta, state, finals, parked, msgidx, events. ARGV: cid, rows
-#: (``index<TAB>status<TAB>row`` lines), mids (``mid<TAB>index`` lines). Only recipients still
-#: parked are written. Returns {how many, store.SENT/DONE flags}.
-_FOUND = (
-    WRITE_ROWS
-    + PROGRESS
-    + """
-if redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
+
+class FoundKeys(NamedTuple):
+    """The found script's KEYS, in order (its Lua locals are made from these fields)."""
+
+    results: str
+    counts: str
+    meta: str
+    state: str
+    finals: str
+    parked: str
+    msgidx: str
+    events: str
+
+
+#: ARGV: cid, rows (``index<TAB>status<TAB>row`` lines), mids (``mid<TAB>index`` lines).
+#: Only recipients still parked are written. Returns {how many, store.SENT/DONE flags}.
+_FOUND = script(
+    """
+if redis.call('EXISTS', meta) == 0 then return {0, 0} end  -- gone: nothing written
 local keep = {}
 for line in string.gmatch(ARGV[2], '[^\\n]+') do
   local index = string.match(line, '^([^\\t]+)')
-  if redis.call('HEXISTS', KEYS[6], index) == 1 then keep[#keep + 1] = line end
+  if redis.call('HEXISTS', parked, index) == 1 then keep[#keep + 1] = line end
 end
-local new, final_new = write_rows(table.concat(keep, '\\n'), {results=KEYS[1], counts=KEYS[2],
-  meta=KEYS[3], state=KEYS[4], finals=KEYS[5], parked=KEYS[6]})
+local new, final_new = write_rows(table.concat(keep, '\\n'), {results=results, counts=counts,
+  meta=meta, state=state, finals=finals, parked=parked})
 for mid, index in string.gmatch(ARGV[3], '([^\\t\\n]+)\\t([^\\n]+)') do
-  if redis.call('HGET', KEYS[1], index) then
-    redis.call('HSET', KEYS[7], mid, ARGV[1] .. '.' .. index)
+  if redis.call('HGET', results, index) then
+    redis.call('HSET', msgidx, mid, ARGV[1] .. '.' .. index)
   end
 end
 local flags = 0
-if new > 0 then flags = progress(KEYS[3], KEYS[8], ARGV[1], new, final_new, 'settled', '') end
+if new > 0 then flags = progress(meta, events, ARGV[1], new, final_new, 'settled', '') end
 return {new, flags}
-"""
+""",
+    keys=FoundKeys._fields,
+    uses=WRITE_ROWS + PROGRESS,
 )
 
 #: KEYS: meta, parked, stream, events. ARGV: cid, ``chunk<TAB>ranges`` lines. Unpark what is
 #: still parked and queue it again, an entry per chunk naming only those recipients.
-_SEND_AGAIN = (
-    _UNPARK
-    + """
+_SEND_AGAIN = script(
+    """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local n = unpark_each(ARGV[2], KEYS[2], KEYS[1], function(chunk, only)
   redis.call('XADD', KEYS[3], '*', 'c', ARGV[1], 'n', chunk, 'a', 1, 'i', only)
 end)
 if n > 0 then
-  redis.call('XADD', KEYS[4], 'MAXLEN', '~', 100000, '*', 'c', ARGV[1], 'e', 'unparked')
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', @MAXLEN@, '*', 'c', ARGV[1], 'e', 'unparked')
 end
 return n
-"""
+""",
+    uses=_UNPARK,
 )
 
 #: KEYS: meta, parked, held, events. ARGV: cid, lines as above, reason. Unpark, set aside
 #: until resume, and pause the campaign with the reason. Returns {how many, 1 if this call
 #: paused it}.
-_HOLD = (
-    _UNPARK
-    + """
+_HOLD = script(
+    """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local n = unpark_each(ARGV[2], KEYS[2], KEYS[1], function(chunk, only)
-  redis.call('SADD', KEYS[3], chunk .. '|' .. only)
+  redis.call('SADD', KEYS[3], held_member(chunk, only))
 end)
 local state, paused = redis.call('HGET', KEYS[1], 'state'), 0
 if n > 0 and state ~= 'cancelled' then
   redis.call('HSET', KEYS[1], 'state', 'paused', 'reason', ARGV[3])
-  redis.call('XADD', KEYS[4], 'MAXLEN', '~', 100000, '*', 'c', ARGV[1], 'e', 'paused')
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', @MAXLEN@, '*', 'c', ARGV[1], 'e', 'paused')
   if state ~= 'paused' then paused = 1 end
 end
 return {n, paused}
-"""
+""",
+    uses=_UNPARK + MEMBERS,
 )
 
 #: KEYS: parked, unknown zset. ARGV: cid. The campaign's score becomes its soonest expiry;
 #: it leaves the set when nothing of it is parked.
-_RESCORE = """
+_RESCORE = script(
+    """
 local soonest = nil
 local all = redis.call('HVALS', KEYS[1])
 for _, v in ipairs(all) do
@@ -210,6 +225,7 @@ if soonest == nil then redis.call('ZREM', KEYS[2], ARGV[1]) return 0 end
 redis.call('ZADD', KEYS[2], soonest, ARGV[1])
 return #all
 """
+)
 
 
 def by_chunk(parks: Iterable[Park]) -> str:
@@ -243,8 +259,11 @@ class UnknownStore:
             f"{r.index}\t{r.status}\t{orjson.dumps(r.row()).decode()}" for r in results
         )
         mids = "\n".join(f"{r.message_id}\t{r.index}" for r in results if r.message_id)
-        keys = [k.results(cid), k.counts(cid), k.meta(cid), k.state(cid), k.finals(cid),
-                k.parked(cid), k.message_index(provider), k.events]  # fmt: skip
+        keys = FoundKeys(
+            results=k.results(cid), counts=k.counts(cid), meta=k.meta(cid), state=k.state(cid),
+            finals=k.finals(cid), parked=k.parked(cid), msgidx=k.message_index(provider),
+            events=k.events,
+        )  # fmt: skip
         new, flags = await self._found(keys=keys, args=[cid, rows, mids])
         await announce(self.redis, k, cid, int(flags))
         if int(new):  # a send result after all: counted with the others (metrics.py)

@@ -1,14 +1,14 @@
 """The worker loop: lease a chunk → send its requests under the rate limit → record → ack.
 
 One process runs up to ``chunks_in_flight`` chunks at once (plus a few for the otp lane);
-each chunk's requests share the account's connection pool, concurrency limit and rate
+each chunk's requests share the account's transport, concurrency limit and rate
 (sender.py). A chunk is claimed with an owner token before anything is sent (fencing.py),
-writes its answered results as it goes, and settles with one script: results recorded,
-recipients of unknown fate parked (unknown.py), entry acknowledged. Background duties run
-beside the main loop: refreshing our leases, taking over chunks whose worker died or
-stalled (parking what it may have sent, never waiting for the provider in a chunk slot),
-moving delayed chunks back to work, settling unknown fates that expired, and polling list
-APIs (which also settles unknown fates from the provider's records). Shutdown is
+writes its answered results as it goes, and settles with one script (recording.py):
+results recorded, recipients of unknown fate parked (unknown.py), entry acknowledged.
+Background duties run beside the main loop: refreshing our leases, taking over chunks
+whose worker died or stalled (parking what it may have sent, never waiting for the provider
+in a chunk slot), moving delayed chunks back to work, settling unknown fates that expired,
+and polling (which also settles unknown fates from the provider's records). Shutdown is
 cooperative:
 
 * ``stop()`` (SIGTERM/SIGINT): read nothing new, let chunks in flight finish.
@@ -25,46 +25,33 @@ import logging
 import os
 import socket
 import time
-from collections import Counter
 from collections.abc import Sequence
-from typing import Any
 
 from redis.asyncio import Redis
 
 from dispatcher import logs, metrics
 from dispatcher.admission import Admission
 from dispatcher.aio import checkpoint
+from dispatcher.chunkrun import URGENT_LANE, ChunkRun
 from dispatcher.config import ConfigError, Settings
 from dispatcher.fencing import Claim, Permits
 from dispatcher.keys import LANES, Keys
+from dispatcher.meta import CampaignMeta
 from dispatcher.model import CampaignState, Result, Status
 from dispatcher.poller import Poller
-from dispatcher.providers import codec_for
-from dispatcher.providers.base import Verdict
-from dispatcher.queue import REDIS_ERRORS, Lease, Queue, Recorded, Track
-from dispatcher.sender import URGENT_LANE, ChunkRun, Sender
+from dispatcher.providers import account_codec
+from dispatcher.providers.base import Codec
+from dispatcher.providers.capabilities import ListPolling
+from dispatcher.queue import REDIS_ERRORS, Lease, Queue, Settle, Track
+from dispatcher.recording import MAX_BACKOFF_S, MIN_BACKOFF_S, Recording, account_pause
+from dispatcher.sender import Sender
 from dispatcher.store import now_ms
 from dispatcher.unknown import Settler, UnknownStore, expiry_floor
 
 log = logging.getLogger("dispatcher.worker")
-MIN_BACKOFF_S = 0.1
-MAX_BACKOFF_S = 5.0
-RECORD_PATIENCE_S = 120.0  # how long a chunk's results wait for Redis to come back
 PROMOTE_EVERY_S = 0.5
 URGENT_SLOTS = 2  # chunk slots kept for the otp lane beyond chunks_in_flight
 URGENT_POLL_MS = 100  # how often a busy worker looks at the otp lane
-FLUSH_EVERY_S = 0.25  # a sending chunk writes its answered results at least this often
-
-
-def _account_pause(lease: Lease, rec: Recorded, reason: str, provider: str, account: str) -> None:
-    """An account-level error (a refused key, a missing account) pauses the campaign: one
-    line, from the worker whose record paused it; its other chunks that hit the same error
-    are only held."""
-    if rec.paused:
-        logs.event("paused", lease.campaign_id, reason, level=logging.ERROR, provider=provider,
-                   account=account, reason=reason, cause="account_error")  # fmt: skip
-    else:
-        log.debug("campaign %s chunk %d: held (%s)", lease.campaign_id, lease.chunk, reason)
 
 
 def consumer_name() -> str:
@@ -92,6 +79,7 @@ class Worker:
         self.poller = Poller(redis, settings) if poll else None
         self.unknown = UnknownStore(redis, self.keys)
         self.settler = Settler(redis, settings, self.unknown)
+        self.recording = Recording(self.queue, self.keys, self.unknown)
         self._runs: dict[str, ChunkRun] = {}  # entry id → run
         self._tasks: set[asyncio.Task[None]] = set()
         self._urgent: set[asyncio.Task[None]] = set()
@@ -131,6 +119,8 @@ class Worker:
             # A duty cancelled inside a Redis call checks in at its next checkpoint().
             await asyncio.wait(duties, timeout=10)
             await self.sender.close()
+            if self.poller is not None:
+                await self.poller.close()
 
     async def _main_loop(self) -> None:
         """Fill free slots: first with chunks whose worker died or stalled (taken over once
@@ -189,36 +179,6 @@ class Worker:
         """The stream or group vanished (a Redis without persistence restarted): recreate."""
         with contextlib.suppress(*REDIS_ERRORS):
             await self.queue.setup()
-
-    async def _record(
-        self, lease: Lease, results: Sequence[Result], *args: Any, **kwargs: Any
-    ) -> Recorded:
-        """Record and settle a chunk, riding out a Redis outage for up to RECORD_PATIENCE_S.
-
-        Giving up leaves the entry pending: a successor takes it over, parking what this
-        attempt was authorised to send, so a long outage costs time, not duplicates.
-        """
-        delay = MIN_BACKOFF_S
-        deadline = time.monotonic() + RECORD_PATIENCE_S
-        while True:
-            try:
-                rec = await self.queue.record(lease, results, *args, **kwargs)
-            except REDIS_ERRORS as exc:
-                if time.monotonic() > deadline:
-                    raise
-                log.warning(
-                    "campaign %s chunk %d: recording failed (%s); retrying",
-                    lease.campaign_id,
-                    lease.chunk,
-                    exc,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, MAX_BACKOFF_S)
-                continue
-            if not rec.gone:  # counted per chunk, one tally of its statuses
-                provider = self.keys.parse_queue(lease.stream)[0]
-                metrics.recorded(provider, [r.status for r in results])
-            return rec
 
     async def _drain(self) -> None:
         w = self.settings.worker
@@ -283,11 +243,10 @@ class Worker:
 
     # -- one chunk ---------------------------------------------------------------------
 
-    async def _own(self, lease: Lease, meta: dict[str, str], token: str) -> Claim:
+    async def _own(self, lease: Lease, meta: CampaignMeta, token: str) -> Claim:
         """Claim the entry for ``token``: a fresh one if nobody had it, or one taken over,
         parking what its previous owner may have sent (fencing.py)."""
-        provider, kind = meta["provider"], meta.get("kind") or "sms"
-        account = meta.get("account", "default")
+        provider, kind, account = meta.provider, meta.kind, meta.account
         if not lease.taken_over:
             got, first = await self.sender.fence.claim_first(
                 lease.campaign_id, lease.entry_id, token
@@ -304,11 +263,11 @@ class Worker:
             lease.chunk,
             lease.entry_id,
             token,
-            self.keys.unknown(self.keys.listed(provider, kind), meta.get("account", "default")),
+            self.keys.unknown(self.keys.listed(provider, kind), account),
             skew_s=ps.clock_skew_seconds,
             late_s=ps.timeout_seconds,
             wait_s=ps.unknown_wait_seconds,
-            floor_s=expiry_floor(ps, codec_for(provider, kind).polling == "list"),
+            floor_s=expiry_floor(ps, isinstance(self._codec(meta), ListPolling)),
         )
         if parked:
             metrics.PARKED.labels(provider, "takeover").inc(parked)
@@ -341,43 +300,43 @@ class Worker:
             if lease.taken_over:
                 await self.unknown.settle_reported(
                     lease.campaign_id,
-                    meta["provider"],
+                    meta.provider,
                     {r.index: r.number for r in data.recipients},
                 )
             recipients = data.recipients
             if lease.redelivered:
                 recipients = await self.queue.unsettled(lease.campaign_id, recipients)
-            track = Track(meta.get("account", "default"))
-            if meta["state"] == CampaignState.PAUSED:
-                await self._record(lease, [], "hold", token=token, track=track)
+            track = Track(meta.account)
+            if meta.state is CampaignState.PAUSED:
+                await self.recording.record(lease, [], Settle.HOLD, token=token, track=track)
                 return
-            if meta["state"] == CampaignState.CANCELLED:
+            if meta.state is CampaignState.CANCELLED:
                 now = now_ms()
                 cancelled = [
                     Result(r.index, r.number, Status.CANCELLED, error="cancelled", sent_at=now)
                     for r in recipients
                 ]
-                await self._record(lease, cancelled, "ack", token=token, track=track)
+                await self.recording.record(lease, cancelled, Settle.ACK, token=token, track=track)
                 return
             try:
-                account = self.sender.account(meta["provider"], track.account)
+                account = self.sender.account(meta.provider, meta.account)
             except ConfigError as exc:
                 # A missing key or account is mended by an operator, not by retrying.
-                rec = await self._record(
-                    lease, [], "hold", token=token, reason=str(exc), track=track
+                rec = await self.recording.record(
+                    lease, [], Settle.HOLD, token=token, reason=str(exc), track=track
                 )
-                _account_pause(lease, rec, str(exc), meta["provider"], track.account)
+                account_pause(lease, rec, str(exc), meta.provider, meta.account)
                 return
-            codec = codec_for(meta["provider"], meta.get("kind") or "sms")
+            codec = self._codec(meta)
             run = ChunkRun(lease, account, recipients, codec, permits=Permits(token))
-            run.on_outcome = lambda batch: self._maybe_flush(run, batch)
+            run.on_outcome = lambda batch: self.recording.maybe_flush(run, batch)
             self._runs[lease.entry_id] = run  # its lease is kept alive from here on
             try:
                 if run.recipients:
                     await self.sender.send_all(run, meta)
             finally:
                 self._runs.pop(lease.entry_id, None)
-            await self._settle(run)
+            await self.recording.settle(run)
             self.chunks_done += 1
         except asyncio.CancelledError:
             raise
@@ -385,97 +344,5 @@ class Worker:
             # Left pending on purpose: the lease expires and another attempt takes it.
             log.exception("%s: failed; it will be retried after its lease expires", where)
 
-    @staticmethod
-    def _track(run: ChunkRun) -> Track:
-        return Track(
-            run.account.name,
-            index_messages=run.codec.polling == "list",
-            list_open=run.codec.polling == "list",
-            kind=run.codec.kind,
-        )
-
-    def _maybe_flush(self, run: ChunkRun, batch: bool) -> None:
-        """Write answered results while the chunk is still sending, so that a crash leaves
-        little of unknown fate: at once after a batch request (a CloudSMS packet), else
-        every FLUSH_EVERY_S."""
-        if run.stopped or (run.flushing is not None and not run.flushing.done()):
-            return
-        due = batch or time.monotonic() - run.last_flush >= FLUSH_EVERY_S
-        if not due:
-            return
-        todo = [
-            p for p, o in run.outcomes.items()
-            if p not in run.flushed and o.verdict in (Verdict.OK, Verdict.PERMANENT)
-        ]  # fmt: skip
-        if todo:
-            run.last_flush = time.monotonic()
-            run.flushing = asyncio.create_task(self._flush(run, todo))
-
-    async def _flush(self, run: ChunkRun, positions: list[int]) -> None:
-        try:
-            results = self.sender.results(run, positions)
-            rec = await self.queue.record(
-                run.lease, results, "keep",
-                token=run.permits.token, track=self._track(run),
-            )  # fmt: skip
-        except REDIS_ERRORS as exc:
-            log.debug("%s: progress not written yet (%s)", run.where(), exc)
-            return
-        checkpoint()
-        if not rec.gone:
-            metrics.recorded(run.account.provider.name, [r.status for r in results])
-        run.flushed.update(positions)
-        if rec.gone and not run.gone:
-            log.warning("%s: the campaign is gone; sending nothing more", run.where())
-            run.gone = True
-        elif rec.lost and not run.lost:
-            log.warning("%s: lease lost to another worker; sending nothing more", run.where())
-            run.lost = True
-
-    async def _settle(self, run: ChunkRun) -> None:
-        if run.flushing is not None:
-            with contextlib.suppress(Exception):
-                await run.flushing
-        how = self.sender.settlement(run)
-        if how.mode == "drop":
-            await self.queue.drop(run.lease)
-            return
-        todo = [p for p in run.outcomes if p not in run.flushed]
-        results = self.sender.results(run, todo)
-        parks = [] if run.lost else self.sender.parks(run)
-        dead = self.sender.exhausted(run, results)
-        rec = await self._record(
-            run.lease,
-            results,
-            how.mode,
-            token=run.permits.token,
-            dead=dead,
-            reason=how.reason,
-            delay_s=how.delay_s,
-            track=self._track(run),
-            parks=parks,
-        )
-        provider = run.account.provider.name
-        if how.mode == "hold" and how.reason:
-            _account_pause(run.lease, rec, how.reason, provider, run.account.name)
-        if dead and not rec.gone:
-            metrics.DEAD.labels(provider).inc(len(dead))
-        if parks and not (rec.gone or rec.lost):
-            metrics.parked(provider, [p.reason for p in parks])
-        if rec.gone:
-            await self.queue.drop(run.lease)
-        elif rec.lost and how.mode != "keep":
-            log.warning("%s: lease lost before it settled; its answers are recorded", run.where())
-        elif parks:
-            number = {r.index: r.number for r in run.recipients}
-            await self.unknown.settle_reported(
-                run.lease.campaign_id,
-                run.account.provider.name,
-                {p.index: number[p.index] for p in parks},
-            )
-            why = Counter(p.reason for p in parks)
-            log.warning(
-                "%s: %d recipient(s) parked, their fate unknown (%s); settling them from "
-                "what %s says", run.where(), len(parks),
-                ", ".join(f"{w} {n}" for w, n in sorted(why.items())), run.account.provider.name,
-            )  # fmt: skip
+    def _codec(self, meta: CampaignMeta) -> Codec:
+        return account_codec(self.settings, meta.provider, meta.account, meta.kind)

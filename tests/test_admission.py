@@ -15,6 +15,7 @@ from dispatcher.config import Settings
 from dispatcher.intake import prepare
 from dispatcher.keys import Keys
 from dispatcher.model import Campaign
+from dispatcher.providers import codec_for
 from dispatcher.store import Store, as_str
 from tests.conftest import make_settings
 
@@ -74,7 +75,7 @@ async def test_a_new_campaign_starts_at_the_accounts_clock(
 
 async def test_an_accounts_rate_caps_what_is_admitted(redis: Redis, prefix: str) -> None:
     settings = make_settings(prefix, rate_per_second=50)  # chunks of 10: 0.2 s each
-    cap = cap_for(settings.provider("cloudaten"), 1)
+    cap = cap_for(settings.provider("cloudaten"), codec_for("cloudaten"))
     assert cap == 6  # a second of the rate, plus one
     cid = await enqueue(redis, settings, Campaign("cloudaten", "x", numbers(0, 200)))
     admission = Admission(redis, settings, ["cloudaten"])

@@ -295,3 +295,11 @@ async def test_mainland_china_needs_a_signature_at_cloud_aten(cli: Cli, redis: R
     signed = cli(*args, "--signature", "ACME", "--json")
     assert signed.returncode == 0, signed.stderr
     assert orjson.loads(signed.stdout)["valid"] == 1
+
+
+def test_a_worker_not_ready_is_one_line_and_exit_1(cli: Cli) -> None:
+    """NotReady is caught as every DispatcherError: a failure, not bad input."""
+    done = cli("worker", "--check")
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: consumer group workers missing on ")
+    assert len(done.stderr.splitlines()) == 1

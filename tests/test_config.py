@@ -102,3 +102,53 @@ def test_slow_rates_and_the_unknown_fate_defaults() -> None:
     # Smsclouds cannot say what a cut-off request reached: held for an operator at once.
     smsclouds = s.provider("smsclouds")
     assert (smsclouds.on_unknown, smsclouds.unknown_wait_seconds) == ("hold", 0)
+
+
+SMPP_ACCOUNT = {
+    "transport": "smpp",
+    "smpp_host": "127.0.0.1",
+    "smpp_port": 2775,
+    "system_id": "USER_ID",
+    "api_key_env": "SMPP_PASSWORD",
+    "sender_id": "MASMSJ",
+}
+
+
+def with_smpp(**account: object) -> dict[str, object]:
+    return {"providers": {"smsclouds": {"accounts": {"smpp": {**SMPP_ACCOUNT, **account}}}}}
+
+
+def test_an_smpp_account_has_its_session_settings_and_the_smpp_codecs_options() -> None:
+    acct = parse_with_codecs(with_smpp(window=4)).provider("smsclouds").account("smpp")
+    assert acct.transport == "smpp" and acct.options == {"sender_id": "MASMSJ"}
+    assert acct.smpp is not None
+    assert (acct.smpp.host, acct.smpp.port, acct.smpp.system_id) == ("127.0.0.1", 2775, "USER_ID")
+    assert (acct.smpp.bind, acct.smpp.window) == ("transceiver", 4)
+
+
+@pytest.mark.parametrize(
+    ("account", "message"),
+    [
+        ({"smpp_port": None}, "smpp.smpp_port: is required"),
+        ({"smpp_port": 70000}, "smpp.smpp_port: expected a port number"),
+        ({"system_id": "x" * 16}, "smpp.system_id: at most 15 characters"),
+        ({"bind": "receiver"}, "smpp.bind: must be one of transceiver, transmitter"),
+        ({"window": 0}, "smpp.window: expected a positive integer"),
+        ({"route": 77}, "smpp.route: unknown setting"),  # an HTTP option, not SMPP's
+        ({"transport": "carrier-pigeon"}, "smpp.transport: must be one of http, smpp"),
+    ],
+)
+def test_smpp_settings_that_cannot_work_name_the_setting(
+    account: dict[str, object], message: str
+) -> None:
+    table = {**SMPP_ACCOUNT, **account}
+    data = {"providers": {"smsclouds": {"accounts": {"smpp": {
+        k: v for k, v in table.items() if v is not None}}}}}  # fmt: skip
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        parse_with_codecs(data)
+
+
+def test_smpp_settings_on_a_provider_without_smpp_are_refused() -> None:
+    data = {"providers": {"cloudaten": {"accounts": {"default": SMPP_ACCOUNT}}}}
+    with pytest.raises(ConfigError, match="cloudaten has no smpp transport"):
+        parse_with_codecs(data)

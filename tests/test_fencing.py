@@ -10,7 +10,7 @@ from dispatcher.config import Settings
 from dispatcher.fencing import Claim, Fence, Permits
 from dispatcher.keys import Keys
 from dispatcher.model import Campaign, Result, Status
-from dispatcher.queue import Lease, Queue, Track
+from dispatcher.queue import Lease, Queue, Settle, Track
 from dispatcher.unknown import Park, UnknownStore, now_ms
 
 NUMBERS = [f"+4479110{i:05d}" for i in range(10)]
@@ -51,7 +51,7 @@ async def test_takeover_parks_what_was_authorised_and_not_recorded(
     first = Permits("a:1")
     assert await fence.authorize(cid, entry, first, {p: p for p in range(6)}) is Claim.OK
     # Recipients 0 and 1 answered and were written; 2-5 may be on their way; 6-9 never left.
-    await q.record(lease, [accepted(0), accepted(1)], "keep", token="a:1")
+    await q.record(lease, [accepted(0), accepted(1)], Settle.KEEP, token="a:1")
     claim, parked = await fence.take_over(
         cid, lease.chunk, entry, "b:1", zkey, skew_s=1.0, late_s=10.0, wait_s=60.0
     )
@@ -68,7 +68,7 @@ async def test_takeover_parks_what_was_authorised_and_not_recorded(
     assert (await Client(settings=settings, redis=redis).status(cid)).parked == {"takeover": 4}
     # The old owner is fenced out: it may not send, and may not settle the entry.
     assert await fence.authorize(cid, entry, Permits("a:1"), {6: 6}) is Claim.LOST
-    rec = await q.record(lease, [accepted(2)], "ack", token="a:1")
+    rec = await q.record(lease, [accepted(2)], Settle.ACK, token="a:1")
     assert rec.lost and rec.new == 1  # an answer it got still counts, and settles 2
     assert sorted(await UnknownStore(redis, k).entries(cid)) == [3, 4, 5]
     loaded = await q.load(lease)
@@ -76,7 +76,7 @@ async def test_takeover_parks_what_was_authorised_and_not_recorded(
     rest = await q.unsettled(cid, loaded.recipients)
     assert [r.index for r in rest] == [6, 7, 8, 9]  # the successor sends only these
     # The successor settles the entry; a late claim by anyone finds it done.
-    rec = await q.record(lease, [], "ack", token="b:1", track=Track("default"))
+    rec = await q.record(lease, [], Settle.ACK, token="b:1", track=Track("default"))
     assert not rec.lost
     assert await fence.claim(cid, entry, "c:1") is Claim.LOST
     again = await fence.take_over(
@@ -100,7 +100,7 @@ async def test_a_vanished_campaign_is_written_nothing(redis: Redis, settings: Se
     zkey = k.unknown("cloudaten", "default")
     took = await fence.take_over(cid, 0, entry, "b:1", zkey, skew_s=1, late_s=1, wait_s=1)
     assert took == (Claim.GONE, 0)
-    rec = await q.record(lease, [accepted(0)], "ack", token="a:1", track=Track("default"))
+    rec = await q.record(lease, [accepted(0)], Settle.ACK, token="a:1", track=Track("default"))
     assert rec.gone
     assert await redis.keys(f"{settings.prefix}{{{cid}}}:*") == []
     assert await redis.zscore(zkey, cid) is None

@@ -204,3 +204,35 @@ def test_a_builder_checks_the_campaign_before_any_recipient(cfg: Settings) -> No
     with pytest.raises(CampaignError) as info:
         Builder(Campaign("cloudaten", "hi", [], account="nope"), cfg)
     assert info.value.field == "account"
+
+
+def smpp_settings() -> Settings:
+    from dispatcher.config import parse_with_codecs
+
+    account = {
+        "transport": "smpp", "smpp_host": "127.0.0.1", "smpp_port": 2775,
+        "system_id": "U", "api_key": "pw", "sender_id": "MASMSJ",
+    }  # fmt: skip
+    return parse_with_codecs({"providers": {"smsclouds": {"accounts": {"smpp": account}}}})
+
+
+def test_an_smpp_account_is_checked_by_its_own_codec_and_chunked_small() -> None:
+    numbers = [f"+5255{i:08d}" for i in range(1200)]
+    # No route or country: those are the HTTP API's; SMPP wants the Sender_ID (from the
+    # account here) and chunks of at most 500, one submit_sm each.
+    p = prepare(Campaign("smsclouds", "hola", numbers, account="smpp"), smpp_settings())
+    assert p.options == {"sender_id": "MASMSJ"}
+    assert [len(orjson.loads(c)) for c in p.chunks] == [500, 500, 200]
+
+
+def test_an_smpp_account_sends_no_other_kind_and_names_the_field() -> None:
+    voice = {"type": 2, "remittent": "5570055780"}
+    with pytest.raises(CampaignError) as err:
+        campaign = Campaign("smsclouds", "-", ["+525512345678"], account="smpp", kind="blaster",
+                            options=voice)  # fmt: skip
+        prepare(campaign, smpp_settings())
+    assert err.value.field == "kind" and "over smpp" in str(err.value)
+    with pytest.raises(CampaignError) as err:
+        prepare(Campaign("smsclouds", "hola", ["+525512345678"], account="smpp",
+                         options={"route": 77}), smpp_settings())  # fmt: skip
+    assert err.value.field == "options.route"

@@ -25,7 +25,7 @@ from dispatcher.config import Settings
 from dispatcher.fencing import Fence
 from dispatcher.keys import Keys
 from dispatcher.model import Campaign, Result, Status
-from dispatcher.queue import Queue
+from dispatcher.queue import Queue, Settle
 from dispatcher.webhooks import redact
 from tests.conftest import MOCK_KEY, repo_root, subprocess_env
 
@@ -208,8 +208,8 @@ async def test_each_transition_is_logged_once_by_the_call_that_made_it(
         results = [
             Result(r.index, r.number, Status.FAILED, error="x", sent_at=1) for r in data.recipients
         ]
-        await queues[n].record(leases[n], results, "keep", token=f"t{n}")
-        await queues[n].record(leases[n], results, "ack", token=f"t{n}")  # a repeat: no line
+        await queues[n].record(leases[n], results, Settle.KEEP, token=f"t{n}")
+        await queues[n].record(leases[n], results, Settle.ACK, token=f"t{n}")  # a repeat: no line
 
     await asyncio.gather(record(0), record(1))
     await client.cancel(cid)

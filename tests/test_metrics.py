@@ -20,6 +20,7 @@ from dispatcher.client import Client
 from dispatcher.keys import GROUP, LANES, Keys
 from dispatcher.model import Campaign
 from dispatcher.store import ensure_group
+from dispatcher.transport import Transport
 from tests.conftest import RunningWorker, make_settings, repo_root
 from tests.test_worker import NUMBERS, mock_post
 
@@ -182,8 +183,8 @@ def test_buckets_are_cumulative_with_prometheus_bounds() -> None:
 
 def test_request_outcomes_name_the_status_class_or_the_error() -> None:
     stats = metrics.AccountStats()
-    stats.answered(200, 0.01)
-    stats.answered(503, 0.02)
+    stats.answered(Transport.outcome(200), 0.01)
+    stats.answered(Transport.outcome(503), 0.02)
     stats.failed("TIMEOUT", True, 10.0)
     stats.failed("CONNECTION", True, 0.5)
     stats.failed("CONNECTION", False, 0.001)

@@ -1,4 +1,5 @@
-"""A Campaign checks its fields at construction: every bad value names its field."""
+"""A Campaign checks its fields at construction: every bad value names its field. The status
+ranks the Lua scripts use come from the one table here."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from dispatcher.model import Campaign, CampaignError, Recipient
+from dispatcher import lua
+from dispatcher.model import FINAL, RANKS, Campaign, CampaignError, Rank, Recipient, Status, rank
 
 GOOD: dict[str, Any] = {"provider": "cloudaten", "text": "hi", "recipients": ["+447911000001"]}
 
@@ -144,3 +146,21 @@ def test_campaign_files_are_checked_the_same_way(data: dict[str, Any], field: st
 def test_campaign_file_defaults_for_null_and_empty() -> None:
     c = Campaign.from_dict({**GOOD, "account": "", "weight": None, "options": None, "lane": ""})
     assert (c.account, c.weight, c.options, c.lane) == ("default", 1, {}, "transactional")
+
+
+@pytest.mark.parametrize("status", list(Status))
+def test_every_status_has_its_rank_in_the_table(status: Status) -> None:
+    """The table covers every status, a final status ranks FINAL and nothing else does,
+    and rank() gives a plain int (redis-py sends an IntEnum as its repr)."""
+    assert status in RANKS
+    assert (RANKS[status] is Rank.FINAL) == (status in FINAL)
+    assert rank(status) == RANKS[status] and type(rank(status)) is int
+
+
+def test_the_scripts_ranks_and_final_statuses_come_from_the_table() -> None:
+    for r in Rank:
+        assert lua.render(f"@RANK_{r.name}@") == str(int(r))
+    table = lua.render("@FINAL@")
+    assert sorted(table.strip("{}").split(", ")) == sorted(f"['{s.value}']=1" for s in FINAL)
+    # the send result's rank in write_rows: FINAL for a final status, else ACCEPTED
+    assert f"FINAL[status] and {Rank.FINAL:d} or {Rank.ACCEPTED:d}" in lua.WRITE_ROWS

@@ -115,3 +115,11 @@ async def test_smsclouds_reaches_final_statuses_by_polling_alone(
 
 def test_tallies_are_logged_as_words() -> None:
     assert counted({Applied.STALE: 2, Applied.APPLIED: 301}) == "applied=301 stale=2"
+
+
+async def test_close_closes_the_sessions_it_opened(redis: Redis, prefix: str, mock: str) -> None:
+    poller = Poller(redis, all_providers(prefix, mock))
+    assert b"amount" in await poller.get("cloudaten", "default", "/v1/account/balance")
+    [transport] = poller._transports.values()
+    await poller.close()
+    assert poller._transports == {} and transport._session is None

@@ -10,7 +10,7 @@ from dispatcher.config import Settings
 from dispatcher.fencing import Claim, Fence
 from dispatcher.keys import GROUP, Keys
 from dispatcher.model import Campaign, Result, Status
-from dispatcher.queue import Lease, Queue
+from dispatcher.queue import Lease, Queue, Settle
 
 NUMBERS = [f"+4479110{i:05d}" for i in range(15)]
 
@@ -50,9 +50,9 @@ async def test_read_load_and_ack(redis: Redis, settings: Settings) -> None:
     data = await q.load(leases[0])
     assert data is not None
     assert [r.index for r in data.recipients] == list(range(10))
-    assert data.meta["text"] == "hi"
+    assert data.meta.text == "hi"
     token = await own(redis, settings, leases[0])
-    rec = await q.record(leases[0], [accepted(i) for i in range(10)], "ack", token=token)
+    rec = await q.record(leases[0], [accepted(i) for i in range(10)], Settle.ACK, token=token)
     assert rec.new == 10 and not rec.lost
     assert await pending_count(redis, settings) == 1
     st = await Client(settings=settings, redis=redis).status(cid)
@@ -63,9 +63,9 @@ async def test_a_chunk_recorded_twice_counts_once(redis: Redis, settings: Settin
     cid, q = await setup(redis, settings)
     lease = (await q.read(1, 100))[0]
     token = await own(redis, settings, lease)
-    assert (await q.record(lease, [accepted(0), accepted(1)], "keep", token=token)).new == 2
+    assert (await q.record(lease, [accepted(0), accepted(1)], Settle.KEEP, token=token)).new == 2
     assert await pending_count(redis, settings) == 1  # keep: recorded, still leased
-    rec = await q.record(lease, [accepted(i) for i in range(10)], "ack", token=token)
+    rec = await q.record(lease, [accepted(i) for i in range(10)], Settle.ACK, token=token)
     assert rec.new == 8
     assert await pending_count(redis, settings) == 0
     st = await Client(settings=settings, redis=redis).status(cid)
@@ -78,7 +78,7 @@ async def test_requeue_sends_only_the_rest(redis: Redis, settings: Settings) -> 
     _, q = await setup(redis, settings)
     lease = (await q.read(1, 100))[0]
     token = await own(redis, settings, lease)
-    await q.record(lease, [accepted(i) for i in range(4)], "requeue", token=token)
+    await q.record(lease, [accepted(i) for i in range(4)], Settle.REQUEUE, token=token)
     again = [le for le in await q.read(10, 100) if le.chunk == 0]
     assert len(again) == 1 and again[0].attempt == 1 and again[0].redelivered
     data = await q.load(again[0])
@@ -106,7 +106,7 @@ async def test_hold_pauses_and_resume_requeues(redis: Redis, settings: Settings)
     lease = (await q.read(1, 100))[0]
     token = await own(redis, settings, lease)
     reason = "INVALID_API_KEY from cloudaten account x"
-    await q.record(lease, [accepted(0)], "hold", token=token, reason=reason)
+    await q.record(lease, [accepted(0)], Settle.HOLD, token=token, reason=reason)
     st = await client.status(cid)
     assert st.state == "paused" and st.reason == "INVALID_API_KEY from cloudaten account x"
     assert await client.wait(cid, 5) == st  # a paused campaign does not keep a waiter waiting
@@ -127,12 +127,12 @@ async def test_a_hold_after_a_resume_goes_back_to_work(redis: Redis, settings: S
     token = await own(redis, settings, lease)
     assert await client.pause(cid)
     assert await client.resume(cid) == 0  # nothing held yet
-    await q.record(lease, [], "hold", token=token)  # the worker's late hold
+    await q.record(lease, [], Settle.HOLD, token=token)  # the worker's late hold
     assert await redis.scard(Keys(settings.prefix).held(cid)) == 0
     again = [le for le in await q.read(10, 100) if le.chunk == 0]
     assert len(again) == 1 and again[0].redelivered
     # While it stays paused, a hold is still a hold.
     token2 = await own(redis, settings, again[0], "t2")
     assert await client.pause(cid)
-    await q.record(again[0], [], "hold", token=token2)
+    await q.record(again[0], [], Settle.HOLD, token=token2)
     assert await redis.smembers(Keys(settings.prefix).held(cid)) == {b"0"}

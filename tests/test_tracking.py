@@ -14,7 +14,7 @@ from dispatcher.config import Settings
 from dispatcher.keys import Keys
 from dispatcher.model import Campaign, Result, Status, rank
 from dispatcher.providers.base import Inbound, Report
-from dispatcher.queue import Queue, Track
+from dispatcher.queue import Queue, Settle, Track
 from dispatcher.tracking import REFUSED, Applied, Tracker
 from tests.conftest import make_settings
 
@@ -34,7 +34,7 @@ async def campaign(redis: Redis, settings: Settings) -> tuple[str, Queue, Tracke
 async def send_all(q: Queue, status: Status = Status.ACCEPTED) -> None:
     [lease] = await q.read(1, 100)
     results = [Result(i, n, status, message_id=f"sid{i}", sent_at=1) for i, n in enumerate(NUMBERS)]
-    await q.record(lease, results, "ack", track=Track("default", True, True))
+    await q.record(lease, results, Settle.ACK, track=Track("default", True, True))
 
 
 def report(cid: str, index: int, status: Status, raw: str = "") -> Report:

@@ -118,3 +118,12 @@ async def test_nothing_expires_before_its_time(redis: Redis, settings: Settings)
     settler = Settler(redis, settings, UnknownStore(redis, k))
     assert await settler.expire("cloudaten", "sms", "default") == 0
     assert (await Client(settings=settings, redis=redis).status(cid)).parked == {"takeover": 25}
+
+
+async def test_found_for_a_campaign_that_is_gone_writes_nothing(
+    redis: Redis, settings: Settings
+) -> None:
+    store = UnknownStore(redis, Keys(settings.prefix))
+    result = Result(0, "+447900000000", Status.ACCEPTED, "m-1")
+    assert await store.found("gone", "cloudaten", [result]) == 0
+    assert await redis.exists(Keys(settings.prefix).results("gone")) == 0

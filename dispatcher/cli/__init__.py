@@ -20,7 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dispatcher import logs, runtime
-from dispatcher.account_api import QueryError, query
+from dispatcher.account_api import query
 from dispatcher.cli.campaign import estimate_command
 from dispatcher.cli.commands import CLIENT_COMMANDS
 from dispatcher.cli.context import (
@@ -30,20 +30,24 @@ from dispatcher.cli.context import (
     warn_about_old_data_dir,
 )
 from dispatcher.cli.parser import build_parser
-from dispatcher.client import CampaignNotFound
 from dispatcher.config import ConfigError, Settings, with_overrides
 from dispatcher.embedded import EmbeddedRedisError
+from dispatcher.errors import DispatcherError
 from dispatcher.model import CampaignError
-from dispatcher.runtime import (
-    RedisUnreachable,
-    RedisUrlError,
-    reason_of,
-    redis_url,
-    run,
-)
+from dispatcher.runtime import RedisUnreachable, RedisUrlError, reason_of, redis_url, run
 
 #: The settings template shipped in the package (a copy of config/dispatcher.toml).
 TEMPLATE = "config_template.toml"
+
+#: The errors that mean bad input (a campaign, a setting, ``REDIS_URL``, the data folder):
+#: exit code 2. Any other DispatcherError is a failure: 1 (no such campaign, Redis
+#: unreachable, a provider query refused, a worker not ready).
+BAD_INPUT: tuple[type[DispatcherError], ...] = (
+    CampaignError,
+    ConfigError,
+    EmbeddedRedisError,
+    RedisUrlError,
+)
 
 __all__ = ["main"]
 
@@ -60,10 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         _drop_stdout()
         return 141
-    except (CampaignError, ConfigError, EmbeddedRedisError, RedisUrlError) as exc:
-        return _error(exc, 2)
-    except (QueryError, CampaignNotFound, RedisUnreachable) as exc:
-        return _error(exc, 1)
+    except DispatcherError as exc:
+        return _error(exc, 2 if isinstance(exc, BAD_INPUT) else 1)
 
 
 def _default_level(command: str) -> str:
@@ -162,12 +164,9 @@ def _worker(args: argparse.Namespace, settings: Settings, raw: list[str]) -> int
     from dispatcher.supervisor import run_many, run_single
 
     if args.check:
-        from dispatcher.health import NotReady, check
+        from dispatcher.health import check
 
-        try:
-            print(check(settings, args.provider))
-        except NotReady as exc:
-            return _error(exc, 1)
+        print(check(settings, args.provider))  # NotReady: exit 1, as every failure
         return 0
     if args.processes < 1:
         raise CampaignError("--processes", "must be at least 1")

@@ -26,6 +26,7 @@ from dispatcher.mock.cloudaten import CloudAten
 from dispatcher.mock.cloudaten_voice import CloudAtenVoice
 from dispatcher.mock.cloudsms import CloudSms
 from dispatcher.mock.reports import ListLimiter, Pusher, get_query, post_json
+from dispatcher.mock.smsc import Smsc
 from dispatcher.mock.smsclouds import Smsclouds
 from dispatcher.mock.smsclouds_more import SmscloudsMore
 from dispatcher.mock.smsclouds_responses import SmscloudsResponses
@@ -36,6 +37,9 @@ STATE = web.AppKey("state", MockState)
 CLOUDSMS = web.AppKey("cloudsms", CloudSms)
 SMSCLOUDS = web.AppKey("smsclouds", Smsclouds)
 SMSCLOUDS_MO = web.AppKey("smsclouds_mo", SmscloudsResponses)
+#: The SMPP SMSC, present when ``settings.smpp_port`` is not None; listening (``.port``) once
+#: the app has started: ``runner.app[SMSC].port`` after :func:`start`.
+SMSC = web.AppKey("smsc", Smsc)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -44,16 +48,24 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 async def stats(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    return _json({"providers": {n: r.stats.as_dict() for n, r in state.recorders.items()}})
+    data: dict[str, Any] = {"providers": {n: r.stats.as_dict() for n, r in state.recorders.items()}}
+    if SMSC in request.app:
+        data["smsc"] = request.app[SMSC].as_dict()
+    return _json(data)
 
 
 async def messages(request: web.Request) -> web.Response:
     state = request.app[STATE]
     wanted = request.query.get("provider")
+    smsc = request.app.get(SMSC)
+    smpp = [{"provider": "smpp", **m} for m in smsc.messages] if smsc else []
+    if wanted == "smpp" and smsc:
+        return _json(smpp)
     if wanted is not None and wanted not in state.recorders:
         return _json({"error": f"unknown provider {wanted!r}"}, 404)
     names = [wanted] if wanted else list(state.recorders)
-    return _json([{"provider": n, **m} for n in names for m in state.recorders[n].messages])
+    listed = [{"provider": n, **m} for n in names for m in state.recorders[n].messages]
+    return _json(listed if wanted else listed + smpp)
 
 
 async def cloudsms_packets(request: web.Request) -> web.Response:
@@ -67,7 +79,17 @@ async def reset(request: web.Request) -> web.Response:
     request.app[CLOUDSMS].packets.clear()
     request.app[SMSCLOUDS].campaigns.clear()
     request.app[SMSCLOUDS_MO].replies.clear()
+    if SMSC in request.app:
+        request.app[SMSC].reset()
     return _json({"reset": True})
+
+
+async def smsc_disconnect(request: web.Request) -> web.Response:
+    """Close every SMPP session at once, as a network failure would."""
+    smsc = request.app.get(SMSC)
+    if smsc is None:
+        return _json({"error": "no SMSC: smpp_port not set"}, 404)
+    return _json({"disconnected": smsc.disconnect_all()})
 
 
 async def inbound(request: web.Request) -> web.Response:
@@ -159,6 +181,7 @@ def build_app(settings: MockSettings) -> web.Application:
             web.post("/_mock/inbound", inbound),
             web.get("/_mock/cloudsms/packets", cloudsms_packets),
             web.post("/_mock/settings", change_settings),
+            web.post("/_mock/smsc/disconnect", smsc_disconnect),
         ]
     )
     state.pusher = Pusher(state)
@@ -179,6 +202,17 @@ def build_app(settings: MockSettings) -> web.Application:
         await state.pusher.close()
 
     app.on_cleanup.append(close_pusher)
+    if settings.smpp_port is not None:
+        smsc = app[SMSC] = Smsc(state)
+
+        async def start_smsc(_app: web.Application) -> None:
+            await smsc.start()
+
+        async def close_smsc(_app: web.Application) -> None:
+            await smsc.close()
+
+        app.on_startup.append(start_smsc)
+        app.on_cleanup.append(close_smsc)
     return app
 
 
@@ -237,12 +271,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--voice-spacing", type=float, default=30.0, help="seconds between calls to a number"
     )
+    parser.add_argument("--smpp-port", type=int, help="also serve the SMPP SMSC (0: free port)")
+    parser.add_argument(
+        "--smpp-account", action="append", type=smpp_account, metavar="SYSTEM_ID:PASSWORD",
+        help="accepted SMPP bind (repeatable; replaces the default account)",
+    )  # fmt: skip
+
+
+def smpp_account(value: str) -> tuple[str, str]:
+    system_id, colon, password = value.partition(":")
+    if not colon or not system_id:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected SYSTEM_ID:PASSWORD")
+    return system_id, password
 
 
 async def _serve(settings: MockSettings) -> None:
     runner, port = await start(settings)
     scheme = "https" if settings.tls_cert else "http"
     print(f"mock listening on {scheme}://{settings.host}:{port}", flush=True)
+    if SMSC in runner.app:
+        print(f"mock smpp listening on {settings.host}:{runner.app[SMSC].port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -268,12 +316,14 @@ def run(args: argparse.Namespace) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,
+        smpp_port=args.smpp_port,
     )
     keys = {
         "cloudaten_keys": args.cloudaten_key,
         "ycloud_keys": args.ycloud_key,
         "cloudsms_keys": args.cloudsms_key,
         "smsclouds_tokens": args.smsclouds_token,
+        "smpp_accounts": args.smpp_account,
     }
     given: dict[str, Any] = {k: tuple(v) for k, v in keys.items() if v}
     settings = replace(settings, **given)

@@ -73,6 +73,20 @@ class MockSettings:
     faults: tuple[tuple[str, float], ...] = ()
     fault_timeout_s: float = 5.0
     fault_seed: int = 7
+    #: The SMPP 3.4 SMSC (smsc.py, Smsclouds' "SMPP Connections"): None, not started; 0,
+    #: any free port. Accounts are (system_id, password) pairs.
+    smpp_port: int | None = None
+    smpp_accounts: tuple[tuple[str, str], ...] = (("smsclouds", "smpppass"),)  # 8 at most
+    smpp_latency_ms: float = 0.0  # before each accepted submit_sm is answered
+    smpp_latency_jitter_ms: float = 0.0  # ± uniform, so answers can overtake each other
+    smpp_window: int = 10  # submit_sm outstanding per session (0: no limit); more: 0x14
+    smpp_rate_per_second: float = 0.0  # per system_id (0: no limit); more: 0x58
+    smpp_burst: int = 1
+    smpp_queue_full_every: int = 0  # every Nth submit_sm answered 0x14 (0: never)
+    smpp_receipt_delay_ms: float = 50.0
+    #: Close the session of the Nth submit_sm from now without answering what it has
+    #: outstanding (taken all the same); then back to 0.
+    smpp_drop_after: int = 0
 
     #: What POST /_mock/settings may change (keys and addresses stay as started).
     RUNTIME = (
@@ -98,11 +112,19 @@ class MockSettings:
         "rate_limits",
         "faults",
         "fault_timeout_s",
+        "smpp_latency_ms",
+        "smpp_latency_jitter_ms",
+        "smpp_window",
+        "smpp_rate_per_second",
+        "smpp_burst",
+        "smpp_queue_full_every",
+        "smpp_receipt_delay_ms",
+        "smpp_drop_after",
     )
 
     def public(self) -> dict[str, object]:
         """The settings without the API keys, for answers."""
-        secret = ("_keys", "_tokens")
+        secret = ("_keys", "_tokens", "_accounts")
         return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.endswith(secret)}
 
 

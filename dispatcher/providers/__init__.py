@@ -1,10 +1,14 @@
 """Provider codecs, one module each; this registry is all the rest of the code looks at.
 
 ``CODECS`` holds each provider's SMS codec (its account, headers and queries); ``KINDS`` every
-(provider, campaign kind) that can be sent.
+(provider, campaign kind) that can be sent over HTTP; ``TRANSPORTS`` those an account can
+send over another transport instead (``transport = "smpp"`` in its settings).
+:func:`account_codec` is the one to ask when the account is known.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from dispatcher.providers.base import Codec
 from dispatcher.providers.cloudaten import CloudAtenCodec
@@ -14,6 +18,7 @@ from dispatcher.providers.smsclouds import SmscloudsCodec
 from dispatcher.providers.smsclouds_blaster import BlasterCodec
 from dispatcher.providers.smsclouds_clic import SmsClicCodec
 from dispatcher.providers.smsclouds_email import EmailCodec
+from dispatcher.providers.smsclouds_smpp import SmscloudsSmppCodec
 from dispatcher.providers.ycloud import YCloudCodec
 
 CODECS: dict[str, Codec] = {
@@ -24,5 +29,22 @@ for extra in (CloudAtenVoiceCodec(), BlasterCodec(), EmailCodec(), SmsClicCodec(
     KINDS[(extra.name, extra.kind)] = extra
 
 
-def codec_for(provider: str, kind: str = "sms") -> Codec:
-    return KINDS[(provider, kind)]
+TRANSPORTS: dict[tuple[str, str, str], Codec] = {
+    (c.name, c.kind, c.transport): c for c in (SmscloudsSmppCodec(),)
+}
+
+if TYPE_CHECKING:
+    from dispatcher.config import Settings
+
+
+def codec_for(provider: str, kind: str = "sms", transport: str = "http") -> Codec:
+    if transport == "http":
+        return KINDS[(provider, kind)]
+    return TRANSPORTS[(provider, kind, transport)]
+
+
+def account_codec(settings: Settings, provider: str, account: str, kind: str = "sms") -> Codec:
+    """The codec of ``kind`` for this account's transport (KeyError if it has none)."""
+    accounts = settings.provider(provider).accounts
+    transport = accounts[account].transport if account in accounts else "http"
+    return codec_for(provider, kind, transport)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import phonenumbers
 
@@ -41,6 +41,7 @@ class Outcome:
     price: float | None = None
     batch_id: str | None = None  # the provider's id for the whole request (a campaign)
     later: bool = False  # RETRY: the provider asked us to come back much later (busy)
+    slow: bool = False  # RETRY: the provider said we send too fast (the account slows down)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +78,25 @@ class HttpRequest:
     positions: tuple[int, ...]  # which of the chunk's recipients this request carries
 
 
+@dataclass(frozen=True, slots=True)
+class SmppRequest:
+    """One recipient's message over SMPP: its ``submit_sm`` PDUs, one per part, with
+    sequence number 0 (the session numbers them)."""
+
+    pdus: tuple[bytes, ...]
+    positions: tuple[int, ...]
+
+
+#: What a codec asks its transport to send: HTTP for most accounts, SMPP for some.
+Request = HttpRequest | SmppRequest
+
+
+R = TypeVar("R", HttpRequest, SmppRequest)
+
+
 @dataclass(slots=True)
-class Built:
-    requests: list[HttpRequest] = field(default_factory=list)
+class Built(Generic[R]):
+    requests: list[R] = field(default_factory=list)
     refused: dict[int, Outcome] = field(default_factory=dict)  # refused before sending
 
 
@@ -119,12 +136,15 @@ class Codec(Protocol):
         """The segments one recipient's (rendered) text is billed as."""
         ...
 
-    def build(self, job: SendJob, recipients: Sequence[ChunkRecipient], ctx: BuildContext) -> Built:
+    def build(
+        self, job: SendJob, recipients: Sequence[ChunkRecipient], ctx: BuildContext
+    ) -> Built[Any]:
         """The requests that send ``recipients``; positions index into that sequence."""
         ...
 
-    def parse(self, request: HttpRequest, status: int, body: bytes) -> list[Outcome]:
-        """One outcome per position of ``request``, from the provider's HTTP answer."""
+    def parse(self, request: Any, status: int, body: bytes) -> list[Outcome]:
+        """One outcome per position of ``request`` (one this codec built: an HttpRequest,
+        or an SmppRequest for an SMPP codec), from the transport's answer."""
         ...
 
 

@@ -25,6 +25,7 @@ from dispatcher.providers.base import (
     SendJob,
     refused,
 )
+from dispatcher.providers.capabilities import PushRoute
 from dispatcher.providers.cloudaten import CODES, STATUSES
 from dispatcher.providers.common import OneMobileCodec, uid
 from dispatcher.render import has_tokens, render
@@ -67,8 +68,10 @@ class CloudAtenVoiceCodec(OneMobileCodec):
     def sent_text(self, text: str, fields: dict[str, str] | None) -> str:
         return render(text, fields).strip()  # the list shows the verification_code
 
-    def build(self, job: SendJob, recipients: Sequence[ChunkRecipient], ctx: BuildContext) -> Built:
-        built = Built()
+    def build(
+        self, job: SendJob, recipients: Sequence[ChunkRecipient], ctx: BuildContext
+    ) -> Built[HttpRequest]:
+        built: Built[HttpRequest] = Built()
         language = job.options.get("language")
         for pos, rcpt in enumerate(recipients):
             code = render(job.text, rcpt.fields).strip()
@@ -86,3 +89,7 @@ class CloudAtenVoiceCodec(OneMobileCodec):
                 body["callback_url"] = job.callback_url
             built.requests.append(HttpRequest("POST", self.send_path, orjson.dumps(body), (pos,)))
         return built
+
+    def push_routes(self) -> Mapping[str, PushRoute]:
+        """§3.3: call reports come to their own callback, in the SMS report's shape."""
+        return {"voice": PushRoute("POST", self.parse_report_push)}

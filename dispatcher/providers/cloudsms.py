@@ -35,6 +35,7 @@ from dispatcher.providers.base import (
     refused,
     split_e164,
 )
+from dispatcher.providers.capabilities import PushContext, Pushed, PushRoute
 from dispatcher.providers.common import CAMPAIGN_ID, plausible_ms
 from dispatcher.render import render
 from dispatcher.segments import measure
@@ -159,8 +160,10 @@ class CloudSmsCodec:
         if length.too_long:
             raise CampaignError("text", f"{length.segments} segments; CloudSMS sends at most 10")
 
-    def build(self, job: SendJob, recipients: Sequence[ChunkRecipient], ctx: BuildContext) -> Built:
-        built = Built()
+    def build(
+        self, job: SendJob, recipients: Sequence[ChunkRecipient], ctx: BuildContext
+    ) -> Built[HttpRequest]:
+        built: Built[HttpRequest] = Built()
         groups: dict[str, list[tuple[int, int, str]]] = {}
         too_long: dict[str, bool] = {}  # per distinct text: most campaigns have one
         for pos, rcpt in enumerate(recipients):
@@ -263,6 +266,28 @@ class CloudSmsCodec:
             outcomes.append(replace(outcome, message_id=message_id))
         return outcomes
 
+    # -- capabilities (capabilities.py): Pushes ---------------------------------------------
+
+    def push_routes(self) -> Mapping[str, PushRoute]:
+        """The DR server: SMS_PUSH_REPORT packets by POST (seed 002, "Delivery Report")."""
+        return {"dlr": PushRoute("POST", self.parse_report_push)}
+
+    def parse_report_push(self, body: bytes, query: Mapping[str, str], ctx: PushContext) -> Pushed:
+        """The packet's reports, answered by an ANSWER packet echoing its SERIAL: the
+        platform reads that packet, not the HTTP status."""
+        serial, reports = parse_report_packet(body, int(ctx.now * 1000))
+        answer = answer_packet(serial, ctx.now)
+        return Pushed(reports=reports, answer=answer, content_type="application/json")
+
+    def push_refusal(self, body: bytes, busy: bool, now: float) -> tuple[bytes, str] | None:
+        """An ANSWER echoing the SERIAL with Invalid_parameter (refused) or Busy (storage
+        unavailable); None when the body has no valid SERIAL to echo."""
+        serial = serial_of(body)
+        if serial is None:
+            return None
+        code = BUSY if busy else INVALID_PARAMETER
+        return answer_packet(serial, now, code), "application/json"
+
 
 #: SMS_STATE of a delivery report, in our vocabulary.
 STATES: dict[int, Status] = {
@@ -289,6 +314,8 @@ DEST_MSISDN = re.compile(r"[0-9]{1,32}", re.ASCII)  # "non-numeric or longer tha
 UIP_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}", re.ASCII)
 #: RESULT_CODE of the ANSWER to a report packet we refuse: the seed's parameter error.
 INVALID_PARAMETER = 0x10000001
+#: … and of one we cannot store now: the platform is busy, try again later.
+BUSY = 0x03
 
 
 def _uip_ms(p: dict[str, Any], name: str, now_ms: int | None) -> int | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -29,6 +28,7 @@ from dispatcher.providers.base import (
     map_status,
     split_e164,
 )
+from dispatcher.providers.capabilities import Listed, PushContext, Pushed, PushRoute
 from dispatcher.render import render
 from dispatcher.segments import measure
 
@@ -161,18 +161,6 @@ def _str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-@dataclass(frozen=True, slots=True)
-class Listed:
-    """One record of a list page, with what matching a message of unknown fate needs."""
-
-    report: Report  # its status, as polling reads it
-    mobile: str
-    text: str  # the SMS text as sent (signature included), or the voice code
-    created_ms: int | None  # ``create_timestamp``, the provider's clock
-    segments: int | None
-    price: float | None
-
-
 class OneMobileCodec:
     """One ``send_messages`` request per recipient; the text rendered for each."""
 
@@ -209,11 +197,13 @@ class OneMobileCodec:
     def segments(self, text: str, signature: str | None, options: Mapping[str, Any]) -> int:
         return measure(text).segments
 
-    def build(self, job: SendJob, recipients: Sequence[ChunkRecipient], ctx: BuildContext) -> Built:
+    def build(
+        self, job: SendJob, recipients: Sequence[ChunkRecipient], ctx: BuildContext
+    ) -> Built[HttpRequest]:
         base: dict[str, Any] = self.extra_fields(job)
         if job.callback_url:
             base["callback_url"] = job.callback_url
-        built = Built()
+        built: Built[HttpRequest] = Built()
         for pos, rcpt in enumerate(recipients):
             body = {
                 "mobile": rcpt.number,
@@ -272,6 +262,39 @@ class OneMobileCodec:
                 data = None
             outcome = message_outcome(data, self.codes)
         return [outcome] * len(request.positions)
+
+    # -- capabilities (capabilities.py): Pushes, Balance -----------------------------------
+
+    balance_query = "balance"
+
+    def push_routes(self) -> Mapping[str, PushRoute]:
+        """The ``callback_url`` a delivery report is POSTed to (answered ``ok``)."""
+        return {"dlr": PushRoute("POST", self.parse_report_push)}
+
+    def parse_report_push(self, body: bytes, query: Mapping[str, str], ctx: PushContext) -> Pushed:
+        """A pushed delivery report, with this codec's statuses and time field."""
+        report = parse_push(body, self.statuses, self.push_time_field, int(ctx.now * 1000))
+        return Pushed(reports=(report,))
+
+    def push_refusal(self, body: bytes, busy: bool, now: float) -> tuple[bytes, str] | None:
+        """None: the HTTP status says it (anything but 200 is pushed again)."""
+        return None
+
+    def balance_of(self, answer: Any) -> float | None:
+        """``amount`` of the balance answer: in ``data``, or the object on its own (the
+        seeds show both)."""
+        if not isinstance(answer, dict):
+            return None
+        data = answer.get("data", answer)
+        value = data.get("amount") if isinstance(data, dict) else None
+        return amount(answer.get("amount") if value is None else value)
+
+
+def amount(value: Any) -> float | None:
+    """A JSON number as a float (an account's credit); None for anything else."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
 
 
 def _field(data: dict[str, Any], name: str, kind: type, required: bool = True) -> Any:

@@ -27,11 +27,13 @@ import calendar
 import re
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import orjson
 
 from dispatcher.model import FIELD_NAMES, CampaignError, Status
+from dispatcher.providers import smsclouds_responses as responses
 from dispatcher.providers.base import (
     BadPush,
     BuildContext,
@@ -47,7 +49,8 @@ from dispatcher.providers.base import (
     refused,
     split_e164,
 )
-from dispatcher.providers.common import plausible_ms
+from dispatcher.providers.capabilities import PushContext, Pushed, PushRoute, Reply
+from dispatcher.providers.common import amount, plausible_ms
 from dispatcher.providers.smsclouds_responses import mo_id
 from dispatcher.render import render
 from dispatcher.segments import Encoding, measure
@@ -59,6 +62,15 @@ GSM_FLAGS = [(None, 160, 1), ("long_message", 306, 2)]
 OTHER_FLAGS = [("encode", 70, 1), ("encode_2", 128, 2), ("encode_3", 192, 3)]
 ALL_FLAGS = ("encode", "encode_2", "encode_3", "long_message")
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
+
+
+#: The calling code of the route's country when an account or campaign does not set
+#: ``dial_code``: the seed's provider is Mexican (masmensajes.com.mx).
+DIAL_CODE = 52
+
+
+def dial_code(options: Mapping[str, Any]) -> int:
+    return int(options.get("dial_code") or DIAL_CODE)
 
 
 def campaign_name(campaign_id: str, chunk: int) -> str:
@@ -148,14 +160,21 @@ class SmscloudsCodec:
     path = PATH
     address = "phone"
 
+    replies_path = responses.PATH
+    replies_most = responses.MOST_CAMPAIGNS
+
     @staticmethod
-    def hlr_path(number: str) -> str | None:
+    def wants_scrub(options: Mapping[str, Any]) -> bool:
+        return bool(options.get("hlr_scrub"))
+
+    @staticmethod
+    def scrub_path(number: str) -> str | None:
         """``GET api/v3/hlr/{10 digits}``: Mexican numbers only; None for any other."""
         country, national = split_e164(number)
         return f"/api/v3/hlr/{national}" if country == 52 and len(national) == 10 else None
 
     @staticmethod
-    def hlr_invalid(status: int, body: bytes) -> bool:
+    def scrub_invalid(status: int, body: bytes) -> bool:
         """Did the look-up say the number is invalid? The seed shows no answer: any of
         ``valid``/``exists`` false, or a ``status`` of invalid/inactive, counts as no."""
         if status != 200:
@@ -175,8 +194,21 @@ class SmscloudsCodec:
         """Where the statuses of one of our requests (a provider campaign) are read."""
         return messages_path(batch)
 
-    def parse_batch(self, body: bytes) -> list[Report]:
-        return parse_messages(body)
+    def parse_batch(self, body: bytes, options: Mapping[str, Any]) -> list[Report]:
+        """The campaign's messages; ``cellphone`` is national, of the route's country."""
+        dial = dial_code(options)
+        return [replace(r, number=f"+{dial}{r.number}") for r in parse_messages(body)]
+
+    @staticmethod
+    def replies_request(batches: Sequence[str]) -> bytes:
+        return responses.request_body(batches)
+
+    @staticmethod
+    def parse_replies(body: bytes) -> list[Reply]:
+        return [
+            Reply(mo_id(r.message_id, r.received_at), r.batch, r.message_id, r.text)
+            for r in responses.parse_replies(body)
+        ]
 
     def headers(self, api_key: str) -> dict[str, str]:
         return {
@@ -201,17 +233,19 @@ class SmscloudsCodec:
         if flag_for([render(text, None)]) is None:
             raise CampaignError("text", _too_long(text))
 
-    def build(self, job: SendJob, recipients: Sequence[ChunkRecipient], ctx: BuildContext) -> Built:
-        built = Built()
-        dial_code = int(job.options.get("dial_code", 52))
+    def build(
+        self, job: SendJob, recipients: Sequence[ChunkRecipient], ctx: BuildContext
+    ) -> Built[HttpRequest]:
+        built: Built[HttpRequest] = Built()
+        dial = dial_code(job.options)
         texts: dict[int, str] = {}
         members: dict[int, dict[str, str]] = {}
         fits: dict[str, bool] = {}  # per distinct text: most campaigns have one
         for pos, rcpt in enumerate(recipients):
             country, national = split_e164(rcpt.number)
-            if country != dial_code:
+            if country != dial:
                 built.refused[pos] = refused(
-                    "WRONG_COUNTRY", f"not a +{dial_code} number, the route's country"
+                    "WRONG_COUNTRY", f"not a +{dial} number, the route's country"
                 )
                 continue
             text = render(job.text, rcpt.fields)
@@ -267,6 +301,37 @@ class SmscloudsCodec:
         segments = next((s for f, _, s in GSM_FLAGS + OTHER_FLAGS if f and sent.get(f)), 1)
         outcome = Outcome(Verdict.OK, Status.ACCEPTED, segments=segments, batch_id=campaign)
         return [outcome] * len(request.positions)
+
+    # -- capabilities (capabilities.py): Pushes, Balance -----------------------------------
+
+    balance_query = "user"
+
+    def push_routes(self) -> Mapping[str, PushRoute]:
+        """MO responses and keyword requests, both pushed by GET with the fields in the
+        query; no delivery reports (statuses are polled)."""
+        return {
+            "mo": PushRoute("GET", self.parse_mo_push, "mo"),
+            "keyword": PushRoute("GET", self.parse_keyword_push, "keyword"),
+        }
+
+    def parse_mo_push(self, body: bytes, query: Mapping[str, str], ctx: PushContext) -> Pushed:
+        return Pushed(inbound=parse_mo(query, int(ctx.now * 1000)))
+
+    def parse_keyword_push(self, body: bytes, query: Mapping[str, str], ctx: PushContext) -> Pushed:
+        """Answered with the auto-response text: the platform sends back what we print."""
+        message = parse_keyword(query, int(ctx.now * 1000))
+        return Pushed(inbound=message, answer=ctx.keyword_response.encode())
+
+    def push_refusal(self, body: bytes, busy: bool, now: float) -> tuple[bytes, str] | None:
+        """None: the HTTP status says it."""
+        return None
+
+    def balance_of(self, answer: Any) -> float | None:
+        """``credit`` of the ``user`` answer (``{"data": {…, "credit": 468062.11}}``)."""
+        if not isinstance(answer, dict):
+            return None
+        data = answer.get("data", answer)
+        return amount(data.get("credit")) if isinstance(data, dict) else None
 
 
 #: "Status of message", in our vocabulary. Smsclouds has no delivery reports: "sent" (handed

@@ -30,7 +30,13 @@ from dispatcher.providers.base import (
     refused,
     split_e164,
 )
-from dispatcher.providers.smsclouds import DATE, SmscloudsCodec, campaign_name, created_id
+from dispatcher.providers.smsclouds import (
+    DATE,
+    SmscloudsCodec,
+    campaign_name,
+    created_id,
+    dial_code,
+)
 
 PATH = "/api/v3/voice"
 #: voice_message_status → (our status, raw name)
@@ -73,9 +79,11 @@ class BlasterCodec(SmscloudsCodec):
         if signature:
             raise CampaignError("signature", "a voice campaign has no signature")
 
-    def build(self, job: SendJob, recipients: Sequence[ChunkRecipient], ctx: BuildContext) -> Built:
-        built = Built()
-        dial = int(job.options.get("dial_code", 52))
+    def build(
+        self, job: SendJob, recipients: Sequence[ChunkRecipient], ctx: BuildContext
+    ) -> Built[HttpRequest]:
+        built: Built[HttpRequest] = Built()
+        dial = dial_code(job.options)
         members, positions = [], []
         for pos, rcpt in enumerate(recipients):
             country, national = split_e164(rcpt.number)
@@ -116,8 +124,9 @@ class BlasterCodec(SmscloudsCodec):
     def batch_path(self, batch: str) -> str:
         return f"{PATH}/{batch}"
 
-    def parse_batch(self, body: bytes) -> list[Report]:
-        """ "Blaster (RoboCall) Status": one report per call."""
+    def parse_batch(self, body: bytes, options: Mapping[str, Any]) -> list[Report]:
+        """ "Blaster (RoboCall) Status": one report per call (``cellphone`` national)."""
+        dial = dial_code(options)
         data = orjson.loads(body)
         if not isinstance(data, dict) or "error" in data:
             raise BadPush("body", f"status call refused: {str(data)[:200]}")
@@ -135,11 +144,20 @@ class BlasterCodec(SmscloudsCodec):
                     status=status,
                     raw_status=raw,
                     message_id=str(call.get("voice_message")),
-                    number=str(call["cellphone"]),
+                    number=f"+{dial}{call['cellphone']}",
                     error_code=None if state in (0, 1, 2) else raw.upper(),
                 )
             )
         return reports
+
+    # -- capabilities (capabilities.py): Cancelling -----------------------------------------
+
+    def cancel_path(self, batch: str) -> str:
+        """ "Blaster (RoboCall) Cancel": only while the campaign is queued."""
+        return cancel_path(batch)
+
+    def parse_cancel(self, status: int, body: bytes) -> tuple[bool, str]:
+        return parse_cancel(status, body)
 
 
 def cancel_path(batch: str) -> str:

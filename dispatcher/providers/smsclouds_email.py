@@ -73,7 +73,9 @@ class EmailCodec(SmscloudsCodec):
         if signature:
             raise CampaignError("signature", "an email campaign has no signature")
 
-    def build(self, job: SendJob, recipients: Sequence[ChunkRecipient], ctx: BuildContext) -> Built:
+    def build(
+        self, job: SendJob, recipients: Sequence[ChunkRecipient], ctx: BuildContext
+    ) -> Built[HttpRequest]:
         members = []
         for rcpt in recipients:
             member = {"email": rcpt.number}

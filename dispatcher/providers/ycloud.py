@@ -15,6 +15,7 @@ import orjson
 
 from dispatcher.model import CampaignError, Status
 from dispatcher.providers.base import BadPush, Inbound, SendJob, Verdict
+from dispatcher.providers.capabilities import PushContext, Pushed, PushRoute
 from dispatcher.providers.common import OneMobileCodec, plausible_ms, pushed_number
 
 #: Appendix 1.code
@@ -86,3 +87,11 @@ class YCloudCodec(OneMobileCodec):
     def extra_fields(self, job: SendJob) -> dict[str, Any]:
         extend = job.options.get("extend")
         return {"extend": str(extend)} if extend is not None else {}
+
+    def push_routes(self) -> Mapping[str, PushRoute]:
+        """Delivery reports (§2.2) and inbound SMS (§2.4, ``inbound_callback_url``)."""
+        inbound = PushRoute("POST", self.parse_inbound_push, "inbound")
+        return {**super().push_routes(), "inbound": inbound}
+
+    def parse_inbound_push(self, body: bytes, query: Mapping[str, str], ctx: PushContext) -> Pushed:
+        return Pushed(inbound=parse_inbound(body, int(ctx.now * 1000)))

@@ -1,8 +1,11 @@
 """``python -m dispatcher webhooks``: an aiohttp server answering each provider as it expects.
 
-Every endpoint sits behind a secret path segment (``/hooks/<secret>/<provider>/<kind>``,
-the secret from ``webhooks.secret_env``) and a body-size limit. Whoever learns the secret
-can push anything, so nothing is taken on trust:
+Every endpoint sits behind a secret path segment (``/hooks/<secret>/<provider>/<name>``,
+the secret from ``webhooks.secret_env``) and a body-size limit. The endpoints are the push
+routes of the provider's codecs (``capabilities.Pushes``: every kind's, so one provider may
+push SMS reports, call reports and inbound messages); each route parses its push and says
+how the provider expects to be answered. Whoever learns the secret can push anything, so
+nothing is taken on trust:
 
 * a body that is not what the provider documents (a ``uid`` that is not ours, digits that
   are not ASCII, a time before 2000 or over a day ahead) gets **400**;
@@ -17,21 +20,11 @@ can push anything, so nothing is taken on trust:
   with ``Retry-After``; the providers push again. Load never gets a 500: the Redis pool
   makes requests wait for a connection (server.py).
 
+A provider that reads its answer's body rather than the HTTP status gets refusals and 503s
+in its own format too (``Pushes.push_refusal``); the others a JSON ``{"error": …}``.
+
 ``/healthz`` answers these counts (a live process); server.py adds ``/readyz`` and
 ``/metrics`` (health.py), where the same counts are ``dispatcher_webhook_pushes_total``.
-
-=================================  ======  =====================================================
-path                               method  answer
-=================================  ======  =====================================================
-``cloudaten/dlr``, ``cloudaten/voice``  POST    200 ``ok`` (seed 000 §2.2, §3.3)
-``ycloud/dlr``                     POST    200 ``ok`` (seed 001 §2.2)
-``ycloud/inbound``                 POST    200 ``ok`` (seed 001 §2.4)
-``cloudsms/dlr``                   POST    an ANSWER packet echoing the SERIAL, RESULT_CODE 1;
-                                           refused: the same with 0x10000001
-                                           (Invalid_parameter), 503: 0x03 (Busy)
-``smsclouds/mo``                   GET     ``ok`` (seed 004, MO push by GET)
-``smsclouds/keyword``              GET     the configured auto-response text
-=================================  ======  =====================================================
 """
 
 from __future__ import annotations
@@ -40,17 +33,17 @@ import hmac
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from aiohttp import web
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dispatcher.config import Settings
-from dispatcher.providers import cloudsms, smsclouds, ycloud
+from dispatcher.providers import KINDS
 from dispatcher.providers.base import BadPush, Inbound, Report
-from dispatcher.providers.cloudaten import STATUSES as CLOUDATEN_STATUSES
-from dispatcher.providers.common import parse_push
+from dispatcher.providers.capabilities import PushContext, Pushes, PushRoute, capability
 from dispatcher.tracking import REFUSED, Applied, Target, Tracker
 
 log = logging.getLogger("dispatcher.webhooks")
@@ -60,9 +53,31 @@ SETTINGS = web.AppKey("settings", Settings)
 COUNTS = web.AppKey("counts", dict)
 #: Seconds a provider is asked to wait when Redis is down (they retry a minute later anyway).
 RETRY_AFTER_S = 60
-BUSY = 0x03  # CloudSMS "The platform is busy. Please try again later"
 
-Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One push endpoint: the route, and the codec that answers its refusals."""
+
+    codec: Pushes
+    route: PushRoute
+
+
+ENDPOINTS = web.AppKey("endpoints", dict[tuple[str, str], Endpoint])
+
+
+def endpoints(kinds: Mapping[tuple[str, str], object]) -> dict[tuple[str, str], Endpoint]:
+    """(provider, name) → endpoint, from every codec that takes pushes. A provider's
+    endpoints are the union of its codecs' routes; where two kinds share one (they inherit
+    it), the first codec listed answers it."""
+    table: dict[tuple[str, str], Endpoint] = {}
+    for (provider, _kind), codec in kinds.items():
+        pushes = capability(codec, Pushes)
+        if pushes is None:
+            continue
+        for name, route in pushes.push_routes().items():
+            table.setdefault((provider, name), Endpoint(pushes, route))
+    return table
 
 
 class Refused(Exception):
@@ -121,119 +136,60 @@ async def _store(request: web.Request, message: Inbound, what: str) -> None:
     _count(request, f"{message.provider}.{what}")
 
 
-async def one_mobile_dlr(request: web.Request, provider: str) -> web.Response:
-    statuses, time_field = (
-        (CLOUDATEN_STATUSES, "status_timestamp")
-        if provider == "cloudaten"
-        else (ycloud.STATUSES, "push_timestamp")
-    )
+async def receive(request: web.Request, provider: str, route: PushRoute) -> web.Response:
+    """Parse one push, land its reports and store its inbound message, and answer as the
+    provider expects."""
+    ctx = PushContext(time.time(), request.app[SETTINGS].webhooks.keyword_response)
     try:
-        report = parse_push(await request.read(), statuses, time_field)
+        pushed = route.parse(await request.read(), request.query, ctx)
     except BadPush as exc:
         raise Refused.malformed(exc) from None
-    await _land(request, provider, [report])
-    return web.Response(text="ok")
+    if pushed.reports:
+        await _land(request, provider, pushed.reports)
+    if pushed.inbound is not None:
+        await _store(request, pushed.inbound, route.what)
+    return web.Response(body=pushed.answer, headers={"Content-Type": pushed.content_type})
 
 
-async def cloudaten_dlr(request: web.Request) -> web.Response:
-    return await one_mobile_dlr(request, "cloudaten")
-
-
-async def ycloud_dlr(request: web.Request) -> web.Response:
-    return await one_mobile_dlr(request, "ycloud")
-
-
-async def ycloud_inbound(request: web.Request) -> web.Response:
-    try:
-        message = ycloud.parse_inbound(await request.read())
-    except BadPush as exc:
-        raise Refused.malformed(exc) from None
-    await _store(request, message, "inbound")
-    return web.Response(text="ok")
-
-
-async def cloudsms_dlr(request: web.Request) -> web.Response:
-    try:
-        serial, reports = cloudsms.parse_report_packet(await request.read())
-    except BadPush as exc:
-        raise Refused.malformed(exc) from None
-    await _land(request, "cloudsms", reports)
-    return web.Response(
-        body=cloudsms.answer_packet(serial, time.time()), content_type="application/json"
-    )
-
-
-async def smsclouds_mo(request: web.Request) -> web.Response:
-    try:
-        message = smsclouds.parse_mo(request.query)
-    except BadPush as exc:
-        raise Refused.malformed(exc) from None
-    await _store(request, message, "mo")
-    return web.Response(text="ok")
-
-
-async def smsclouds_keyword(request: web.Request) -> web.Response:
-    try:
-        message = smsclouds.parse_keyword(request.query)
-    except BadPush as exc:
-        raise Refused.malformed(exc) from None
-    await _store(request, message, "keyword")
-    return web.Response(text=request.app[SETTINGS].webhooks.keyword_response)
-
-
-ROUTES: dict[tuple[str, str], tuple[str, Handler]] = {
-    ("cloudaten", "dlr"): ("POST", cloudaten_dlr),
-    ("cloudaten", "voice"): ("POST", cloudaten_dlr),
-    ("ycloud", "dlr"): ("POST", ycloud_dlr),
-    ("ycloud", "inbound"): ("POST", ycloud_inbound),
-    ("cloudsms", "dlr"): ("POST", cloudsms_dlr),
-    ("smsclouds", "mo"): ("GET", smsclouds_mo),
-    ("smsclouds", "keyword"): ("GET", smsclouds_keyword),
-}
-
-
-async def _answer(
-    request: web.Request, provider: str, status: int, code: int, text: str
-) -> web.Response:
-    """A refusal in the provider's terms: CloudSMS reads an ANSWER packet echoing the
-    SERIAL (seed 002, "DR response"), the others the HTTP status."""
-    headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
-    serial = cloudsms.serial_of(await request.read()) if provider == "cloudsms" else None
-    if serial is not None:
-        body = cloudsms.answer_packet(serial, time.time(), code)
+async def _answer(request: web.Request, codec: Pushes, status: int, text: str) -> web.Response:
+    """A refusal (or 503) in the provider's terms where it reads the body, else the HTTP
+    status with a JSON error."""
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else {}
+    own = codec.push_refusal(await request.read(), status == 503, time.time())
+    if own is not None:
+        body, content_type = own
         return web.Response(
-            status=status, body=body, content_type="application/json", headers=headers
+            status=status, body=body, headers={**headers, "Content-Type": content_type}
         )
-    return web.json_response({"error": text}, status=status, headers=headers)
+    return web.json_response({"error": text}, status=status, headers=headers or None)
 
 
 async def hook(request: web.Request) -> web.Response:
-    """Check the secret (in constant time) and hand over to the provider's handler."""
+    """Check the secret (in constant time) and hand over to the provider's push route."""
     given = request.match_info["secret"]
     if not hmac.compare_digest(given.encode(), request.app[SECRET].encode()):
         _count(request, "refused")
         raise web.HTTPNotFound()
-    provider, kind = request.match_info["provider"], request.match_info["kind"]
-    route = ROUTES.get((provider, kind))
-    if route is None:
+    provider, name = request.match_info["provider"], request.match_info["name"]
+    endpoint = request.app[ENDPOINTS].get((provider, name))
+    if endpoint is None:
         raise web.HTTPNotFound()
-    method, handler = route
+    method = endpoint.route.method
     if request.method != method:
         raise web.HTTPMethodNotAllowed(request.method, [method])
     try:
-        return await handler(request)
+        return await receive(request, provider, endpoint.route)
     except Refused as exc:
         _count(request, f"{provider}.refused.{exc.reason}")
-        log.warning("%s/%s push refused (%s): %s", provider, kind, exc.reason, exc.detail)
-        code = cloudsms.INVALID_PARAMETER
-        return await _answer(request, provider, exc.status, code, exc.detail)
+        log.warning("%s/%s push refused (%s): %s", provider, name, exc.reason, exc.detail)
+        return await _answer(request, endpoint.codec, exc.status, exc.detail)
     except (RedisConnectionError, RedisTimeoutError) as exc:
         _count(request, "redis_unavailable")
         log.warning(
             "%s/%s push not stored: Redis unavailable (%s); answered 503",
-            provider, kind, type(exc).__name__,
+            provider, name, type(exc).__name__,
         )  # fmt: skip
-        return await _answer(request, provider, 503, BUSY, "storage unavailable; retry later")
+        return await _answer(request, endpoint.codec, 503, "storage unavailable; retry later")
 
 
 async def stats(request: web.Request) -> web.Response:
@@ -247,6 +203,7 @@ def build_app(settings: Settings, tracker: Tracker) -> web.Application:
     app[SECRET] = settings.webhooks.secret()
     app[SETTINGS] = settings
     app[COUNTS] = {}
-    app.router.add_route("*", "/hooks/{secret}/{provider}/{kind}", hook)
+    app[ENDPOINTS] = endpoints(KINDS)
+    app.router.add_route("*", "/hooks/{secret}/{provider}/{name}", hook)
     app.router.add_get("/healthz", stats)
     return app

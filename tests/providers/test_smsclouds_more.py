@@ -66,11 +66,11 @@ def test_blaster_status_and_cancel_examples() -> None:
         }
     )
     assert isinstance(blaster, BlasterCodec)
-    [report] = blaster.parse_batch(status)
+    [report] = blaster.parse_batch(status, {})
     assert (report.status, report.message_id, report.number) == (
         Status.SUBMITTED,
         "754061",
-        "4498987281",
+        "+524498987281",  # the seed's national cellphone, in the route's country (+52)
     )
     ok = orjson.dumps(
         {
@@ -157,8 +157,8 @@ def test_sms_clic_request_like_the_seed() -> None:
 
 
 def test_hlr_path_and_answers() -> None:
-    assert SmscloudsCodec.hlr_path("+524498987282") == "/api/v3/hlr/4498987282"
-    assert SmscloudsCodec.hlr_path("+447901614024") is None  # Mexico only
-    assert SmscloudsCodec.hlr_invalid(200, b'{"valid": false}')
-    assert not SmscloudsCodec.hlr_invalid(200, b'{"valid": true}')
-    assert not SmscloudsCodec.hlr_invalid(500, b"")
+    assert SmscloudsCodec.scrub_path("+524498987282") == "/api/v3/hlr/4498987282"
+    assert SmscloudsCodec.scrub_path("+447901614024") is None  # Mexico only
+    assert SmscloudsCodec.scrub_invalid(200, b'{"valid": false}')
+    assert not SmscloudsCodec.scrub_invalid(200, b'{"valid": true}')
+    assert not SmscloudsCodec.scrub_invalid(500, b"")

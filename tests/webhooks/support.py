@@ -15,7 +15,7 @@ from dispatcher.config import Settings
 from dispatcher.keys import Keys
 from dispatcher.model import Campaign, Result, Status
 from dispatcher.providers.cloudsms import uip_time
-from dispatcher.queue import Queue, Track
+from dispatcher.queue import Queue, Settle, Track
 from dispatcher.store import ENQUEUE_ADMITS
 
 SECRET = "s3cret-path-segment-0123456789"
@@ -91,7 +91,7 @@ async def sent_campaign(
                 Result(m[0], m[1], Status.ACCEPTED, message_id=sid(provider, m[0]), sent_at=1)
                 for m in members
             ]
-            await q.record(lease, results, "ack", track=Track("default", True, True))
+            await q.record(lease, results, Settle.ACK, track=Track("default", True, True))
         recorded += len(leases)
     return answer.id
 

@@ -1,0 +1,155 @@
+"""One chunk being sent: its state while the sender works on it (sender.py), and what it
+comes to when it settles: the results to record, the dead letters, the recipients parked
+of unknown fate, and how the queue entry is settled (worker.py records them)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from dispatcher.config import ProviderSettings
+from dispatcher.fencing import Permits
+from dispatcher.metrics import AccountStats
+from dispatcher.model import Result, Status
+from dispatcher.providers.base import ChunkRecipient, Codec, Outcome, Request, Verdict
+from dispatcher.providers.capabilities import ListPolling, capability
+from dispatcher.queue import Lease
+from dispatcher.ratelimit import AccountGate
+from dispatcher.sessions import Transport
+from dispatcher.settle import Settle
+from dispatcher.store import now_ms
+from dispatcher.unknown import Park, Why, window
+
+log = logging.getLogger("dispatcher.worker")
+URGENT_LANE = "otp"
+
+
+@dataclass
+class Account:
+    """What every send to one provider account shares within this process."""
+
+    name: str
+    provider: ProviderSettings
+    codec: Codec
+    transport: Transport
+    gate: AccountGate
+    api_key: str
+    serials: Iterator[int]  # 1…65535 and round again: packet serials, SMPP references
+    stats: AccountStats = field(default_factory=AccountStats)  # requests, for /metrics
+
+
+@dataclass
+class ChunkRun:
+    """The state of one chunk being sent."""
+
+    lease: Lease
+    account: Account
+    recipients: list[ChunkRecipient]
+    codec: Codec  # the campaign kind's codec (the account's SMS codec for SMS)
+    permits: Permits = field(default_factory=lambda: Permits(""))
+    outcomes: dict[int, Outcome] = field(default_factory=dict)
+    pause_reason: str = ""
+    busy: bool = False  # the provider asked us to come back later: stop sending
+    defer_ms: float = 0.0  # some recipients must wait this long (per-number throttle)
+    lost: bool = False  # another worker owns the entry now: send nothing more
+    gone: bool = False  # the campaign no longer exists: send and write nothing more
+    halted: bool = False  # paused or cancelled while this chunk ran: back to the queue
+    requests: list[Request] = field(default_factory=list)  # in the order they go
+    unknown_at: dict[int, int] = field(default_factory=dict)  # position → Redis ms
+    flushed: set[int] = field(default_factory=set)  # positions whose results are written
+    on_outcome: Callable[[bool], None] | None = None  # the worker's progress flush
+    flushing: asyncio.Task[None] | None = None
+    last_flush: float = field(default_factory=time.monotonic)
+    _auth_from: int = 0  # requests before this one need no authorisation any more
+
+    @property
+    def urgent(self) -> bool:
+        return self.lease.lane == URGENT_LANE
+
+    @property
+    def stopped(self) -> bool:
+        return self.lost or self.gone or self.halted
+
+    def where(self) -> str:
+        return f"campaign {self.lease.campaign_id} chunk {self.lease.chunk}"
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    mode: Settle  # see queue.Queue.record
+    delay_s: float = 0.0
+    reason: str = ""
+
+
+def parks(run: ChunkRun) -> list[Park]:
+    """The recipients whose fate this run left unknown."""
+    ps = run.account.provider
+    return [
+        window(ps, run.recipients[pos].index, run.lease.chunk,
+               since_ms=run.permits.granted[pos][1], seen_ms=run.unknown_at[pos],
+               why=Why(o.error_code or Why.TIMEOUT),
+               listed=capability(run.codec, ListPolling) is not None)
+        for pos, o in run.outcomes.items()
+        if o.verdict is Verdict.UNKNOWN
+    ]  # fmt: skip
+
+
+def results(run: ChunkRun, positions: list[int] | None = None) -> list[Result]:
+    """The chunk's send results (of ``positions``, or all); transient failures that
+    outlasted every attempt are ``failed`` (and go to the dead-letter list)."""
+    sent_at = now_ms()
+    results = []
+    for pos in run.outcomes if positions is None else positions:
+        o = run.outcomes[pos]
+        if o.verdict is Verdict.UNKNOWN:
+            continue
+        r = run.recipients[pos]
+        status = Status.FAILED if o.verdict is Verdict.RETRY else o.status
+        results.append(
+            Result(
+                r.index,
+                r.number,
+                status,
+                o.message_id,
+                o.error_code,
+                o.error,
+                o.segments,
+                o.price,
+                sent_at,
+                o.batch_id,
+            )
+        )
+    return results
+
+
+def exhausted(run: ChunkRun, results: list[Result]) -> list[Result]:
+    """The results that failed only because transient errors outlasted every attempt:
+    the dead-letter list, for ``retry``."""
+    positions = {run.recipients[p].index for p, o in run.outcomes.items()
+                 if o.verdict is Verdict.RETRY}  # fmt: skip
+    return [r for r in results if r.index in positions]
+
+
+def settlement(run: ChunkRun) -> Settlement:
+    complete = len(run.outcomes) == len(run.recipients)
+    ps = run.account.provider
+    where = f"campaign {run.lease.campaign_id} chunk {run.lease.chunk}"
+    if run.gone:
+        return Settlement(Settle.DROP)
+    if run.lost:
+        return Settlement(Settle.KEEP)
+    if run.halted:  # read again, it is held (paused) or its rest cancelled
+        return Settlement(Settle.REQUEUE)
+    if run.pause_reason:  # logged once, by the worker whose record pauses the campaign
+        return Settlement(Settle.HOLD, reason=run.pause_reason)
+    if complete:
+        return Settlement(Settle.ACK)
+    if run.busy:
+        log.warning("%s: %s is busy; again in %.0f s", where, ps.name, ps.retry_later_seconds)
+        return Settlement(Settle.DELAY, delay_s=ps.retry_later_seconds)
+    if run.defer_ms:
+        return Settlement(Settle.DELAY, delay_s=run.defer_ms / 1000)
+    return Settlement(Settle.REQUEUE)

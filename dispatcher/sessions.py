@@ -1,0 +1,94 @@
+"""One transport per provider account, chosen by the account's settings: an HTTP session
+(aiohttp, ``transport.py``) for most, an SMPP session (``smpp.py``) for accounts with
+``transport = "smpp"``. The sender and the poller only ``send`` and ``close``.
+
+Delivery receipts that come back on an SMPP session are stored here, through the same
+forward-only tracking as pushed reports. A receipt can beat its own message's record (the
+message id is indexed when the chunk's results are written), so one naming an id we do
+not know yet is tried again for a few seconds, then answered "try later" so that the SMSC
+delivers it again rather than it being lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from dispatcher.account_api import account_transport
+from dispatcher.config import Settings
+from dispatcher.providers.base import Codec
+from dispatcher.providers.capabilities import SessionReports, capability
+from dispatcher.tracking import Applied, Tracker
+
+log = logging.getLogger("dispatcher.sessions")
+#: Waits before each try of a receipt whose message is not recorded yet (seconds).
+RECEIPT_TRIES = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+#: Receipts stored at once per account and process: an SMSC may deliver thousands in a
+#: burst, and each store is a few Redis calls on the process's shared connection pool.
+RECEIPTS_AT_ONCE = 8
+
+
+class Transport(Protocol):
+    async def send(self, request: Any) -> tuple[int, bytes]:
+        """The answer's status and body (HTTP status, or SMPP command_status and ids);
+        ``transport.TransportError`` when none came."""
+        ...
+
+    def outcome(self, status: int) -> str:
+        """The metrics label of an answer's status."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def receipt_sink(
+    tracker: Tracker, provider: str, codec: Codec
+) -> Callable[[bytes], Awaitable[bool]] | None:
+    """What stores the reports the codec reads off its session; None if it reads none.
+    The sink says whether the report is dealt with (stored, a repeat, or not ours)."""
+    reader = capability(codec, SessionReports)
+    if reader is None:
+        return None
+    storing = asyncio.Semaphore(RECEIPTS_AT_ONCE)
+
+    async def store(pdu: bytes) -> bool:
+        report = reader.parse_deliver(pdu)
+        if report is None:
+            return True  # not a receipt: nothing to keep
+        for wait in RECEIPT_TRIES:
+            await asyncio.sleep(wait)
+            async with storing:
+                outcome = await tracker.apply(provider, report)
+            if outcome is not Applied.UNKNOWN:
+                return True
+        log.info("%s receipt for message %s not recorded yet; the SMSC will repeat it",
+                 provider, report.message_id)  # fmt: skip
+        return False
+
+    return store
+
+
+def open_transport(
+    settings: Settings,
+    provider: str,
+    account: str,
+    *,
+    pool_size: int,
+    on_deliver: Callable[[bytes], Awaitable[bool]] | None = None,
+) -> Transport:
+    """The account's transport (ConfigError if it is misconfigured)."""
+    ps = settings.provider(provider)
+    acct = ps.account(account)
+    if acct.smpp is not None:
+        from dispatcher.smpp import SmppTransport  # only SMPP accounts need aiosmpplib
+
+        return SmppTransport(
+            acct.smpp,
+            acct.key(provider),
+            timeout=ps.timeout_seconds,
+            connect_timeout=ps.connect_timeout_seconds,
+            on_deliver=on_deliver,
+        )
+    return account_transport(settings, provider, account, pool_size)
