@@ -104,3 +104,14 @@ def test_any_gsm_text_is_gsm7_with_extensions_counted_twice(text: str) -> None:
 )
 def test_cloudsms_bytes_by_seed_002s_rule(text: str, size: int) -> None:
     assert cloudsms_bytes(text) == size
+
+
+def test_split_cuts_parts_by_the_encodings_units_never_inside_a_pair() -> None:
+    from dispatcher.segments import Encoding, split
+
+    assert split("a" * 160, Encoding.GSM7) == ["a" * 160]
+    parts = split("a" * 152 + "€" + "b" * 10, Encoding.GSM7)  # € takes two septets
+    assert parts == ["a" * 152, "€" + "b" * 10]
+    emoji = split("x" * 66 + "😀" + "y" * 10, Encoding.UCS2)  # 😀: two UTF-16 units
+    assert emoji == ["x" * 66, "😀" + "y" * 10]
+    assert "".join(split("Привет" * 30, Encoding.UCS2)) == "Привет" * 30
