@@ -117,9 +117,6 @@ class Codec(Protocol):
     per_request: int | None
     #: Read-only account queries for the command line: name → GET path.
     queries: Mapping[str, str]
-    #: How statuses no push brought are fetched: "list" (an account-wide list API, messages
-    #: matched by id), "batch" (per provider campaign), or "" (no polling).
-    polling: str
 
     def headers(self, api_key: str) -> dict[str, str]:
         """Authentication and content headers for every request of an account."""

@@ -129,7 +129,6 @@ class CloudSmsCodec:
     max_chunk: int | None = None
     per_request: int | None = MAX_NUMBERS
     queries: Mapping[str, str] = {}
-    polling = ""  # no list API: reports are pushed, one per SMS_UID
 
     def headers(self, api_key: str) -> dict[str, str]:
         return {"Content-Type": "application/json;charset=utf-8"}  # AUTH_KEY is in the body

@@ -180,7 +180,6 @@ class OneMobileCodec:
     list_path: str
     page_param: str
     list_page_size = 5000  # the seeds' most
-    polling = "list"
 
     def auth_header(self, api_key: str) -> dict[str, str]:
         raise NotImplementedError

@@ -156,7 +156,6 @@ class SmscloudsCodec:
         "countries": "/api/v3/user/countries",
         "user": "/api/v1/user",
     }
-    polling = "batch"  # no reports are pushed: each campaign's messages are polled
     path = PATH
     address = "phone"
 

@@ -41,7 +41,6 @@ TEMPLATES: dict[int, tuple[set[str], set[str]]] = {
 class EmailCodec(SmscloudsCodec):
     kind = "email"
     address = "email"  # recipients are email addresses, not phone numbers
-    polling = ""  # nothing to poll: an accepted email is final
     options: Mapping[str, type] = {
         "subject": str,
         "template": int,

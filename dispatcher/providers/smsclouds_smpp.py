@@ -23,6 +23,7 @@ answers each request with the SMSC's ``command_status`` and the message ids it g
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -156,7 +157,6 @@ class SmscloudsSmppCodec:
     max_chunk: int | None = MAX_CHUNK
     per_request: int | None = 1
     queries: Mapping[str, str] = {}
-    polling = ""  # receipts come on the session; there is nothing to poll
     reports_by_id = True  # a receipt names only the message id
 
     def headers(self, api_key: str) -> dict[str, str]:
@@ -217,21 +217,23 @@ class SmscloudsSmppCodec:
     def parse_deliver(self, pdu: bytes) -> Report | None:
         """A delivery receipt (``deliver_sm`` with esm_class 0x04) as a report naming the
         message id; None for anything else (the seed routes no MO over SMPP)."""
-        header = SmppMessage.parse_header(pdu)
-        if header.smpp_command != SmppCommand.DELIVER_SM:
-            return None
-        message = DeliverSm.from_pdu(pdu, header)
-        assert isinstance(message, DeliverSm)
-        if not message.is_receipt():
-            return None
-        receipt = message.parse_receipt()
+        try:
+            header = SmppMessage.parse_header(pdu)
+            if header.smpp_command != SmppCommand.DELIVER_SM:
+                return None
+            message = DeliverSm.from_pdu(pdu, header)
+            if not isinstance(message, DeliverSm) or not message.is_receipt():
+                return None
+            receipt = message.parse_receipt()
+        except (ValueError, IndexError, struct.error):
+            return None  # not a PDU the library reads: nothing we could store, ever
         tlvs = {p.tag: p.value for p in message.optional_params or []}
         message_id = str(tlvs.get(RECEIPTED_MESSAGE_ID) or receipt.get("id") or "").strip()
         state = tlvs.get(MESSAGE_STATE)
         raw = MESSAGE_STATES.get(state, "") if isinstance(state, int) else ""
-        raw = str(receipt.get("stat") or raw or "UNKNOWN").upper()
-        if not message_id:
-            return None
+        raw = str(receipt.get("stat") or raw).upper()
+        if not message_id or not raw:
+            return None  # a receipt that names no message or no state says nothing
         err = receipt.get("err")
         failed = raw not in ("DELIVRD", "ACCEPTD", "ENROUTE")
         return Report(

@@ -232,3 +232,10 @@ def test_the_receipt_tlvs_win_over_the_text() -> None:
 
 def test_a_deliver_sm_that_is_no_receipt_carries_no_report() -> None:
     assert codec.parse_deliver(deliver_sm(b"hola, soy yo", esm_class=0)) is None
+
+
+@pytest.mark.parametrize("cut", [20, 30, 60])
+def test_a_deliver_sm_the_library_cannot_read_carries_no_report(cut: int) -> None:
+    pdu = deliver_sm(RECEIPT)
+    broken = struct.pack(">I", cut) + pdu[4:cut]  # a length that matches, fields cut short
+    assert codec.parse_deliver(broken) is None
