@@ -77,6 +77,9 @@ class AccountSettings:
     #: "http", or "smpp" with ``smpp`` set: the same provider reached over SMPP 3.4.
     transport: str = "http"
     smpp: SmppSettings | None = None
+    #: The account's own ``on_unknown``, where it differs from the provider's (an SMPP
+    #: account risks a window of messages, an HTTP campaign request thousands).
+    on_unknown: str | None = None
 
     def key(self, provider: str) -> str:
         """The account's key, or a clear error naming where it should come from."""
@@ -327,7 +330,7 @@ def _account(
             raise ConfigError(f"{where}transport: {provider} has no {transport} transport")
         schema = (transports or {}).get(transport, {})
         smpp = _smpp(table, where)
-    common = {"api_key_env", "api_key", "rate_per_second", "transport"}
+    common = {"api_key_env", "api_key", "rate_per_second", "transport", "on_unknown"}
     _check_keys(table, common | (SMPP_KEYS if smpp else set()) | set(schema), where)
     options = {k: v for k, v in table.items() if k in schema}
     for key, value in options.items():
@@ -337,6 +340,9 @@ def _account(
     rate = _typed(ProviderSettings, own, where, set())
     _check_rate(rate, where)
     key = table.get("api_key")
+    on_unknown = table.get("on_unknown")
+    if on_unknown is not None and on_unknown not in ON_UNKNOWN:
+        raise ConfigError(f"{where}on_unknown: must be resend or hold")
     return AccountSettings(
         name=name,
         api_key_env=table.get("api_key_env"),
@@ -345,6 +351,7 @@ def _account(
         rate_per_second=rate.get("rate_per_second"),
         transport=transport,
         smpp=smpp,
+        on_unknown=on_unknown,
     )
 
 

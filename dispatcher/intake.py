@@ -75,7 +75,7 @@ class Prepared:
     invalid: list[Result]
     valid: int
     duplicates: int
-    on_unknown: str = "resend"  # the campaign's, or else its provider's default
+    on_unknown: str = "resend"  # the campaign's, else its account's, else its provider's
 
     @property
     def total(self) -> int:
@@ -232,7 +232,8 @@ class Builder:
             self.current = []
         self.limits.check_sendable(self.sent)
         campaign, settings = self.campaign, self.settings
-        on_unknown = campaign.on_unknown or settings.provider(campaign.provider).on_unknown
+        ps = settings.provider(campaign.provider)
+        on_unknown = campaign.on_unknown or ps.account(campaign.account).on_unknown or ps.on_unknown
         return Prepared(
             campaign, self.options, self.start, self.chunks, self.invalid, self.sent,
             self.duplicates, on_unknown,

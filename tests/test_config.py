@@ -136,6 +136,7 @@ def test_an_smpp_account_has_its_session_settings_and_the_smpp_codecs_options() 
         ({"window": 0}, "smpp.window: expected a positive integer"),
         ({"route": 77}, "smpp.route: unknown setting"),  # an HTTP option, not SMPP's
         ({"transport": "carrier-pigeon"}, "smpp.transport: must be one of http, smpp"),
+        ({"on_unknown": "shrug"}, "smpp.on_unknown: must be resend or hold"),
     ],
 )
 def test_smpp_settings_that_cannot_work_name_the_setting(

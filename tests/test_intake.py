@@ -236,3 +236,20 @@ def test_an_smpp_account_sends_no_other_kind_and_names_the_field() -> None:
         prepare(Campaign("smsclouds", "hola", ["+525512345678"], account="smpp",
                          options={"route": 77}), smpp_settings())  # fmt: skip
     assert err.value.field == "options.route"
+
+
+def test_on_unknown_is_the_campaigns_else_the_accounts_else_the_providers() -> None:
+    from dispatcher.config import parse_with_codecs
+
+    account = {
+        "transport": "smpp", "smpp_host": "127.0.0.1", "smpp_port": 2775,
+        "system_id": "U", "api_key": "pw", "sender_id": "MASMSJ", "on_unknown": "resend",
+    }  # fmt: skip
+    accounts = {"smpp": account, "default": {"api_key": "t", "route": 77}}
+    settings = parse_with_codecs({"providers": {"smsclouds": {"accounts": accounts}}})
+    smpp = Campaign("smsclouds", "hola", ["+525512345678"], account="smpp")
+    assert prepare(smpp, settings).on_unknown == "resend"  # the account's
+    smpp.on_unknown = "hold"
+    assert prepare(smpp, settings).on_unknown == "hold"  # the campaign's
+    http = Campaign("smsclouds", "hola", ["+525512345678"])
+    assert prepare(http, settings).on_unknown == "hold"  # Smsclouds' own default
