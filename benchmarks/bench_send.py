@@ -34,6 +34,7 @@ import aiohttp
 import orjson
 import uvloop
 
+from benchmarks.report import save
 from benchmarks.smpp_client import ceiling as smpp_ceiling
 from dispatcher.client import Client
 from dispatcher.config import load_settings
@@ -44,7 +45,6 @@ from dispatcher.providers import CODECS
 from dispatcher.providers.base import BuildContext, ChunkRecipient, SendJob, Verdict
 from dispatcher.runtime import connect
 
-RESULTS = Path(__file__).resolve().parent / "results"
 TEXT = "Benchmark message from dispatcher."
 TIME_LIMIT_S = 600.0  # each phase gives up after this long
 FIRST_NUMBER = {
@@ -277,10 +277,7 @@ def main() -> int:
         "cpus": os.cpu_count(),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"send-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
-    print(f"written to {out}")
+    print(f"written to {save('send', summary)}")
     return 0 if ok else 1
 
 

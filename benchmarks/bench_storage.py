@@ -21,11 +21,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import orjson
 import uvloop
 from redis.asyncio import Redis
 
-from benchmarks.bench_send import RESULTS
+from benchmarks.report import save
 from benchmarks.rig import SECRET, Rig
 from dispatcher.model import Campaign
 from dispatcher.store import as_str
@@ -110,10 +109,7 @@ def main() -> int:
         "cpus": os.cpu_count(),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"storage-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
-    print(f"written to {out}")
+    print(f"written to {save('storage', summary)}")
     return 0
 
 

@@ -35,15 +35,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import orjson
 import uvloop
 
+from benchmarks.report import save
 from benchmarks.rig import SECRET, Rig
 from dispatcher.client import Client
 from dispatcher.model import Campaign, CampaignStatus
 from dispatcher.store import as_str
 
-RESULTS = Path(__file__).resolve().parent / "results"
 POLL_INTERVAL_S = 65.0  # the default poll_interval_seconds
 LIMIT_S = 900.0  # no phase waits longer than this (a kill-free run takes ~190 s)
 FIRST = {"cloudaten": 447911000000, "ycloud": 447911000000, "cloudsms": 85261000000,
@@ -279,10 +278,7 @@ async def main(args: argparse.Namespace) -> int:
                   f"{rec['otp_latency_s']} s; A parked: {rec['a_parked_when_b_started']} when B "
                   f"started, {rec['a_still_parked_when_b_done']} when it ended",
                   flush=True)  # fmt: skip
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"chaos-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_bytes(orjson.dumps({**report, "failures": failures}, option=orjson.OPT_INDENT_2))
-    print(f"written {out}")
+    print(f"written {save('chaos', {**report, 'failures': failures})}")
     for f in failures:
         print(f"FAILED {f}", file=sys.stderr)
     return 1 if failures else 0

@@ -28,15 +28,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import orjson
 import uvloop
 
+from benchmarks.report import save
 from benchmarks.rig import Rig
 from dispatcher.client import Client
 from dispatcher.model import Campaign
 from dispatcher.ratelimit import interval_ms
 
-RESULTS = Path(__file__).resolve().parent / "results"
 FIRST = 447911000000
 LIMIT_S = 900.0
 TEN_RATES = (5, 10, 20, 30, 50, 75, 100, 125, 150, 200)
@@ -173,10 +172,7 @@ async def main(case: str) -> int:
                   f"({r['ratio']}×)", flush=True)  # fmt: skip
             if r["ratio"] > 1.2:
                 failures.append(f"ten accounts: {rate}/s took {r['ratio']}× its ideal")
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"fair-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_bytes(orjson.dumps({**report, "failures": failures}, option=orjson.OPT_INDENT_2))
-    print(f"written {out}")
+    print(f"written {save('fair', {**report, 'failures': failures})}")
     for f in failures:
         print(f"FAILED {f}", file=sys.stderr)
     return 1 if failures else 0
