@@ -30,6 +30,7 @@ from redis.asyncio import Redis
 
 from dispatcher.config import ProviderSettings, Settings
 from dispatcher.keys import LANES, Keys
+from dispatcher.providers import account_codec, chunk_size
 from dispatcher.providers.base import Codec
 
 #: Seconds of an account's rate that its admitted chunks may hold.
@@ -142,8 +143,7 @@ def cap_for(ps: ProviderSettings, codec: Codec, account: str = "default") -> int
     """How many chunks an account may have admitted at once: what its rate sends in
     ``BUSY_S``, plus one so that the next is there when one finishes."""
     per_request = codec.per_request
-    size = min(ps.chunk_size, codec.max_chunk or ps.chunk_size)
-    requests = math.ceil(size / per_request) if per_request else 1
+    requests = math.ceil(chunk_size(ps, codec) / per_request) if per_request else 1
     chunk_seconds = requests / ps.rate_for(account)
     return min(MOST_CAP, max(1, math.ceil(BUSY_S / chunk_seconds)) + 1)
 
@@ -152,8 +152,6 @@ class Admission:
     """Admits chunks of the given providers' lanes, most urgent lane first."""
 
     def __init__(self, redis: Redis, settings: Settings, providers: Sequence[str]) -> None:
-        from dispatcher.providers import account_codec
-
         self.redis = redis
         self.keys = Keys(settings.prefix)
         self.providers = list(providers)

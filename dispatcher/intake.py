@@ -20,11 +20,10 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from phonenumbers import NumberParseException
 
-from dispatcher.config import ProviderSettings, Settings
+from dispatcher.config import Settings
 from dispatcher.limits import Checker
 from dispatcher.model import Campaign, CampaignError, Recipient, Result, Status
-from dispatcher.providers import KINDS, TRANSPORTS, account_codec
-from dispatcher.providers.base import Codec
+from dispatcher.providers import KINDS, TRANSPORTS, account_codec, chunk_size
 
 INVALID_NUMBER = "INVALID_NUMBER"
 INVALID_EMAIL = "INVALID_EMAIL"
@@ -129,12 +128,6 @@ def _check_fields(campaign: Campaign, settings: Settings, *, streamed: bool = Fa
             "kind",
             f"account {campaign.account} sends {kinds} over {transport}, not {campaign.kind!r}",
         )
-
-
-def chunk_size(ps: ProviderSettings, codec: Codec) -> int:
-    """Recipients per chunk: the provider's setting, within what the codec allows (an
-    SMPP account sends one by one, so its chunks are smaller than an HTTP batch's)."""
-    return min(ps.chunk_size, codec.max_chunk or ps.chunk_size)
 
 
 def start_ms(value: str | float | None) -> int | None:

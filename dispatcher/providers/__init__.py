@@ -34,13 +34,19 @@ TRANSPORTS: dict[tuple[str, str, str], Codec] = {
 }
 
 if TYPE_CHECKING:
-    from dispatcher.config import Settings
+    from dispatcher.config import ProviderSettings, Settings
 
 
 def codec_for(provider: str, kind: str = "sms", transport: str = "http") -> Codec:
     if transport == "http":
         return KINDS[(provider, kind)]
     return TRANSPORTS[(provider, kind, transport)]
+
+
+def chunk_size(ps: ProviderSettings, codec: Codec) -> int:
+    """Recipients per chunk: the provider's setting, within what the codec allows (an
+    SMPP account sends one by one, so its chunks are smaller than an HTTP batch's)."""
+    return min(ps.chunk_size, codec.max_chunk or ps.chunk_size)
 
 
 def account_codec(settings: Settings, provider: str, account: str, kind: str = "sms") -> Codec:
