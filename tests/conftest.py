@@ -14,9 +14,12 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import orjson
 import pytest
 from redis.asyncio import Redis
 
@@ -185,6 +188,48 @@ async def mock() -> AsyncIterator[str]:
 
     runner, port = await start(MockSettings(port=0))
     yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+#: The mock SMSC's account (SMPP passwords are 8 characters at most).
+SYSTEM_ID, PASSWORD = "smsclouds", "smpp-pw1"
+
+
+@dataclass
+class Smsc:
+    """The in-process mock's SMSC port, and its HTTP controls for stats and messages."""
+
+    url: str  # the mock's HTTP controls
+    port: int
+
+    async def call(self, method: str, path: str, body: Any = None) -> Any:
+        async with (
+            aiohttp.ClientSession() as s,
+            s.request(method, self.url + path, json=body) as resp,
+        ):
+            return orjson.loads(await resp.read())
+
+    async def stats(self) -> dict[str, int]:
+        data: dict[str, int] = (await self.call("GET", "/_mock/stats"))["smsc"]
+        return data
+
+    async def messages(self) -> list[dict[str, Any]]:
+        data: list[dict[str, Any]] = await self.call("GET", "/_mock/messages?provider=smpp")
+        return data
+
+
+@pytest.fixture
+async def smsc() -> AsyncIterator[Smsc]:
+    """The mock server with its SMSC in-process on loopback."""
+    from aiohttp import web
+
+    from dispatcher.mock import MockSettings, start
+    from dispatcher.mock.server import SMSC
+
+    settings = MockSettings(port=0, smpp_port=0, smpp_accounts=((SYSTEM_ID, PASSWORD),))
+    runner, port = await start(settings)
+    app: web.Application = runner.app
+    yield Smsc(f"http://127.0.0.1:{port}", app[SMSC].port)
     await runner.cleanup()
 
 

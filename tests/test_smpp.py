@@ -4,56 +4,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-import orjson
 import pytest
-from aiohttp import web
 
 from dispatcher.config import SmppSettings
-from dispatcher.mock import MockSettings, start
-from dispatcher.mock.server import SMSC
 from dispatcher.providers.base import BuildContext, ChunkRecipient, SendJob, SmppRequest
 from dispatcher.providers.smsclouds_smpp import SmscloudsSmppCodec
 from dispatcher.smpp import SmppTransport
 from dispatcher.transport import TransportError
-from tests.conftest import eventually
+from tests.conftest import PASSWORD, SYSTEM_ID, Smsc, eventually
 
-SYSTEM_ID, PASSWORD = "smsclouds", "smpp-pw1"
 codec = SmscloudsSmppCodec()
-
-
-@dataclass
-class Smsc:
-    url: str  # the mock's HTTP controls
-    port: int
-
-    async def call(self, method: str, path: str, body: Any = None) -> Any:
-        async with (
-            aiohttp.ClientSession() as s,
-            s.request(method, self.url + path, json=body) as resp,
-        ):
-            return orjson.loads(await resp.read())
-
-    async def stats(self) -> dict[str, int]:
-        data: dict[str, int] = (await self.call("GET", "/_mock/stats"))["smsc"]
-        return data
-
-    async def messages(self) -> list[dict[str, Any]]:
-        data: list[dict[str, Any]] = await self.call("GET", "/_mock/messages?provider=smpp")
-        return data
-
-
-@pytest.fixture
-async def smsc() -> AsyncIterator[Smsc]:
-    settings = MockSettings(port=0, smpp_port=0, smpp_accounts=((SYSTEM_ID, PASSWORD),))
-    runner, port = await start(settings)
-    app: web.Application = runner.app
-    yield Smsc(f"http://127.0.0.1:{port}", app[SMSC].port)
-    await runner.cleanup()
 
 
 def request(number: str, text: str = "hola", serial: int = 1) -> SmppRequest:

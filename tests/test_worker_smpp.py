@@ -4,32 +4,25 @@ UCS-2 texts arrive whole, receipts give every recipient its final status."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-from aiohttp import web
 from redis.asyncio import Redis
 
 from dispatcher.client import Client
 from dispatcher.config import Settings
-from dispatcher.mock import MockSettings, start
-from dispatcher.mock.server import SMSC
 from dispatcher.model import Campaign, Recipient
 from dispatcher.providers.smsclouds_smpp import SmscloudsSmppCodec
-from tests.conftest import MOCK_ACCOUNTS, RunningWorker, all_providers, eventually
-from tests.test_smpp import PASSWORD, SYSTEM_ID, Smsc
+from tests.conftest import (
+    MOCK_ACCOUNTS,
+    PASSWORD,
+    SYSTEM_ID,
+    RunningWorker,
+    Smsc,
+    all_providers,
+    eventually,
+)
 
 NUMBERS = [f"+5255{i:08d}" for i in range(300)]
-
-
-@pytest.fixture
-async def smsc() -> AsyncIterator[Smsc]:
-    settings = MockSettings(port=0, smpp_port=0, smpp_accounts=((SYSTEM_ID, PASSWORD),))
-    runner, port = await start(settings)
-    app: web.Application = runner.app
-    yield Smsc(f"http://127.0.0.1:{port}", app[SMSC].port)
-    await runner.cleanup()
 
 
 def smpp_settings(prefix: str, smsc: Smsc, **provider: Any) -> Settings:
