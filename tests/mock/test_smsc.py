@@ -8,17 +8,16 @@ import itertools
 import re
 import signal
 import struct
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NamedTuple
 
 import aiohttp
 import pytest
 
+from dispatcher.demo import start_mock, stop
 from dispatcher.mock import MockSettings, start
 from dispatcher.mock.server import SMSC
-from tests.conftest import eventually, repo_root, subprocess_env
+from tests.conftest import eventually, subprocess_env
 from tests.mock.conftest import MockClient
 
 HEADER = struct.Struct(">IIII")
@@ -493,21 +492,12 @@ async def test_no_smsc_without_a_port(mock_client: MockClient) -> None:
     assert (await mock_client.call("GET", "/_mock/messages?provider=smpp"))[0] == 404
 
 
-MAIN = "import sys; from dispatcher.mock.server import main; sys.exit(main())"
-
-
 async def test_cli_prints_the_smpp_line_and_takes_accounts() -> None:
-    args = ["--port", "0", "--smpp-port", "0", "--smpp-account", "acct:pw:with:colons"]
-    proc = subprocess.Popen(
-        [sys.executable, "-c", MAIN, *args],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=repo_root(),
-        env=subprocess_env(),
-    )
+    args = ["--smpp-port", "0", "--smpp-account", "acct:pw:with:colons"]
+    proc, url = start_mock(args, subprocess_env())  # waits for the HTTP line
     try:
+        assert url.startswith("http://127.0.0.1:")
         assert proc.stdout is not None
-        assert proc.stdout.readline().startswith("mock listening on http://127.0.0.1:")
         line = proc.stdout.readline()
         assert re.fullmatch(r"mock smpp listening on 127\.0\.0\.1:\d+\n", line), line
         reader, writer = await asyncio.open_connection("127.0.0.1", int(line.split(":")[-1]))
@@ -518,8 +508,6 @@ async def test_cli_prints_the_smpp_line_and_takes_accounts() -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         if proc.stdout is not None:
             proc.stdout.close()
