@@ -15,7 +15,7 @@ from dispatcher.fencing import Permits
 from dispatcher.metrics import AccountStats
 from dispatcher.model import Result, Status
 from dispatcher.providers.base import ChunkRecipient, Codec, Outcome, Request, Verdict
-from dispatcher.providers.capabilities import ListPolling, capability
+from dispatcher.providers.capabilities import ListPolling
 from dispatcher.queue import Lease
 from dispatcher.ratelimit import AccountGate
 from dispatcher.sessions import Transport
@@ -87,11 +87,11 @@ class Settlement:
 def parks(run: ChunkRun) -> list[Park]:
     """The recipients whose fate this run left unknown."""
     ps = run.account.provider
+    listed = isinstance(run.codec, ListPolling)  # once, not per recipient
     return [
         window(ps, run.recipients[pos].index, run.lease.chunk,
                since_ms=run.permits.granted[pos][1], seen_ms=run.unknown_at[pos],
-               why=Why(o.error_code or Why.TIMEOUT),
-               listed=capability(run.codec, ListPolling) is not None)
+               why=Why(o.error_code or Why.TIMEOUT), listed=listed)
         for pos, o in run.outcomes.items()
         if o.verdict is Verdict.UNKNOWN
     ]  # fmt: skip
