@@ -98,7 +98,10 @@ class Session:
     async def request(self, pdu: bytes, wait_s: float) -> tuple[int, bytes]:
         """Send ``pdu`` (its sequence number set here) and wait for its response:
         (command_status, body)."""
-        if self.closed.is_set():
+        if self.closed.is_set() or self.writer.is_closing():
+            # The connection may be gone before the reader has seen it: nothing is written
+            # (uvloop raises on a write to a closed transport rather than dropping it).
+            self._end()
             raise Lost(written=False)
         seq = next(self.numbers)
         future: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
@@ -111,7 +114,7 @@ class Session:
             self.pending.pop(seq, None)
 
     def _reply(self, pdu: bytes) -> None:
-        if not self.closed.is_set():
+        if not (self.closed.is_set() or self.writer.is_closing()):
             self.writer.write(pdu)
 
     async def _read(self) -> None:

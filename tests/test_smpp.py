@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from dispatcher.config import SmppSettings
+from dispatcher.mock.server import SMSC
 from dispatcher.providers.base import BuildContext, ChunkRecipient, SendJob, SmppRequest
 from dispatcher.providers.smsclouds_smpp import SmscloudsSmppCodec
 from dispatcher.smpp import SmppTransport
@@ -150,3 +151,33 @@ async def test_a_down_smsc_is_tried_again_after_a_growing_pause(unused_tcp_port:
         assert t.backoff_s == 2.0  # 0.5, 1, 2: nothing hammers an SMSC that is down
     finally:
         await t.close()
+
+
+def test_a_session_closed_under_it_is_lost_before_anything_is_written_on_uvloop() -> None:
+    # The worker runs on uvloop, which raises on a write to a closed transport where asyncio
+    # only logs: a connection gone before the reader noticed must be a TransportError that
+    # sent nothing, not a crash of the chunk.
+    import uvloop
+
+    from dispatcher.mock import MockSettings, start
+
+    async def scenario() -> None:
+        settings = MockSettings(port=0, smpp_port=0, smpp_accounts=((SYSTEM_ID, PASSWORD),))
+        runner, _port = await start(settings)
+        smsc_port = runner.app[SMSC].port
+        t = transport(smsc_port)
+        try:
+            assert (await t.send(request("+525512345678")))[0] == 0
+            session = t._session
+            assert session is not None
+            session.writer.transport.abort()  # gone; the reader has not run since
+            with pytest.raises(TransportError) as err:
+                await t.send(request("+525512345679"))
+            assert err.value.maybe_sent is False
+            assert (await t.send(request("+525512345670")))[0] == 0  # bound again
+            assert t.binds == 2
+        finally:
+            await t.close()
+            await runner.cleanup()
+
+    uvloop.run(scenario())

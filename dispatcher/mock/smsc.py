@@ -95,7 +95,9 @@ class Session:
         return not self.closed and self.mode in (smpp.BIND_RECEIVER, smpp.BIND_TRANSCEIVER)
 
     def send(self, data: bytes) -> None:
-        if not self.closed:
+        # The peer may be gone before the reader has seen it: uvloop raises on a write to a
+        # closed transport, so look at the transport too.
+        if not (self.closed or self.writer.is_closing()):
             self.writer.write(data)
 
     def next_sequence(self) -> int:
