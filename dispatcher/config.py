@@ -186,6 +186,10 @@ class Settings:
     prefix: str = "dsp:"
     default_region: str | None = None  # region for numbers written without +country code
     idempotency_ttl_seconds: int = 7 * 24 * 3600
+    #: Days a done campaign stays in Redis before it is archived and its keys deleted.
+    retention_days: int = 30
+    #: Where archived campaigns are written: one compressed file each (archive.py).
+    archive_dir: str = ".dispatcher/archive"
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     providers: dict[str, ProviderSettings] = field(default_factory=dict)
@@ -245,6 +249,7 @@ TransportSchemas = dict[str, dict[str, dict[str, type]]]
 
 #: Settings for which 0 means something ("at once", "no wait").
 ZERO_ALLOWED = {
+    "retention_days",
     "poll_after_seconds",
     "backoff_seconds",
     "retry_later_seconds",
@@ -401,7 +406,16 @@ def parse_settings(
     """
     _check_keys(
         data,
-        {"prefix", "default_region", "idempotency_ttl_seconds", "worker", "webhooks", "providers"},
+        {
+            "prefix",
+            "default_region",
+            "idempotency_ttl_seconds",
+            "retention_days",
+            "archive_dir",
+            "worker",
+            "webhooks",
+            "providers",
+        },
         "",
     )
     top = _typed(Settings, data, "", {"worker", "webhooks", "providers"})

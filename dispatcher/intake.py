@@ -75,6 +75,7 @@ class Prepared:
     valid: int
     duplicates: int
     on_unknown: str = "resend"  # the campaign's, else its account's, else its provider's
+    retention_days: int = 30  # the campaign's, else the settings'
 
     @property
     def total(self) -> int:
@@ -227,7 +228,9 @@ class Builder:
         campaign, settings = self.campaign, self.settings
         ps = settings.provider(campaign.provider)
         on_unknown = campaign.on_unknown or ps.account(campaign.account).on_unknown or ps.on_unknown
+        retention = campaign.retention_days
         return Prepared(
             campaign, self.options, self.start, self.chunks, self.invalid, self.sent,
             self.duplicates, on_unknown,
+            settings.retention_days if retention is None else retention,
         )  # fmt: skip

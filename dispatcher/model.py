@@ -127,6 +127,9 @@ class Campaign:
     #: Its share of its account's rate against the account's other running campaigns of
     #: the lane: weight 2 gets twice the chunks of weight 1 (1–100).
     weight: int = 1
+    #: Days its records stay in Redis once it is done, before they are archived to a file
+    #: and its keys deleted (retention.py); None: the settings' ``retention_days``.
+    retention_days: int | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -161,6 +164,11 @@ class Campaign:
         weight = self.weight
         if not isinstance(weight, int) or isinstance(weight, bool) or not 1 <= weight <= 100:
             raise CampaignError("weight", "must be a whole number from 1 to 100")
+        days = self.retention_days
+        if days is not None and (
+            not isinstance(days, int) or isinstance(days, bool) or not 0 <= days <= 3660
+        ):
+            raise CampaignError("retention_days", "must be a whole number from 0 to 3660")
         self.start_at = _start_at(self.start_at)
         self.options = _options(self.options)
         self.recipients = _recipients(self.recipients)

@@ -195,6 +195,7 @@ class Store:
                 "start_at": p.start_ms or 0,
                 "issued": 0,  # chunks admitted to the stream so far
                 "weight": c.weight,
+                "retention_days": p.retention_days,
                 "reason": "",
                 "created_at": created,
             },
