@@ -180,6 +180,7 @@ class Store:
                 "signature": c.signature or "",
                 "options": orjson.dumps(p.options),
                 "name": c.name or "",
+                "idempotency_key": c.idempotency_key or "",  # trimmed with the campaign
                 "total": p.total,
                 "valid": p.valid,
                 "invalid": invalid_n,
