@@ -6,7 +6,11 @@ process) goes through the whole system on loopback (benchmarks/rig.py). Redis's
 the shared indexes are sized with ``MEMORY USAGE``, so the figure is the campaign's own,
 not the server's baseline. Prints the table and writes it as JSON under benchmarks/results/.
 
-    python -m benchmarks.bench_storage [--recipients 100000]
+Side by side in the same run, the same benchmark runs on the code of ``--baseline`` (a git
+commit: by default the last one before the compact layout of rows.py), checked out in a
+temporary worktree, and the ratio of the two is printed: how much smaller storage became.
+
+    python -m benchmarks.bench_storage [--recipients 1000000] [--baseline REF | --no-baseline]
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -21,6 +26,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import orjson
 import uvloop
 from redis.asyncio import Redis
 
@@ -32,6 +38,9 @@ from dispatcher.store import as_str
 FIRST = 447911000000
 TEXT = "Your parcel arrives today between 10:00 and 12:00."
 TIME_LIMIT_S = 1800.0
+#: The layout before rows.py: a hash field per recipient, rows with their number.
+BASELINE = "720def7d595f6ee9bd72d4557ff5461410b7fc33"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 async def used(redis: Redis) -> int:
@@ -79,9 +88,34 @@ async def run(rig: Rig, n: int) -> dict[str, Any]:
     return stages
 
 
+def baseline(ref: str, n: int) -> dict[str, Any] | None:
+    """This benchmark's figures on the code of ``ref``, run in a temporary git worktree
+    (its own processes import that code: its folder comes first on their path)."""
+    with tempfile.TemporaryDirectory(prefix="dispatcher-baseline-") as tmp:
+        tree = Path(tmp) / "tree"
+        add = ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), ref]
+        if subprocess.run(add, capture_output=True, text=True, check=False).returncode:
+            print(f"baseline {ref[:12]} is not in this clone: no side-by-side figure")
+            return None
+        try:
+            # Older versions take no --no-baseline: the variable says it to newer ones.
+            env = {**os.environ, "PYTHONPATH": str(tree), "BENCH_STORAGE_NO_BASELINE": "1"}
+            cmd = [sys.executable, "-m", "benchmarks.bench_storage", "--recipients", str(n)]
+            print(f"baseline: the same run on {ref[:12]} …", flush=True)
+            subprocess.run(cmd, cwd=tree, env=env, check=True,
+                           stdout=subprocess.DEVNULL, timeout=TIME_LIMIT_S * 2)  # fmt: skip
+            found = sorted((tree / "benchmarks" / "results").glob("storage-*.json"))
+            return orjson.loads(found[-1].read_bytes()) if found else None
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
+                           check=False, capture_output=True)  # fmt: skip
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--recipients", type=int, default=100_000)
+    p.add_argument("--recipients", type=int, default=1_000_000)
+    p.add_argument("--baseline", default=BASELINE, help="git commit to compare with")
+    p.add_argument("--no-baseline", action="store_true", help="measure this code only")
     args = p.parse_args()
     n = args.recipients
     with tempfile.TemporaryDirectory(prefix="dispatcher-storage-") as tmp:
@@ -101,10 +135,22 @@ def main() -> int:
     print("largest key kinds after reports (bytes/recipient):")
     for kind, size in list(stages["reported"]["by_kind"].items())[:8]:
         print(f"  {kind:<28}{size / n:>8.1f}")
+    skip = args.no_baseline or os.environ.get("BENCH_STORAGE_NO_BASELINE")
+    before = None if skip else baseline(args.baseline, n)
+    ratios: dict[str, float] = {}
+    if before is not None:
+        print(f"\nside by side with {args.baseline[:12]} (this / baseline, used_memory):")
+        for name, s in stages.items():
+            old = before["stages"][name]["used_memory_delta"]
+            ratios[name] = s["used_memory_delta"] / old if old else float("nan")
+            print(f"{name:<10}{old / n:>10.1f} → {s['used_memory_delta'] / n:>7.1f} B/recipient"
+                  f"{ratios[name]:>8.2f}×")  # fmt: skip
     summary = {
         "benchmark": "storage",
         "recipients": n,
         "stages": stages,
+        "baseline": None if before is None else {"ref": args.baseline, "stages": before["stages"]},
+        "ratios": ratios,
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -3,7 +3,7 @@
 Apps enqueue campaigns with :class:`Client`; ``python -m dispatcher worker`` sends them.
 """
 
-from dispatcher.client import CampaignNotFound, Client
+from dispatcher.client import CampaignNotFound, Client, EnqueueInProgress
 from dispatcher.errors import DispatcherError
 from dispatcher.model import (
     Campaign,
@@ -22,6 +22,7 @@ __all__ = [
     "CampaignStatus",
     "Client",
     "DispatcherError",
+    "EnqueueInProgress",
     "Enqueued",
     "Recipient",
     "Result",

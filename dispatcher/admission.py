@@ -13,7 +13,8 @@ lane's *ready* sets, and are admitted a few at a time, by one script that
   with the lowest tag goes next (round robin when weights are equal; a new campaign starts
   at the account's virtual clock, so it neither waits for older ones nor jumps ahead of
   them for long);
-* skips paused campaigns and those whose start time has not come.
+* skips paused campaigns, those whose start time has not come, and those still being
+  enqueued (``state=staging``, staging.py; one whose meta is gone is dropped).
 
 The otp lane rotates the same way but ignores the caps: one-time passwords never wait for
 an account's bulk work. The stream stays the lease: what is admitted is read, leased, taken
@@ -71,7 +72,9 @@ local function pick(campaigns, vclock, account, round)
     local m = redis.call('HMGET', meta_key(cid), 'state', 'start_at', 'issued', 'chunks',
                          'weight', 'served')
     local issued, chunks = tonumber(m[3] or '0'), tonumber(m[4] or '0')
-    if m[4] == false or issued >= chunks then
+    if m[1] == 'staging' then
+      -- Still being enqueued (staging.py): nothing to admit yet, and it stays.
+    elseif m[4] == false or issued >= chunks then
       redis.call('ZREM', campaigns, cid)  -- gone, or all its chunks admitted
     elseif m[1] ~= 'paused' and tonumber(m[2] or '0') <= now then
       local served = tonumber(m[6] or '0')

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -13,17 +14,23 @@ from redis.asyncio import Redis
 
 from dispatcher.account_api import QueryError, balance, cancel_batches
 from dispatcher.admission import Admission
+from dispatcher.archive import Archive
 from dispatcher.config import Settings, load_settings
 from dispatcher.control import Control
 from dispatcher.embedded import data_dir_from_env, shared_server
 from dispatcher.errors import DispatcherError
 from dispatcher.estimate import estimate
-from dispatcher.intake import Prepared, prepare
+from dispatcher.intake import Builder, Prepared
 from dispatcher.keys import Keys
 from dispatcher.listing import Page, list_campaigns
-from dispatcher.model import Campaign, CampaignError, CampaignStatus, Enqueued, Result
+from dispatcher.model import Campaign, CampaignError, CampaignStatus, Enqueued, Recipient, Result
+from dispatcher.retention import NoSuchCampaign, Retention
 from dispatcher.runtime import checked_url
+from dispatcher.staging import EnqueueInProgress, NothingToSend, Staging
+from dispatcher.staging import enqueue as staged_enqueue
 from dispatcher.store import Store, as_str
+
+__all__ = ["CampaignNotFound", "Client", "EnqueueInProgress", "NothingToSend"]
 
 
 class CampaignNotFound(DispatcherError, KeyError):
@@ -33,10 +40,6 @@ class CampaignNotFound(DispatcherError, KeyError):
 
     def __str__(self) -> str:
         return f"no campaign {self.campaign_id!r}"
-
-
-class NothingToSend(CampaignError):
-    """Every recipient is invalid (``Client.enqueue(..., allow_empty=False)``)."""
 
 
 class Client:
@@ -73,8 +76,10 @@ class Client:
             self._owns_redis = False
         self.redis = redis
         admission = Admission(redis, self.settings, sorted(self.settings.providers))
-        self.store = Store(redis, Keys(self.settings.prefix), admission)
+        archive = Archive(self.settings.archive_dir, self.settings.prefix)
+        self.store = Store(redis, Keys(self.settings.prefix), admission, archive)
         self.control = Control(redis, Keys(self.settings.prefix))
+        self.retention = Retention(redis, self.settings, self.store)
 
     async def __aenter__(self) -> Client:
         return self
@@ -96,32 +101,61 @@ class Client:
             self._embedded = None
 
     async def enqueue(
-        self, campaign: Campaign | dict[str, Any], *, allow_empty: bool = True
+        self,
+        campaign: Campaign | dict[str, Any],
+        *,
+        recipients: Iterable[Recipient | str | dict[str, Any]] | None = None,
+        allow_empty: bool = True,
     ) -> Enqueued:
-        """Validate and enqueue; raises CampaignError (naming the field) and writes nothing.
+        """Validate and enqueue; raises CampaignError (naming the field) and leaves nothing.
+
+        The recipients are the campaign's own list, or ``recipients``: any iterable of
+        number strings, :class:`Recipient` or ``{"number": …}`` objects (a generator, a
+        file reader), read once and never held whole, for lists of millions; the campaign's
+        own list must then be empty. They are validated and written as they are read
+        (staging.py), and the campaign appears at once when the last is in: an error midway
+        (a bad item names ``recipients[i]``) leaves nothing visible.
 
         Returns the campaign id with the validation counts. With ``idempotency_key`` set,
-        a repeat returns the first campaign's answer (``existing=True``) and enqueues nothing.
+        a repeat returns the first campaign's answer (``existing=True``) and reads nothing;
+        while the first is still being enqueued, a repeat raises :class:`EnqueueInProgress`.
         With ``allow_empty=False`` a campaign whose every recipient is invalid is refused
         (:class:`NothingToSend`) rather than enqueued with only ``invalid`` results.
         """
         if not isinstance(campaign, Campaign):
+            if recipients is not None and isinstance(campaign, dict):
+                campaign = {"recipients": [], **campaign}
             campaign = Campaign.from_dict(campaign)
-        # Number validation is CPU work: keep the app's event loop responsive meanwhile.
-        prepared = await asyncio.to_thread(prepare, campaign, self.settings)
-        return await self.submit(prepared, allow_empty=allow_empty)
+        if recipients is not None and campaign.recipients:
+            raise CampaignError("recipients", "give them in the campaign or as recipients=")
+        builder = await asyncio.to_thread(self._builder, campaign, listed=recipients is None)
+        source = campaign.recipients if recipients is None else recipients
+        return await staged_enqueue(
+            self.store, self.settings, builder, source, allow_empty=allow_empty,
+            check=self._balance_check(campaign),
+        )  # fmt: skip
 
-    async def submit(self, prepared: Prepared, *, allow_empty: bool = True) -> Enqueued:
-        """Enqueue a campaign already validated (``intake.prepare`` or a ``Builder`` fed a
-        piece at a time); the checks that need Redis or the provider happen here."""
-        campaign = prepared.campaign
-        if not allow_empty and prepared.valid == 0:
-            first = prepared.invalid[0] if prepared.invalid else None
-            example = f" (recipients[{first.index}]: {first.error})" if first else ""
-            raise NothingToSend("recipients", f"none of the {prepared.total} is valid{example}")
-        if campaign.check_balance:
+    def staging(self, campaign: Campaign) -> Staging:
+        """For a list that arrives a piece at a time (an upload): ``async with`` it; unless
+        its ``existing`` is set (a repeated idempotency key), ``await add(piece)`` as the
+        pieces come, then ``await publish(allow_empty=…)``. Errors in the campaign's fields
+        raise here, before anything is written."""
+        builder = self._builder(campaign, listed=False)
+        return Staging(self.store, self.settings, builder, self._balance_check(campaign))
+
+    def _builder(self, campaign: Campaign, *, listed: bool) -> Builder:
+        return Builder(
+            campaign, self.settings, listed=listed, count_segments=campaign.check_balance
+        )
+
+    def _balance_check(self, campaign: Campaign) -> Callable[[Prepared], Awaitable[None]] | None:
+        if not campaign.check_balance:
+            return None
+
+        async def check(prepared: Prepared) -> None:
             await self._check_balance(campaign, prepared)
-        return await self.store.enqueue(prepared, self.settings.idempotency_ttl_seconds)
+
+        return check
 
     async def _check_balance(self, campaign: Campaign, prepared: Prepared) -> None:
         """Refuse the campaign if it costs more than the account has (a CampaignError)."""
@@ -156,9 +190,10 @@ class Client:
     async def state(self, campaign_id: str) -> str:
         """The campaign's state as stored: paused and cancelled stay so once every
         recipient has a result, where :meth:`status` says sent or done."""
-        return (await self.store.meta(campaign_id)).get("state") or (
-            await self.status(campaign_id)
-        ).state
+        meta = await self.store.meta(campaign_id)
+        if "total" in meta and meta.get("state"):  # not one still staging (staging.py)
+            return meta["state"]
+        return (await self.status(campaign_id)).state
 
     async def results(self, campaign_id: str, *, after: int = -1) -> AsyncIterator[Result]:
         """Every recipient's result in index order (``pending`` where none yet); with
@@ -217,6 +252,23 @@ class Client:
         """For providers that hold a campaign before running it (Smsclouds blaster), ask
         them to cancel it too; provider campaign id → "cancelled" or why it was refused."""
         return await cancel_batches(self.settings, self.redis, campaign_id)
+
+    async def archive(self, campaign_id: str, *, force: bool = False) -> Path:
+        """Move a finished campaign from Redis to its archive file now, whatever its
+        retention; its status and results then read from the file. ``force``: one not
+        finished too (what it has not sent is never sent). Returns the file's path."""
+        try:
+            return await self.retention.archive_campaign(campaign_id, force=force)
+        except NoSuchCampaign:
+            raise CampaignNotFound(campaign_id) from None
+
+    async def purge(self, campaign_id: str, *, force: bool = False) -> bool:
+        """Delete a finished (or, with ``force``, any) campaign for good: its Redis keys,
+        its index entries and its archive file. True if an archive file was deleted."""
+        try:
+            return await self.retention.purge(campaign_id, force=force)
+        except NoSuchCampaign:
+            raise CampaignNotFound(campaign_id) from None
 
     async def resume(self, campaign_id: str) -> int:
         """Re-queue a paused campaign's held chunks; the number re-queued, -1 if not paused."""

@@ -159,6 +159,9 @@ class WorkerSettings:
     #: Worker process i of ``--processes N`` uses port + i - 1; 0 picks any free port.
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    #: Seconds between retention sweeps (retention.py), one pass across all processes;
+    #: 0: this worker never sweeps.
+    retention_sweep_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -186,6 +189,9 @@ class Settings:
     prefix: str = "dsp:"
     default_region: str | None = None  # region for numbers written without +country code
     idempotency_ttl_seconds: int = 7 * 24 * 3600
+    #: How long an enqueue's staged keys live without being written to: a crashed enqueue's
+    #: keys expire after this (staging.py); each write while it streams renews it.
+    staging_ttl_seconds: int = 3600
     #: Days a done campaign stays in Redis before it is archived and its keys deleted.
     retention_days: int = 30
     #: Where archived campaigns are written: one compressed file each (archive.py).
@@ -259,6 +265,7 @@ ZERO_ALLOWED = {
     "clock_skew_seconds",
     "unknown_wait_seconds",
     "metrics_port",
+    "retention_sweep_seconds",
 }
 #: The slowest rate an account may have: one request every 1,000 seconds.
 MIN_RATE = 0.001
@@ -410,6 +417,7 @@ def parse_settings(
             "prefix",
             "default_region",
             "idempotency_ttl_seconds",
+            "staging_ttl_seconds",
             "retention_days",
             "archive_dir",
             "worker",

@@ -15,6 +15,7 @@ from dispatcher import logs
 from dispatcher.keys import DEFAULT_LANE, Keys
 from dispatcher.lua import MEMBERS, script
 from dispatcher.ranges import LUA_TO_RANGES
+from dispatcher.rows import LUA_BUCKETS
 from dispatcher.store import as_str
 
 #: ``requeue(stream, cid, member)``: queue a held ``chunk[|ranges]`` again as a re-delivery
@@ -133,20 +134,24 @@ local entries = redis.call('HGETALL', dead)
 local chunks, n = {}, 0
 for i = 1, #entries, 2 do
   local index, chunk = entries[i], string.match(entries[i + 1], '^([^\t]*)')
-  if redis.call('HDEL', results, index) == 1 then
+  local rkey, field = bucket(results, index)
+  if redis.call('HDEL', rkey, field) == 1 then
+    local skey = bucket(state, index)
     redis.call('HINCRBY', counts, 'failed', -1)
     redis.call('HINCRBY', meta, 'recorded', -1)
-    if redis.call('HGET', state, index) == '@RANK_FINAL@' then
+    if redis.call('HGET', skey, field) == '@RANK_FINAL@' then
       redis.call('HINCRBY', finals, 'failed', -1)
       redis.call('HINCRBY', meta, 'final', -1)
     end
-    redis.call('HDEL', state, index)
+    redis.call('HDEL', skey, field)
     n = n + 1
     chunks[chunk] = chunks[chunk] or {}
     table.insert(chunks[chunk], tonumber(index))
   end
 end
 redis.call('DEL', dead)
+-- not finished any more: its retention counts again from when it is (lua.PROGRESS)
+if n > 0 then redis.call('HDEL', meta, 'done_at') end
 for chunk, list in pairs(chunks) do
   table.sort(list)
   redis.call('XADD', stream, '*', 'c', ARGV[1], 'n', chunk, 'a', '1', 'i', to_ranges(list))
@@ -155,7 +160,7 @@ redis.call('XADD', events, 'MAXLEN', '~', @MAXLEN@, '*', 'c', ARGV[1], 'e', 'ret
 return n
 """,
     keys=RetryKeys._fields,
-    uses=LUA_TO_RANGES,
+    uses=LUA_TO_RANGES + LUA_BUCKETS,
 )
 
 

@@ -10,13 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from dispatcher.config import Settings
 from dispatcher.intake import Prepared, prepare
 from dispatcher.model import Campaign
-from dispatcher.providers import account_codec
-from dispatcher.render import render
 
 
 @dataclass
@@ -49,24 +45,17 @@ class Estimate:
 
 
 def estimate(campaign: Campaign, settings: Settings, prepared: Prepared | None = None) -> Estimate:
-    """``prepared`` saves validating again when the caller has just done it."""
-    prepared = prepared or prepare(campaign, settings)
-    codec = account_codec(settings, campaign.provider, campaign.account, campaign.kind)
-    result = Estimate(
+    """``prepared`` (counted with ``count_segments``) saves validating again when the
+    caller has just done it."""
+    if prepared is None or prepared.by_segments is None:
+        prepared = prepare(campaign, settings, count_segments=True)
+    by_segments = dict(prepared.by_segments or {})
+    return Estimate(
         provider=campaign.provider,
         recipients=prepared.valid,
-        invalid=len(prepared.invalid),
+        invalid=prepared.invalid,
         duplicates=prepared.duplicates,
-        segments=0,
+        segments=sum(n * count for n, count in by_segments.items()),
+        by_segments=by_segments,
         price_per_segment=settings.provider(campaign.provider).price_per_segment,
     )
-    cache: dict[str, int] = {}
-    for blob in prepared.chunks:
-        for member in orjson.loads(blob):
-            text = render(campaign.text, member[2] if len(member) > 2 else None)
-            n = cache.get(text)
-            if n is None:
-                n = cache[text] = codec.segments(text, campaign.signature, prepared.options)
-            result.segments += n
-            result.by_segments[n] = result.by_segments.get(n, 0) + 1
-    return result

@@ -32,6 +32,7 @@ from redis.asyncio import Redis
 from dispatcher.keys import Keys
 from dispatcher.lua import script
 from dispatcher.ranges import LUA_EACH, encode
+from dispatcher.rows import LUA_BUCKETS
 
 #: How long an authorisation lets a worker send, on its monotonic clock.
 AUTH_TTL_S = 1.0
@@ -101,7 +102,8 @@ for ms, ranges in string.gmatch(marks, '(%d+):([^;]*);') do
 end
 local n, soonest = 0, nil
 for i, at in pairs(first) do
-  if redis.call('HEXISTS', results, i) == 0 and redis.call('HEXISTS', parked, i) == 0 then
+  local rkey, rfield = bucket(results, i)
+  if redis.call('HEXISTS', rkey, rfield) == 0 and redis.call('HEXISTS', parked, i) == 0 then
     local until_ = last[i] + late + skew
     local expires = now + wait
     if floor > 0 then expires = math.max(expires, until_ + floor) end
@@ -118,7 +120,7 @@ end
 return {n}
 """,
     keys=TakeoverKeys._fields,
-    uses=LUA_EACH,
+    uses=LUA_EACH + LUA_BUCKETS,
 )
 
 

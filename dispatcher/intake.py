@@ -1,18 +1,24 @@
 """Campaign validation at enqueue: E.164 numbers, duplicates, and the split into chunks.
 
-Everything is checked before anything is written, so a bad campaign enqueues nothing: the
-fields' types at construction (model.py), then what depends on the settings and the
-provider's length rules (limits.py). A bad *number* is not an error of the campaign: it
-becomes that recipient's ``invalid`` result with the reason, so the sender sees exactly what
-was not sent and why; so does a recipient the provider's rules exclude (limits.py).
+The campaign's fields are checked before any recipient is read: their types at
+construction (model.py), then what depends on the settings and the provider's length rules
+(limits.py). Recipients are then validated a batch at a time as they are read, and their
+chunks handed on (staging.py writes them, invisible until published), so a list of millions
+is never held; an error in the list raises and leaves no campaign. A bad *number* is not an
+error of the campaign: it becomes that recipient's ``invalid`` result with the reason, so
+the sender sees exactly what was not sent and why; so does a recipient the provider's rules
+exclude (limits.py).
 """
 
 from __future__ import annotations
 
 import time
+from array import array
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import islice
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -22,12 +28,25 @@ from phonenumbers import NumberParseException
 
 from dispatcher.config import Settings
 from dispatcher.limits import Checker
-from dispatcher.model import Campaign, CampaignError, Recipient, Result, Status
+from dispatcher.model import (
+    Campaign,
+    CampaignError,
+    Recipient,
+    Result,
+    Status,
+    check_recipient,
+    recipient_from_json,
+)
+from dispatcher.numbers import is_valid_e164
 from dispatcher.providers import KINDS, TRANSPORTS, account_codec, chunk_size
+from dispatcher.render import has_tokens, render
+from dispatcher.seen import DIGEST, NUMBER, Seen, digest_keys, number_keys
 
 INVALID_NUMBER = "INVALID_NUMBER"
 INVALID_EMAIL = "INVALID_EMAIL"
 MAX_SCHEDULE_AHEAD_S = 366 * 24 * 3600
+#: Recipients validated and looked up for duplicates at a time: a bounded working set.
+BATCH = 16_384
 
 _PARSE_REASONS = {
     NumberParseException.INVALID_COUNTRY_CODE: "unknown or missing country code",
@@ -65,21 +84,28 @@ def normalise(raw: str, region: str | None) -> tuple[str | None, str | None]:
 
 @dataclass(slots=True)
 class Prepared:
-    """A validated campaign, ready to be written in one transaction."""
+    """A validated campaign's counts and settings: its chunks went to a sink as they were cut
+    (:meth:`Builder.take`), so this stays small however long the list was."""
 
     campaign: Campaign
     options: dict[str, Any]  # the account's options with the campaign's over them
     start_ms: int | None  # when to start sending; None: now
-    chunks: list[bytes]  # orjson [[index, e164, fields?], …] per chunk
-    invalid: list[Result]
+    chunks: int  # how many chunks were cut
+    invalid: int  # recipients with an ``invalid`` result
     valid: int
     duplicates: int
+    entries: int = 0  # recipients as listed, duplicates and invalid ones included
+    first_invalid: Result | None = None  # the lowest-indexed invalid result, for errors
+    #: Every invalid recipient's index, ascending (``{cid}:chunks`` field ``invalid``).
+    invalid_indexes: array[int] = field(default_factory=lambda: array("q"))
     on_unknown: str = "resend"  # the campaign's, else its account's, else its provider's
     retention_days: int = 30  # the campaign's, else the settings'
+    #: Segments → recipients sent with that many, when the builder was asked to count.
+    by_segments: dict[int, int] | None = None
 
     @property
     def total(self) -> int:
-        return self.valid + len(self.invalid)
+        return self.valid + self.invalid
 
 
 def _options(campaign: Campaign, settings: Settings) -> dict[str, Any]:
@@ -150,25 +176,56 @@ def start_ms(value: str | float | None) -> int | None:
     return int(when * 1000)
 
 
-def prepare(campaign: Campaign, settings: Settings) -> Prepared:
-    """Validate ``campaign`` and cut its recipients into the provider's chunks."""
-    if not campaign.recipients:
-        campaign.validate()
-        _check_fields(campaign, settings)  # the errors in the order they always came
-    builder = Builder(campaign, settings)
+def prepare(campaign: Campaign, settings: Settings, *, count_segments: bool = False) -> Prepared:
+    """Validate ``campaign`` and count what its chunks would be, keeping none of them (the
+    campaign's own list; :class:`Builder` for chunks, or a list given a piece at a time)."""
+    builder = Builder(campaign, settings, listed=True, count_segments=count_segments)
     builder.add(campaign.recipients)
+    builder.take()
     return builder.finish()
 
 
-class Builder:
-    """A campaign's recipients validated and cut into chunks as they come, for lists read
-    a piece at a time (an upload): what it keeps is the compact chunks, the invalid
-    results and the numbers seen (for duplicates), never the list as given. The campaign's
-    own ``recipients`` are not read here: :meth:`add` them."""
+def cut(campaign: Campaign, settings: Settings) -> tuple[Prepared, list[bytes], list[Result]]:
+    """:func:`prepare`, keeping the chunks and the invalid results: for short lists (tests,
+    tools) that want to look at them."""
+    builder = Builder(campaign, settings, listed=True)
+    builder.add(campaign.recipients)
+    head = builder.take()
+    prepared = builder.finish()
+    tail = builder.take()
+    return prepared, head.chunks + tail.chunks, head.invalid + tail.invalid
 
-    def __init__(self, campaign: Campaign, settings: Settings) -> None:
+
+@dataclass(slots=True)
+class Batch:
+    """What a builder cut since it was last asked: chunks ``first``, ``first + 1``, … and
+    the invalid results, by index."""
+
+    first: int
+    chunks: list[bytes]
+    invalid: list[Result]
+
+
+class Builder:
+    """A campaign's recipients validated and cut into chunks as they come, in batches of
+    :data:`BATCH`: numbers already in E.164 by numbers.is_valid_e164, the rest by
+    :func:`normalise`; duplicates by seen.Seen (the first listing wins). What it keeps is the
+    numbers seen and the invalid indexes, compactly; chunks and invalid results wait in it
+    only until :meth:`take`. The campaign's own ``recipients`` are not read here: :meth:`add`
+    them, or any iterable of number strings, :class:`Recipient` or ``{"number": …}``."""
+
+    def __init__(
+        self,
+        campaign: Campaign,
+        settings: Settings,
+        *,
+        listed: bool = False,
+        count_segments: bool = False,
+    ) -> None:
+        """``listed``: the recipients are the campaign's own (so it must have some);
+        ``count_segments``: tally each recipient's segments (estimate, balance check)."""
         campaign.validate()  # again: the app may have changed a field since construction
-        _check_fields(campaign, settings, streamed=True)
+        _check_fields(campaign, settings, streamed=not listed)
         self.campaign = campaign
         self.settings = settings
         self.options = _options(campaign, settings)
@@ -179,58 +236,139 @@ class Builder:
         self.chunk_size = chunk_size(settings.provider(campaign.provider), self.codec)
         self.email = self.codec.address == "email"
         self.region = (campaign.default_region or settings.default_region or "").upper() or None
-        self.seen: set[str] = set()
+        self.seen = Seen(DIGEST if self.email else NUMBER) if self.codec.dedupe else None
         self.sent = 0  # recipients to send: unique numbers, or every listing where each is a call
-        self.invalid: list[Result] = []
         self.duplicates = 0
-        self.chunks: list[bytes] = []
-        self.current: list[list[object]] = []
         self.index = 0  # the next recipient's position in the whole list
+        self.invalid_indexes: array[int] = array("q")
+        self.first_invalid: Result | None = None
+        self.chunk_count = 0  # chunks cut so far
+        self.current: list[list[object]] = []
+        self._chunks: list[bytes] = []
+        self._invalid: list[Result] = []
+        self._taken = 0  # chunks handed out by take()
+        self.by_segments: dict[int, int] | None = {} if count_segments else None
+        # Only a personalised text needs each recipient's segments counted.
+        self._tally = count_segments and has_tokens(campaign.text)
+        self._segments: dict[str, int] = {}
 
-    def add(self, recipients: Iterable[Recipient | str]) -> None:
-        dedupe = self.codec.dedupe
-        for item in recipients:
-            index = self.index
-            self.index += 1
-            rcpt = item if isinstance(item, Recipient) else Recipient(str(item))
-            if self.email:
-                e164, reason = normalise_email(rcpt.number)
+    def add(self, recipients: Iterable[Any]) -> int:
+        """Validate and cut ``recipients``; how many were read."""
+        read = 0
+        it = iter(recipients)
+        while batch := list(islice(it, BATCH)):
+            self._batch(batch)
+            read += len(batch)
+        return read
+
+    def take(self) -> Batch:
+        """The chunks and invalid results cut since the last take."""
+        batch = Batch(self._taken, self._chunks, self._invalid)
+        self._taken += len(self._chunks)
+        self._chunks, self._invalid = [], []
+        return batch
+
+    def _recipient(self, item: Any, index: int) -> Recipient:
+        """An item that is not a plain string, checked as the campaign's list is."""
+        where = f"recipients[{index}]"
+        if isinstance(item, Recipient):
+            return check_recipient(item, where)
+        got = recipient_from_json(str(item) if isinstance(item, str) else item, where)
+        return got if isinstance(got, Recipient) else Recipient(got)
+
+    def _batch(self, items: list[Any]) -> None:
+        base = self.index
+        self.index += len(items)
+        email, region, fast = self.email, self.region, is_valid_e164
+        code = INVALID_EMAIL if email else INVALID_NUMBER
+        bad: list[Result] = []
+        where: list[int] = []  # positions of the valid ones
+        valid: list[str] = []  # their E.164 (or address)
+        for pos, item in enumerate(items):
+            if type(item) is str:
+                raw = item
             else:
-                e164, reason = normalise(rcpt.number, self.region)
-            if e164 is None:
-                code = INVALID_EMAIL if self.email else INVALID_NUMBER
-                self.invalid.append(
-                    Result(index, rcpt.number, Status.INVALID, error_code=code, error=reason)
-                )
+                checked = items[pos] = self._recipient(item, base + pos)
+                raw = checked.number
+            if not email and fast(raw):
+                where.append(pos)
+                valid.append(raw)
                 continue
-            if e164 in self.seen and dedupe:
+            e164, reason = normalise_email(raw) if email else normalise(raw, region)
+            if e164 is None:
+                bad.append(Result(base + pos, raw, Status.INVALID, error_code=code,
+                                  error=reason))  # fmt: skip
+            else:
+                where.append(pos)
+                valid.append(e164)
+        first: list[bool] | None = None
+        if self.seen is not None and valid:
+            first = self.seen.first(digest_keys(valid) if email else number_keys(valid))
+        prefixes, personal = self.limits.screen
+        refused_any = False
+        current, size, chunks = self.current, self.chunk_size, self._chunks
+        for j, pos in enumerate(where):
+            if first is not None and not first[j]:
                 self.duplicates += 1
                 continue
-            self.seen.add(e164)
-            refused = self.limits.recipient(e164, rcpt.fields)
-            if refused is not None:
-                self.invalid.append(Result(index, e164, Status.INVALID, error_code=refused[0],
-                                           error=refused[1]))  # fmt: skip
-                continue
+            e164 = valid[j]
+            item = items[pos]
+            fields = None if type(item) is str else item.fields
+            if (prefixes and e164.startswith(prefixes)) or (personal and fields):
+                refused = self.limits.recipient(e164, fields)
+                if refused is not None:
+                    bad.append(Result(base + pos, e164, Status.INVALID, error_code=refused[0],
+                                      error=refused[1]))  # fmt: skip
+                    refused_any = True
+                    continue
             self.sent += 1
-            self.current.append([index, e164, rcpt.fields] if rcpt.fields else [index, e164])
-            if len(self.current) == self.chunk_size:
-                self.chunks.append(orjson.dumps(self.current))
-                self.current = []
+            if self._tally:
+                self._count(fields)
+            current.append([base + pos, e164, fields] if fields else [base + pos, e164])
+            if len(current) == size:
+                chunks.append(orjson.dumps(current))
+                current = self.current = []
+        if bad:
+            if refused_any:
+                bad.sort(key=attrgetter("index"))
+            if self.first_invalid is None:
+                self.first_invalid = bad[0]
+            self.invalid_indexes.extend(r.index for r in bad)
+            self._invalid.extend(bad)
+        self.chunk_count = self._taken + len(chunks)
+
+    def _count(self, fields: dict[str, str] | None) -> None:
+        """Tally one recipient's segments (estimate and the balance check need them)."""
+        assert self.by_segments is not None
+        text = render(self.campaign.text, fields)
+        n = self._segments.get(text)
+        if n is None:
+            n = self.codec.segments(text, self.campaign.signature, self.options)
+            if len(self._segments) < 10_000:
+                self._segments[text] = n
+        self.by_segments[n] = self.by_segments.get(n, 0) + 1
 
     def finish(self) -> Prepared:
+        """The counts, once the whole list has been added; the last chunk is cut (take it)."""
         if self.index == 0:
             raise CampaignError("recipients", "must not be empty")
         if self.current:
-            self.chunks.append(orjson.dumps(self.current))
+            self._chunks.append(orjson.dumps(self.current))
             self.current = []
+        self.chunk_count = self._taken + len(self._chunks)
+        self.seen = None  # the list is read: the numbers seen need no memory any more
         self.limits.check_sendable(self.sent)
+        if self.by_segments is not None and not self._tally and self.sent:
+            c = self.campaign
+            n = self.codec.segments(render(c.text, None), c.signature, self.options)
+            self.by_segments = {n: self.sent}
         campaign, settings = self.campaign, self.settings
         ps = settings.provider(campaign.provider)
         on_unknown = campaign.on_unknown or ps.account(campaign.account).on_unknown or ps.on_unknown
         retention = campaign.retention_days
         return Prepared(
-            campaign, self.options, self.start, self.chunks, self.invalid, self.sent,
-            self.duplicates, on_unknown,
-            settings.retention_days if retention is None else retention,
+            campaign, self.options, self.start, self.chunk_count, len(self.invalid_indexes),
+            self.sent, self.duplicates, self.index, self.first_invalid, self.invalid_indexes,
+            on_unknown, settings.retention_days if retention is None else retention,
+            self.by_segments,
         )  # fmt: skip

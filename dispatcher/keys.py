@@ -1,6 +1,7 @@
 """Every Redis key dispatcher uses, in one place.
 
-A campaign's keys share the hash tag ``{cid}`` so that they land on one Redis Cluster slot.
+A campaign's keys share the hash tag ``{cid}`` so that they land on one Redis Cluster slot
+(:meth:`Keys.campaign_keys` lists them all: archiving and purging delete them in one call).
 
 =========================  ======  ==========================================================
 key                        type    holds
@@ -24,16 +25,22 @@ key                        type    holds
                                    numbers, campaigns scheduled to start later
 ``rate:<provider>:<acct>`` string  the account's GCRA arrival time, shared by all processes
 ``throttle:<p>:<a>:<key>`` string  a per-key spacing (one voice call per number per 30 s)
-``{cid}:meta``             hash    the campaign: provider, account, text, counters, state
+``{cid}:meta``             hash    the campaign: provider, account, text, counters, state,
+                                   ``done_at`` once finished (retention.py); only
+                                   ``state=staging`` while an enqueue streams, when
+                                   every ``{cid}`` key written has a TTL (staging.py)
 ``{cid}:chunks``           hash    chunk number → orjson ``[[index, number, fields?], …]``;
                                    field ``invalid`` → orjson list of invalid indices
-``{cid}:results``          hash    recipient index → orjson result row (model.ROW_FIELDS)
+``{cid}:results:<b>``      hash    recipient index → its send result (rows.pack_row), in
+                                   buckets of 128 recipients: ``b`` is index // 128 and
+                                   the field index % 128, so each stays a small listpack
+                                   (rows.py; likewise reports and state)
 ``{cid}:counts``           hash    status → number of results with it
 ``{cid}:held``             set     ``chunk[|ranges]`` set aside while the campaign is paused
-``{cid}:reports``          hash    recipient index → orjson ``[status, raw, error_code, error,
-                                   at_ms, message_id]``: the latest report, kept apart from the
-                                   send result
-``{cid}:state``            hash    recipient index → rank (model.Rank: 1 accepted, 2 on its
+``{cid}:reports:<b>``      hash    recipient index → ``[status, raw, error_code, error,
+                                   at_ms, message_id]`` (rows.pack_report): the latest
+                                   report, kept apart from the send result
+``{cid}:state:<b>``        hash    recipient index → rank (model.Rank: 1 accepted, 2 on its
                                    way, 3 final): a report is applied only if it moves the
                                    rank up
 ``{cid}:finals``           hash    final status → number of recipients with it
@@ -62,6 +69,9 @@ key                        type    holds
 ``pollcursor:<p>:<acct>``  hash    where the list pagination stands (from, until, page)
 ``inbound``                stream  inbound SMS and MO messages, for apps to consume
 ``seen:<provider>:<id>``   string  an inbound message already stored (pushes are retried)
+``retention:lock``         string  the retention sweep's lock: one pass per interval, across
+                                   processes (retention.py)
+``retention:cursor``       string  the rank in ``campaigns`` where the next sweep pass goes on
 =========================  ======  ==========================================================
 """
 
@@ -156,6 +166,7 @@ class Keys:
         return f"{self.prefix}{{{cid}}}:chunks"
 
     def results(self, cid: str) -> str:
+        """The base of a bucketed hash: rows.bucket names the key and field of a recipient."""
         return f"{self.prefix}{{{cid}}}:results"
 
     def counts(self, cid: str) -> str:
@@ -165,9 +176,11 @@ class Keys:
         return f"{self.prefix}{{{cid}}}:held"
 
     def reports(self, cid: str) -> str:
+        """The base of a bucketed hash: rows.bucket names the key and field of a recipient."""
         return f"{self.prefix}{{{cid}}}:reports"
 
     def state(self, cid: str) -> str:
+        """The base of a bucketed hash: rows.bucket names the key and field of a recipient."""
         return f"{self.prefix}{{{cid}}}:state"
 
     def owner(self, cid: str) -> str:
@@ -223,3 +236,26 @@ class Keys:
 
     def seen(self, provider: str, inbound_id: str) -> str:
         return f"{self.prefix}seen:{provider}:{inbound_id}"
+
+    def campaign_keys(self, cid: str, entries: int) -> list[str]:
+        """Every ``{cid}`` key of a campaign of ``entries`` recipients (meta ``entries``),
+        the buckets of its results, reports and ranks included (rows.py): what archiving
+        deletes in one call (retention.py). A new per-campaign key belongs here, or
+        archived campaigns leave it behind."""
+        from dispatcher.rows import bucket_keys  # rows needs model, which needs this module
+
+        bucketed = [self.results(cid), self.reports(cid), self.state(cid)]
+        return [
+            self.meta(cid), self.chunks(cid), self.counts(cid), self.held(cid),
+            self.finals(cid), self.dead(cid), self.owner(cid), self.flight(cid),
+            self.parked(cid), *bucketed,
+            *(key for base in bucketed for key in bucket_keys(base, entries)),
+        ]  # fmt: skip
+
+    @property
+    def retention_lock(self) -> str:
+        return f"{self.prefix}retention:lock"
+
+    @property
+    def retention_cursor(self) -> str:
+        return f"{self.prefix}retention:cursor"

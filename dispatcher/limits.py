@@ -118,6 +118,15 @@ class Checker:
                 )
         return None
 
+    @property
+    def screen(self) -> tuple[tuple[str, ...], bool]:
+        """What :meth:`recipient` can refuse for: the E.164 prefixes it refuses, and whether
+        it reads fields. Intake calls it only for those recipients: most lists have none."""
+        lim = self.limits
+        if lim is None:
+            return (), False
+        return (lim.signature_for if self.campaign.signature is None else ()), self.personal
+
     def recipient(self, e164: str, fields: Mapping[str, str] | None) -> tuple[str, str] | None:
         """``(error code, reason)`` when this recipient cannot be sent; None when it can."""
         lim = self.limits

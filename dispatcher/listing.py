@@ -47,7 +47,9 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
 async def list_campaigns(
     store: Store, limit: int = 20, *, state: str | None = None, cursor: str | None = None
 ) -> Page:
-    """Up to ``limit`` campaigns older than ``cursor`` (newest first), in ``state`` if given."""
+    """Up to ``limit`` campaigns older than ``cursor`` (newest first), in ``state`` if given.
+    An id without a published campaign (one being enqueued, or whose enqueue crashed:
+    staging.py) is skipped."""
     if not 1 <= limit <= MAX_LIMIT:
         raise CampaignError("limit", f"must be from 1 to {MAX_LIMIT}")
     if state is not None and state not in STATES:

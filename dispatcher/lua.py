@@ -19,6 +19,7 @@ import re
 from collections.abc import Sequence
 
 from dispatcher.model import FINAL, Rank
+from dispatcher.rows import LUA_BUCKETS
 from dispatcher.store import DONE, EVENTS_MAXLEN, PAUSED, SENT
 
 #: What ``@NAME@`` stands for in every script: ``MAXLEN`` (the events stream's approximate
@@ -94,15 +95,17 @@ end
 """
 
 #: ``write_rows(rows, k)``: ``rows`` is ``index<TAB>status<TAB>row json`` lines; ``k`` holds
-#: the key names results, counts, meta, state, finals, parked. Returns new, final_new.
-WRITE_ROWS = render(
+#: the key names results, counts, meta, state, finals, parked (results and state are
+#: bucketed: rows.py). Returns new, final_new. It brings ``bucket`` (rows.LUA_BUCKETS).
+WRITE_ROWS = LUA_BUCKETS + render(
     """
 local FINAL = @FINAL@
 local function write_rows(rows, k)
   local new, final_new = 0, 0
   local tally, final_tally = {}, {}
   for index, status, row in string.gmatch(rows, '([^\\t\\n]+)\\t([^\\t\\n]+)\\t([^\\n]+)') do
-    if redis.call('HSETNX', k.results, index, row) == 1 then
+    local rkey, field = bucket(k.results, index)
+    if redis.call('HSETNX', rkey, field, row) == 1 then
       tally[status] = (tally[status] or 0) + 1
       new = new + 1
       local parked = redis.call('HGET', k.parked, index)
@@ -112,8 +115,9 @@ local function write_rows(rows, k)
       end
       -- a report may have come first: the rank only moves up, and a final counts once
       local rank = FINAL[status] and @RANK_FINAL@ or @RANK_ACCEPTED@
-      if rank > tonumber(redis.call('HGET', k.state, index) or '@RANK_NONE@') then
-        redis.call('HSET', k.state, index, rank)
+      local skey = bucket(k.state, index)
+      if rank > tonumber(redis.call('HGET', skey, field) or '@RANK_NONE@') then
+        redis.call('HSET', skey, field, rank)
         if rank == @RANK_FINAL@ then
           final_tally[status] = (final_tally[status] or 0) + 1
           final_new = final_new + 1
@@ -131,7 +135,9 @@ end
 #: ``progress(meta, events, cid, new, final_new, event, chunk)``: count the new results and
 #: say on the events stream what happened: ``done``, ``sent``, or ``event``. Returns the
 #: transitions this call made (store.SENT, store.DONE bits): the counts crossed the total
-#: here, so the caller's process logs them, once.
+#: here, so the caller's process logs them, once. A campaign that is finished (every
+#: recipient has a result, and a final status unless it was cancelled) gets ``done_at``
+#: once: its retention counts from then (retention.py).
 PROGRESS = render(
     """
 local function progress(meta, events, cid, new, final_new, event, chunk)
@@ -142,6 +148,11 @@ local function progress(meta, events, cid, new, final_new, event, chunk)
     event = 'done'
   elseif new > 0 and recorded >= total then
     event = 'sent'
+  end
+  if recorded >= total and (final >= total or redis.call('HGET', meta, 'state') == 'cancelled')
+  then  -- finished: its retention starts now (retention.py)
+    local t = redis.call('TIME')
+    redis.call('HSETNX', meta, 'done_at', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
   end
   redis.call('XADD', events, 'MAXLEN', '~', @MAXLEN@, '*', 'c', cid, 'e', event, 'n', chunk)
   local flags = 0

@@ -242,6 +242,12 @@ def _recipients(value: Any) -> Sequence[Recipient | str]:
     return out if out is not None else items
 
 
+def check_recipient(item: Recipient, where: str) -> Recipient:
+    """A Recipient's fields type-checked, errors naming ``where`` (a list read as it comes
+    is checked item by item, as a campaign's own list is at construction)."""
+    return _recipient(item, where)
+
+
 def _recipient(item: Recipient, where: str) -> Recipient:
     if not isinstance(item.number, str):
         raise CampaignError(f"{where}.number", "must be a string")
@@ -337,8 +343,9 @@ class Result:
         ]
 
     @classmethod
-    def from_row(cls, index: int, row: list[Any]) -> Result:
-        return cls(index, *row)
+    def from_dict(cls, data: Mapping[str, Any]) -> Result:
+        """The result :meth:`as_dict` gave (an archive line, archive.py)."""
+        return cls(**{f.name: data[f.name] for f in dataclass_fields(cls) if f.name in data})
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -367,6 +374,9 @@ class CampaignStatus:
     #: Its current share of its account's rate, by weight among the account's campaigns
     #: with chunks still waiting to go (admission.py); None once all of its went.
     share: float | None = None
+    #: When its records left Redis for an archive file (Unix ms; retention.py); None while
+    #: they are in Redis. An archived campaign keeps the state it had (done, cancelled).
+    archived_at: int | None = None
 
     @property
     def recorded(self) -> int:
@@ -410,4 +420,5 @@ class CampaignStatus:
             "created_at": self.created_at,
             "parked": self.parked,
             "share": self.share,
+            "archived_at": self.archived_at,
         }

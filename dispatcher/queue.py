@@ -28,6 +28,7 @@ from dispatcher.lua import MEMBERS, script
 from dispatcher.meta import CampaignMeta
 from dispatcher.model import Result
 from dispatcher.providers.base import ChunkRecipient
+from dispatcher.rows import hmget, pack_row
 from dispatcher.settle import RECORD, RecordArgs, RecordKeys, Settle
 from dispatcher.store import PAUSED, REDIS_ERRORS, announce, as_str, ensure_group
 from dispatcher.unknown import Park
@@ -239,10 +240,8 @@ class Queue:
             return recipients
         k = self.keys
         indexes = [str(r.index) for r in recipients]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(k.results(cid), indexes)
-            pipe.hmget(k.parked(cid), indexes)
-            have, parked = await pipe.execute()
+        have = await hmget(self.redis, k.results(cid), [r.index for r in recipients])
+        parked = await self.redis.hmget(k.parked(cid), indexes)
         return [
             r for r, row, park in zip(recipients, have, parked, strict=True)
             if row is None and park is None
@@ -292,7 +291,7 @@ class Queue:
             reason=reason,
             delay=int(delay_s * 1000),
             rows=b"\n".join(
-                b"%d\t%s\t%s" % (r.index, r.status.encode(), orjson.dumps(r.row())) for r in results
+                b"%d\t%s\t%s" % (r.index, r.status.encode(), pack_row(r)) for r in results
             ),
             mids=mids,
             list_open="1" if track and track.list_open and accepted else "",

@@ -28,8 +28,9 @@ from __future__ import annotations
 import codecs
 import csv
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -38,9 +39,13 @@ from dispatcher.model import FIELD_NAMES, CampaignError, Recipient, recipient_fr
 #: Candidate delimiters, with their names for errors; on a tie the first wins.
 DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "vertical bar"}
 LINE_END = re.compile(rb"\r\n?|\n")
+#: What a one-number-a-line file may not hold (_plain says which line, and why).
+_PLAIN_FAULT = re.compile("[\x00" + re.escape("".join(DELIMITERS)) + "]")
 #: A quoted cell may hold line breaks, but not a whole file's worth: a quote never closed
 #: is an error at its line rather than the rest of the upload read as one cell.
 MAX_RECORD_LINES = 100
+#: Bytes of a file read at a time when it is streamed.
+PIECE = 1 << 18
 
 
 class RecipientsFileError(CampaignError):
@@ -119,9 +124,16 @@ class RecipientReader:
         self._header_checked = False
 
     def feed(self, data: bytes) -> list[Recipient]:
-        return self._take(self._lines.feed(data))
+        return [r if isinstance(r, Recipient) else Recipient(r) for r in self.read(data)]
 
     def close(self) -> list[Recipient]:
+        return [r if isinstance(r, Recipient) else Recipient(r) for r in self.read(None)]
+
+    def read(self, data: bytes | None) -> list[Recipient | str]:
+        """:meth:`feed` (``None``: :meth:`close`), with a one-number-a-line file's numbers
+        as plain strings: what enqueue takes, without an object per line."""
+        if data is not None:
+            return self._take(self._lines.feed(data))
         out = self._take(self._lines.feed(b"", final=True))
         if self._record:
             raise RecipientsFileError(
@@ -129,8 +141,16 @@ class RecipientReader:
             )
         return out
 
-    def _take(self, lines: list[str]) -> list[Recipient]:
-        out: list[Recipient] = []
+    def _take(self, lines: list[str]) -> list[Recipient | str]:
+        if (
+            self._mode == "plain"
+            and self._header_checked
+            and not _PLAIN_FAULT.search("".join(lines))
+        ):
+            # Nothing in these lines for _plain to refuse: take them in one pass.
+            self._lines.line += len(lines)
+            return [n for n in (t.strip() for t in lines) if n and n[0] != "#"]
+        out: list[Recipient | str] = []
         for text in lines:
             self._lines.line += 1
             number = self._lines.line
@@ -141,6 +161,7 @@ class RecipientReader:
                 delimiter = _delimiter(text.rstrip("\n"))
                 self._mode = "plain" if delimiter is None else "csv"
                 self._delimiter = delimiter or ","
+            recipient: Recipient | str | None
             if self._mode == "plain":
                 recipient = self._plain(number, text)
             else:
@@ -149,7 +170,7 @@ class RecipientReader:
                 out.append(recipient)
         return out
 
-    def _plain(self, number: int, raw: str) -> Recipient | None:
+    def _plain(self, number: int, raw: str) -> str | None:
         line = raw.strip()
         if not line or line.startswith("#"):
             return None
@@ -166,7 +187,7 @@ class RecipientReader:
                     number,
                     f"a {called} in a one-number-a-line file (make line 1 CSV too)",
                 )
-        return Recipient(line)
+        return line
 
     def _csv(self, number: int, text: str) -> Recipient | None:
         if not self._record:
@@ -248,6 +269,32 @@ class NdjsonReader:
 def parse_recipients(path: str, data: bytes) -> list[Recipient]:
     reader = RecipientReader(path)
     return reader.feed(data) + reader.close()
+
+
+def stream_recipients(path: str | Path, piece: int = PIECE) -> Iterator[Recipient | str]:
+    """The recipients of a file read ``piece`` bytes at a time, for lists too long to hold
+    whole (enqueue streams them: staging.py). The file is opened at once, so a missing one
+    is an error before anything else; an empty one is, as :func:`read_recipients` says,
+    once it has been read."""
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - the generator below closes it
+    except OSError as exc:
+        raise CampaignError("recipients", f"cannot read {path}: {exc.strerror}") from None
+    return _stream(handle, str(path), piece)
+
+
+def _stream(handle: BinaryIO, path: str, piece: int) -> Iterator[Recipient | str]:
+    reader = RecipientReader(path)
+    found = False
+    with handle:
+        while data := handle.read(piece):
+            got = reader.read(data)
+            found = found or bool(got)
+            yield from got
+        got = reader.read(None)
+    yield from got
+    if not found and not got:
+        raise CampaignError("recipients", f"{path} has no numbers")
 
 
 def read_recipients(path: str | Path) -> list[Recipient]:

@@ -17,12 +17,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-import orjson
 from redis.asyncio import Redis
 
 from dispatcher.keys import Keys, parse_batch_member
 from dispatcher.providers.base import Inbound
 from dispatcher.providers.capabilities import ReplyPolling
+from dispatcher.rows import bucket
 from dispatcher.store import as_str
 from dispatcher.tracking import Tracker
 
@@ -92,13 +92,11 @@ class Responses:
         return tally
 
     async def _number(self, ref: str) -> str | None:
-        """The number a recipient (``cid.index``) was sent to, from its result."""
+        """The number a recipient (``cid.index``) with a send result was sent to."""
         cid, _, index = ref.rpartition(".")
-        row = await self.redis.hget(self.keys.results(cid), index)
-        if row is None:
+        if await self.redis.hget(*bucket(self.keys.results(cid), int(index))) is None:
             return None
-        number = orjson.loads(row)[0]  # model.ROW_FIELDS starts with the number
-        return str(number) if number else None
+        return await self.tracker.sent_to(cid, int(index))
 
     async def _prune(self, key: str, members: list[str]) -> list[str]:
         """The members still worth asking for: their campaign exists and is young enough."""

@@ -114,7 +114,8 @@ end
 if lost == 0 then
   local n = 0
   for index, entry, why in string.gmatch(park_lines, '([^\t\n]+)\t([^\n]*\t)([^\t\n]+)') do
-    if redis.call('HEXISTS', results, index) == 0 and redis.call('HEXISTS', parked, index) == 0 then
+    local rkey, rfield = bucket(results, index)
+    if redis.call('HEXISTS', rkey, rfield) == 0 and redis.call('HEXISTS', parked, index) == 0 then
       redis.call('HSET', parked, index, entry .. why)
       redis.call('HINCRBY', meta, 'u:' .. why, 1)
       n = n + 1

@@ -1,4 +1,4 @@
-"""Campaign records in Redis: enqueue in one transaction, status, results, resume, wait.
+"""Campaign records in Redis: status, results, wait (enqueue is staging.py).
 
 The worker's side of the queue (leases, acknowledgement with results) is in ``queue.py``;
 the key names of both are in ``keys.py``.
@@ -15,18 +15,16 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError, WatchError
+from redis.exceptions import RedisError, ResponseError
 
-from dispatcher import logs
+from dispatcher import logs, rows
 from dispatcher.admission import Admission
-from dispatcher.intake import Prepared
+from dispatcher.archive import Archive
 from dispatcher.keys import DEFAULT_LANE, GROUP, Keys
-from dispatcher.model import CampaignState, CampaignStatus, Enqueued, Rank, Result, Status
+from dispatcher.model import CampaignState, CampaignStatus, Result, Status
 
 #: What a Redis outage looks like to a caller (redis-py's errors are not OSErrors).
 REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError)
-#: Fields of one HSET in the enqueue transaction: bounds the size of a single command.
-_BATCH = 1000
 #: The events stream's approximate length: scripts get it as ``@MAXLEN@`` (lua.render).
 EVENTS_MAXLEN = 100_000
 ENQUEUE_ADMITS = 4  # chunks an enqueue admits itself
@@ -59,25 +57,6 @@ async def ensure_group(redis: Redis, stream: str) -> None:
             raise
 
 
-def _log_enqueued(answer: Enqueued, p: Prepared) -> None:
-    """The enqueued line, and done at once when every recipient was invalid."""
-    c = p.campaign
-    counts = {
-        "recipients": answer.recipients, "valid": answer.valid, "invalid": answer.invalid,
-        "duplicates": answer.duplicates, "chunks": answer.chunks,
-    }  # fmt: skip
-    logs.event(
-        "enqueued", answer.id,
-        f"{answer.valid} recipient(s) in {answer.chunks} chunk(s), {answer.invalid} invalid, "
-        f"{answer.duplicates} duplicate(s)",
-        counts=counts, provider=c.provider, account=c.account, kind=c.kind, lane=c.lane,
-    )  # fmt: skip
-    if not p.chunks:
-        finals = {Status.INVALID.value: answer.invalid}
-        logs.event("done", answer.id, f"{answer.recipients} recipients ({logs.tally(finals)})",
-                   counts=finals, provider=c.provider, account=c.account)  # fmt: skip
-
-
 async def announce(redis: Redis, keys: Keys, cid: str, flags: int) -> None:
     """Log the ``sent`` and ``done`` transitions a script call of this process made
     (``flags``: :data:`SENT`, :data:`DONE`), with the campaign's counts. A Redis error
@@ -106,7 +85,7 @@ def with_report(result: Result, report: bytes | None) -> Result:
     """A send result with the latest delivery report laid over it."""
     if report is None:
         return result
-    status, raw, error_code, error, at = orjson.loads(report)[:5]
+    status, raw, error_code, error, at, _mid = rows.report_fields(report)
     return replace(
         result,
         status=status,
@@ -118,126 +97,18 @@ def with_report(result: Result, report: bytes | None) -> Result:
 
 
 class Store:
-    def __init__(self, redis: Redis, keys: Keys, admission: Admission | None = None) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        admission: Admission | None = None,
+        archive: Archive | None = None,
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.admission = admission
-
-    async def enqueue(self, prepared: Prepared, idempotency_ttl: int) -> Enqueued:
-        """Write the whole campaign and its work in one MULTI/EXEC, or nothing.
-
-        With an idempotency key the transaction WATCHes it: of two concurrent enqueues with
-        the same key exactly one commits, and the other returns the winner's id.
-        """
-        c = prepared.campaign
-        k = self.keys
-        stream = k.queue(c.provider, c.lane)
-        await ensure_group(self.redis, stream)
-        idem = k.idempotency(c.idempotency_key) if c.idempotency_key else None
-        cid = new_campaign_id()
-        answer = Enqueued(
-            id=cid,
-            recipients=prepared.total,
-            valid=prepared.valid,
-            invalid=len(prepared.invalid),
-            duplicates=prepared.duplicates,
-            chunks=len(prepared.chunks),
-        )
-        async with self.redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    if idem is not None:
-                        await pipe.watch(idem)
-                        existing = await pipe.get(idem)
-                        if existing is not None:
-                            return await self._existing(as_str(existing))
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    self._write(pipe, cid, prepared)
-                    if idem is not None:
-                        pipe.set(idem, cid, ex=idempotency_ttl)
-                    await pipe.execute()
-                    break
-                except WatchError:
-                    continue  # another enqueue took the key: loop to read its id
-        _log_enqueued(answer, prepared)
-        if self.admission is not None and prepared.chunks:
-            # The first chunks go at once, rather than when a worker next looks (an OTP);
-            # workers admit the rest as they take work, in turn with the other campaigns.
-            await self.admission.admit(ENQUEUE_ADMITS, [c.lane], [c.provider])
-        return answer
-
-    def _write(self, pipe: Any, cid: str, p: Prepared) -> None:
-        c = p.campaign
-        k = self.keys
-        created = now_ms()
-        invalid_n = len(p.invalid)
-        pipe.hset(
-            k.meta(cid),
-            mapping={
-                "provider": c.provider,
-                "account": c.account,
-                "text": c.text,
-                "signature": c.signature or "",
-                "options": orjson.dumps(p.options),
-                "name": c.name or "",
-                "idempotency_key": c.idempotency_key or "",  # trimmed with the campaign
-                "total": p.total,
-                "valid": p.valid,
-                "invalid": invalid_n,
-                "duplicates": p.duplicates,
-                "chunks": len(p.chunks),
-                "recorded": invalid_n,
-                "final": invalid_n,
-                "entries": len(c.recipients),
-                "state": CampaignState.QUEUED.value,
-                "kind": c.kind,
-                "lane": c.lane,
-                "on_unknown": p.on_unknown,
-                "start_at": p.start_ms or 0,
-                "issued": 0,  # chunks admitted to the stream so far
-                "weight": c.weight,
-                "retention_days": p.retention_days,
-                "reason": "",
-                "created_at": created,
-            },
-        )
-        for start in range(0, len(p.chunks), _BATCH):
-            batch = p.chunks[start : start + _BATCH]
-            pipe.hset(k.chunks(cid), mapping={str(start + i): b for i, b in enumerate(batch)})
-        if p.invalid:
-            pipe.hset(k.chunks(cid), "invalid", orjson.dumps([r.index for r in p.invalid]))
-            for start in range(0, invalid_n, _BATCH):
-                batch_r = p.invalid[start : start + _BATCH]
-                pipe.hset(
-                    k.results(cid), mapping={str(r.index): orjson.dumps(r.row()) for r in batch_r}
-                )
-            pipe.hincrby(k.counts(cid), Status.INVALID.value, invalid_n)
-            pipe.hincrby(k.finals(cid), Status.INVALID.value, invalid_n)
-            final = int(Rank.FINAL)  # an int: redis-py would send an enum's repr
-            for start in range(0, invalid_n, _BATCH):
-                batch_s = p.invalid[start : start + _BATCH]
-                pipe.hset(k.state(cid), mapping={str(r.index): final for r in batch_s})
-        if p.chunks:
-            # Its chunks wait to be admitted, fairly among campaigns and accounts, from their
-            # start time on (admission.py).
-            pipe.zadd(k.ready_campaigns(c.provider, c.lane, c.account), {cid: 0})
-            pipe.zadd(k.ready(c.provider, c.lane), {c.account: 0}, nx=True)
-        pipe.zadd(k.campaigns, {cid: created})
-        if not p.chunks:
-            pipe.xadd(k.events, {"c": cid, "e": "done"}, maxlen=EVENTS_MAXLEN, approximate=True)
-
-    async def _existing(self, cid: str) -> Enqueued:
-        meta = await self.redis.hgetall(self.keys.meta(cid))
-        m = {as_str(a): as_str(b) for a, b in meta.items()}
-        return Enqueued(
-            id=cid,
-            recipients=int(m.get("total", 0)),
-            valid=int(m.get("valid", 0)),
-            invalid=int(m.get("invalid", 0)),
-            duplicates=int(m.get("duplicates", 0)),
-            chunks=int(m.get("chunks", 0)),
-            existing=True,
-        )
+        #: Where status and results of campaigns gone from Redis are read back (retention.py).
+        self.archive = archive
 
     async def meta(self, cid: str) -> dict[str, str]:
         raw = await self.redis.hgetall(self.keys.meta(cid))
@@ -250,7 +121,8 @@ class Store:
             pipe.hgetall(self.keys.finals(cid))
             raw_meta, raw_counts, raw_finals = await pipe.execute()
         if not raw_meta or b"total" not in raw_meta:
-            return None  # none, or only partial keys (Redis restarted without its data)
+            # None, or only partial keys (Redis restarted without its data), or archived.
+            return await self.archive.status(cid) if self.archive else None
         m = {as_str(a): as_str(b) for a, b in raw_meta.items()}
         counts = {as_str(a): int(b) for a, b in raw_counts.items() if int(b)}
         finals = {as_str(a): int(b) for a, b in raw_finals.items() if int(b)}
@@ -299,6 +171,9 @@ class Store:
         k = self.keys
         meta = await self.meta(cid)
         if "total" not in meta:
+            if self.archive is not None:  # archived: read back from its file
+                async for r in self.archive.results(cid, after=after):
+                    yield r
             return
         chunks = int(meta["chunks"])
         raw_invalid = await self.redis.hget(k.chunks(cid), "invalid")
@@ -314,10 +189,10 @@ class Store:
             inv_pos = stop
             if not wanted:
                 return []
-            rows = await self.redis.hmget(k.results(cid), [str(i) for i in wanted])
+            got = await rows.hmget(self.redis, k.results(cid), wanted)
             return [
-                Result.from_row(i, orjson.loads(r or b"[]"))
-                for i, r in zip(wanted, rows, strict=True)
+                rows.unpack_row(i, None, r) if r else Result(i, "", Status.INVALID)
+                for i, r in zip(wanted, got, strict=True)
             ]
 
         for first in range(0, chunks, batch):
@@ -328,18 +203,16 @@ class Store:
             ]
             if not members:
                 continue
-            indexes = [str(m[0]) for m in members]
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hmget(k.results(cid), indexes)
-                pipe.hmget(k.reports(cid), indexes)
-                rows, reports = await pipe.execute()
-            for member, row, report in zip(members, rows, reports, strict=True):
+            indexes = [m[0] for m in members]
+            found = await rows.hmget(self.redis, k.results(cid), indexes)
+            reports = await rows.hmget(self.redis, k.reports(cid), indexes)
+            for member, row, report in zip(members, found, reports, strict=True):
                 for r in await invalid_upto(member[0]):
                     yield r
                 if row is None:
                     result = Result(member[0], member[1], Status.PENDING)
                 else:
-                    result = Result.from_row(member[0], orjson.loads(row))
+                    result = rows.unpack_row(member[0], member[1], row)
                 yield with_report(result, report)
         for r in await invalid_upto(2**63):
             yield r

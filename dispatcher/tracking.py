@@ -33,6 +33,7 @@ from dispatcher.lua import script
 from dispatcher.model import Result, Status, rank
 from dispatcher.providers.base import Inbound, Report
 from dispatcher.providers.common import same_number
+from dispatcher.rows import LUA_BUCKETS, bucket, pack_report, unpack_row
 from dispatcher.store import DONE, announce, as_str
 from dispatcher.unknown import Park, UnknownStore
 
@@ -68,13 +69,19 @@ if index < 0 or index >= tonumber(redis.call('HGET', meta, 'entries') or '0') th
 end
 if redis.call('HEXISTS', parked, ARGV[2]) == 1 then return 2 end
 local new = tonumber(ARGV[3])
-if new <= tonumber(redis.call('HGET', state, ARGV[2]) or '@RANK_NONE@') then return 0 end
-redis.call('HSET', state, ARGV[2], new)
-redis.call('HSET', reports, ARGV[2], ARGV[5])
+local skey, field = bucket(state, index)
+if new <= tonumber(redis.call('HGET', skey, field) or '@RANK_NONE@') then return 0 end
+redis.call('HSET', skey, field, new)
+redis.call('HSET', (bucket(reports, index)), field, ARGV[5])
 if new == @RANK_FINAL@ then
   redis.call('HINCRBY', finals, ARGV[4], 1)
   local final = redis.call('HINCRBY', meta, 'final', 1)
   if final >= tonumber(redis.call('HGET', meta, 'total')) then
+    if tonumber(redis.call('HGET', meta, 'recorded')) >= final then
+      local t = redis.call('TIME')  -- finished: its retention counts from now (retention.py)
+      local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+      redis.call('HSETNX', meta, 'done_at', ms)
+    end
     redis.call('XADD', events, 'MAXLEN', '~', @MAXLEN@, '*', 'c', ARGV[1], 'e', 'done')
     if final - 1 < tonumber(redis.call('HGET', meta, 'total')) then return 3 end
   end
@@ -82,6 +89,7 @@ end
 return 1
 """,
     keys=ApplyKeys._fields,
+    uses=LUA_BUCKETS,
 )
 
 
@@ -153,18 +161,27 @@ class Tracker:
             self._chunks.popitem(last=False)
         return found
 
+    async def sent_to(self, cid: str, index: int) -> str | None:
+        """The number recipient ``index`` of campaign ``cid`` was sent to (its chunk's)."""
+        entries, chunks = await self.redis.hmget(self.keys.meta(cid), ["entries", "chunks"])
+        return await self._sent_number(
+            cid, index, int(chunks or 0), int(entries or 0), hint=None, parked=None
+        )
+
     async def _sent_number(
-        self, cid: str, index: int, chunks: int, hint: int | None, parked: Any
+        self, cid: str, index: int, chunks: int, entries: int, *, hint: int | None, parked: Any
     ) -> str | None:
-        """The number recipient ``index`` was sent to, from its chunk, for a report that
-        comes before the send result: the chunk the report or the parking names, or the
-        one found by bisection (chunks hold ascending indexes)."""
+        """The number recipient ``index`` was sent to, from its chunk: the chunk the report
+        or the parking names, else the one its position suggests (chunks are about equal),
+        else the one found by bisection (chunks hold ascending indexes)."""
         for chunk in (hint, Park.parse(index, as_str(parked)).chunk if parked else None):
             if chunk is not None and (number := (await self._chunk(cid, chunk)).number_of(index)):
                 return number
         lo, hi = 0, chunks - 1
+        guess = min(hi, index * chunks // entries) if entries > 0 else 0
         while lo <= hi:
-            mid = (lo + hi) // 2
+            mid = guess if guess >= 0 else (lo + hi) // 2
+            guess = -1
             found = await self._chunk(cid, mid)
             if not found.indexes:
                 return None
@@ -220,7 +237,7 @@ class Tracker:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hmget(k.meta(cid), ["provider", "entries", "chunks"])
             if index is not None:
-                pipe.hget(k.results(cid), str(index))
+                pipe.hget(*bucket(k.results(cid), index))
                 pipe.hget(k.parked(cid), str(index))
             (owner, entries, chunks), *rest = await pipe.execute()
         if owner is None:
@@ -234,18 +251,21 @@ class Tracker:
             if index is None:
                 return Applied.WRONG_NUMBER  # not a number that chunk sent to
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hget(k.results(cid), str(index))
+                pipe.hget(*bucket(k.results(cid), index))
                 pipe.hget(k.parked(cid), str(index))
                 rest = await pipe.execute()
         row, parked = rest
         if not 0 <= index < int(entries or 0):
             return Applied.WRONG_RECIPIENT
-        sent_id: Any = None
-        if row is not None:
-            fields = orjson.loads(row)  # model.ROW_FIELDS: number, status, message_id, …
-            number, sent_id = str(fields[0] or ""), fields[2]
-        else:
-            found = await self._sent_number(cid, index, int(chunks or 0), report.chunk, parked)
+        stored = unpack_row(index, None, row) if row is not None else None
+        sent_id = stored.message_id if stored else None
+        # A row leaves the number to the chunk (rows.py) but an invalid recipient's, which
+        # no chunk holds: the chunk is read only when the number is needed.
+        number = stored.number if stored else ""
+        if stored is None or (report.number is not None and not number):
+            found = await self._sent_number(
+                cid, index, int(chunks or 0), int(entries), hint=report.chunk, parked=parked
+            )
             if found is None:
                 return Applied.WRONG_RECIPIENT  # a duplicate, or never in a chunk
             number = found
@@ -264,16 +284,7 @@ class Tracker:
         k = self.keys
         if index_message and report.message_id:
             await self.redis.hset(k.message_index(provider), report.message_id, f"{cid}.{index}")
-        blob = orjson.dumps(
-            [
-                report.status,
-                report.raw_status,
-                report.error_code,
-                report.error,
-                report.at,
-                report.message_id,
-            ]
-        )
+        blob = pack_report(report)
         keys = ApplyKeys(
             meta=k.meta(cid), state=k.state(cid), reports=k.reports(cid), finals=k.finals(cid),
             events=k.events, parked=k.parked(cid),

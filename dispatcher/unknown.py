@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import NamedTuple
 
-import orjson
 from redis.asyncio import Redis
 
 from dispatcher import logs, metrics, ranges
@@ -42,6 +41,7 @@ from dispatcher.config import ConfigError, ProviderSettings, Settings
 from dispatcher.keys import DEFAULT_LANE, Keys
 from dispatcher.lua import MEMBERS, PROGRESS, WRITE_ROWS, script
 from dispatcher.model import Result, Status
+from dispatcher.rows import hmget, pack_row, report_fields
 from dispatcher.store import announce, as_str
 
 log = logging.getLogger("dispatcher.unknown")
@@ -163,7 +163,8 @@ end
 local new, final_new = write_rows(table.concat(keep, '\\n'), {results=results, counts=counts,
   meta=meta, state=state, finals=finals, parked=parked})
 for mid, index in string.gmatch(ARGV[3], '([^\\t\\n]+)\\t([^\\n]+)') do
-  if redis.call('HGET', results, index) then
+  local rkey, rfield = bucket(results, index)
+  if redis.call('HGET', rkey, rfield) then
     redis.call('HSET', msgidx, mid, ARGV[1] .. '.' .. index)
   end
 end
@@ -172,7 +173,7 @@ if new > 0 then flags = progress(meta, events, ARGV[1], new, final_new, 'settled
 return {new, flags}
 """,
     keys=FoundKeys._fields,
-    uses=WRITE_ROWS + PROGRESS,
+    uses=WRITE_ROWS + PROGRESS,  # WRITE_ROWS brings bucket()
 )
 
 #: KEYS: meta, parked, stream, events. ARGV: cid, ``chunk<TAB>ranges`` lines. Unpark what is
@@ -255,9 +256,7 @@ class UnknownStore:
         if not results:
             return 0
         k = self.keys
-        rows = "\n".join(
-            f"{r.index}\t{r.status}\t{orjson.dumps(r.row()).decode()}" for r in results
-        )
+        rows = "\n".join(f"{r.index}\t{r.status}\t{pack_row(r).decode()}" for r in results)
         mids = "\n".join(f"{r.message_id}\t{r.index}" for r in results if r.message_id)
         keys = FoundKeys(
             results=k.results(cid), counts=k.counts(cid), meta=k.meta(cid), state=k.state(cid),
@@ -280,18 +279,16 @@ class UnknownStore:
             return 0
         k = self.keys
         indexes = [str(i) for i in numbers]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(k.parked(cid), indexes)
-            pipe.hmget(k.reports(cid), indexes)
-            parked, reports = await pipe.execute()
+        parked = await self.redis.hmget(k.parked(cid), indexes)
+        reports = await hmget(self.redis, k.reports(cid), list(numbers))
         found = []
         for (index, number), park, report in zip(numbers.items(), parked, reports, strict=True):
             if park is None or report is None:
                 continue
-            _status, _raw, _code, _error, at, *rest = orjson.loads(report)
+            _status, _raw, _code, _error, at, mid = report_fields(report)
             why = Park.parse(index, as_str(park)).reason
             found.append(
-                Result(index, number, Status.ACCEPTED, rest[0] if rest else None, sent_at=at,
+                Result(index, number, Status.ACCEPTED, mid, sent_at=at,
                        error=f"fate was unknown ({why}); a report shows {provider} has it")
             )  # fmt: skip
         return await self.found(cid, provider, found)

@@ -8,7 +8,8 @@ results recorded, recipients of unknown fate parked (unknown.py), entry acknowle
 Background duties run beside the main loop: refreshing our leases, taking over chunks
 whose worker died or stalled (parking what it may have sent, never waiting for the provider
 in a chunk slot), moving delayed chunks back to work, settling unknown fates that expired,
-and polling (which also settles unknown fates from the provider's records). Shutdown is
+polling (which also settles unknown fates from the provider's records), and archiving
+campaigns past their retention (retention.py). Shutdown is
 cooperative:
 
 * ``stop()`` (SIGTERM/SIGINT): read nothing new, let chunks in flight finish.
@@ -44,6 +45,7 @@ from dispatcher.providers.base import Codec
 from dispatcher.providers.capabilities import ListPolling
 from dispatcher.queue import REDIS_ERRORS, Lease, Queue, Settle, Track
 from dispatcher.recording import MAX_BACKOFF_S, MIN_BACKOFF_S, Recording, account_pause
+from dispatcher.retention import Retention
 from dispatcher.sender import Sender
 from dispatcher.store import now_ms
 from dispatcher.unknown import Settler, UnknownStore, expiry_floor
@@ -80,6 +82,7 @@ class Worker:
         self.unknown = UnknownStore(redis, self.keys)
         self.settler = Settler(redis, settings, self.unknown)
         self.recording = Recording(self.queue, self.keys, self.unknown)
+        self.retention = Retention(redis, settings)
         self._runs: dict[str, ChunkRun] = {}  # entry id → run
         self._tasks: set[asyncio.Task[None]] = set()
         self._urgent: set[asyncio.Task[None]] = set()
@@ -110,6 +113,9 @@ class Worker:
         ]
         if self.poller is not None:
             duties.append(asyncio.create_task(self.poller.run(), name="poller"))
+        every = self.settings.worker.retention_sweep_seconds
+        if every > 0:  # archive campaigns past their retention (retention.py)
+            duties.append(asyncio.create_task(self.retention.run(every), name="retention"))
         try:
             await self._main_loop()
         finally:

@@ -12,10 +12,11 @@ from redis.asyncio import Redis
 from dispatcher.admission import Admission, cap_for
 from dispatcher.client import Client
 from dispatcher.config import Settings
-from dispatcher.intake import prepare
+from dispatcher.intake import Builder
 from dispatcher.keys import Keys
 from dispatcher.model import Campaign
 from dispatcher.providers import codec_for
+from dispatcher.staging import enqueue as staged_enqueue
 from dispatcher.store import Store, as_str
 from tests.conftest import make_settings
 
@@ -27,7 +28,8 @@ def numbers(first: int, n: int) -> list[str]:
 async def enqueue(redis: Redis, settings: Settings, campaign: Campaign) -> str:
     """Enqueue without the client's own first admissions: the test admits."""
     store = Store(redis, Keys(settings.prefix))
-    return (await store.enqueue(prepare(campaign, settings), 60)).id
+    builder = Builder(campaign, settings, listed=True)
+    return (await staged_enqueue(store, settings, builder, campaign.recipients)).id
 
 
 async def admitted(redis: Redis, settings: Settings, lane: str = "transactional") -> list[str]:

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from dispatcher.config import Settings
-from dispatcher.intake import INVALID_NUMBER, Builder, normalise, prepare
+from dispatcher.intake import INVALID_NUMBER, Builder, cut, normalise, prepare
 from dispatcher.model import Campaign, CampaignError, Recipient, Status
 from tests.conftest import make_settings
 
@@ -50,13 +50,13 @@ def test_prepare_chunks_dedupes_and_records_invalid(cfg: Settings) -> None:
             "+447911000003",
         ],
     )
-    p = prepare(c, cfg)
+    p, chunks, invalid = cut(c, cfg)
     assert (p.valid, p.duplicates, p.total) == (4, 1, 5)
-    assert [orjson.loads(b) for b in p.chunks] == [
+    assert [orjson.loads(b) for b in chunks] == [
         [[0, "+447901614024"], [3, "+447911000001", {"name": "Ann"}], [4, "+447911000002"]],
         [[5, "+447911000003"]],
     ]
-    [bad] = p.invalid
+    [bad] = invalid
     assert (bad.index, bad.number, bad.status, bad.error_code) == (
         1,
         "not a number",
@@ -170,16 +170,22 @@ def test_a_builder_fed_in_pieces_prepares_what_prepare_does(cfg: Settings) -> No
         Recipient("07911000003", {"field1": "x"}),  # no region: invalid
         "+447911000005",  # a duplicate from an earlier piece
     ]
-    expected = prepare(Campaign("cloudaten", "hi", numbers), cfg)
-    assert (expected.valid, expected.duplicates, len(expected.invalid)) == (12, 2, 3)
-    assert len(expected.chunks) == 4  # chunk_size 3
+    expected, chunks, invalid = cut(Campaign("cloudaten", "hi", numbers), cfg)
+    assert (expected.valid, expected.duplicates, expected.invalid) == (12, 2, 3)
+    assert len(chunks) == expected.chunks == 4  # chunk_size 3
     for size in (1, 2, 4, 5, len(numbers)):
         builder = Builder(Campaign("cloudaten", "hi", []), cfg)
+        batches = []
         for start in range(0, len(numbers), size):
             builder.add(numbers[start : start + size])
+            batches.append(builder.take())
         got = builder.finish()
-        assert got.chunks == expected.chunks, size
-        assert got.invalid == expected.invalid
+        batches.append(builder.take())
+        assert [c for b in batches for c in b.chunks] == chunks, size
+        assert [r for b in batches for r in b.invalid] == invalid
+        cut_before = [sum(len(x.chunks) for x in batches[:i]) for i in range(len(batches))]
+        assert [b.first for b in batches] == cut_before  # chunk numbers follow on
+        assert got.invalid_indexes.tolist() == [r.index for r in invalid]
         assert (got.valid, got.duplicates, got.total) == (
             expected.valid,
             expected.duplicates,
@@ -220,9 +226,9 @@ def test_an_smpp_account_is_checked_by_its_own_codec_and_chunked_small() -> None
     numbers = [f"+5255{i:08d}" for i in range(1200)]
     # No route or country: those are the HTTP API's; SMPP wants the Sender_ID (from the
     # account here) and chunks of at most 500, one submit_sm each.
-    p = prepare(Campaign("smsclouds", "hola", numbers, account="smpp"), smpp_settings())
+    p, chunks, _ = cut(Campaign("smsclouds", "hola", numbers, account="smpp"), smpp_settings())
     assert p.options == {"sender_id": "MASMSJ"}
-    assert [len(orjson.loads(c)) for c in p.chunks] == [500, 500, 200]
+    assert [len(orjson.loads(c)) for c in chunks] == [500, 500, 200]
 
 
 def test_an_smpp_account_sends_no_other_kind_and_names_the_field() -> None:

@@ -11,7 +11,8 @@ from redis.asyncio import Redis
 from dispatcher.client import CampaignNotFound, Client
 from dispatcher.config import Settings
 from dispatcher.keys import GROUP, Keys
-from dispatcher.model import Campaign, CampaignError, Status
+from dispatcher.model import Campaign, CampaignError, Enqueued, Status
+from dispatcher.staging import EnqueueInProgress
 
 NUMBERS = [f"+4479110{i:05d}" for i in range(25)]
 
@@ -47,12 +48,18 @@ async def test_rejected_campaign_writes_nothing(redis: Redis, settings: Settings
 async def test_idempotency_key_returns_the_first_id_even_when_racing(
     redis: Redis, settings: Settings
 ) -> None:
+    """Of racing enqueues exactly one publishes; the others answer with it, or, while it is
+    still staging, say so (EnqueueInProgress, the API's 409); a repeat then answers with it."""
     client = Client(settings=settings, redis=redis)
     c = Campaign("cloudaten", "hi", NUMBERS, idempotency_key="order-42")
-    answers = await asyncio.gather(*(client.enqueue(c) for _ in range(8)))
-    ids = {a.id for a in answers}
-    assert len(ids) == 1
+    got = await asyncio.gather(*(client.enqueue(c) for _ in range(8)), return_exceptions=True)
+    answers = [a for a in got if isinstance(a, Enqueued)]
+    assert all(isinstance(e, EnqueueInProgress) for e in got if not isinstance(e, Enqueued))
     assert sum(not a.existing for a in answers) == 1
+    first = next(a for a in answers if not a.existing)
+    assert {a.id for a in answers} == {first.id}
+    again = await client.enqueue(c)
+    assert (again.id, again.existing, again.valid) == (first.id, True, first.valid)
     k = Keys(settings.prefix)
     assert await redis.xlen(k.queue("cloudaten")) == 3  # one campaign's chunks, not eight
     assert await redis.zcard(k.campaigns) == 1

@@ -15,6 +15,7 @@ from dispatcher.keys import Keys
 from dispatcher.model import Campaign, Result, Status, rank
 from dispatcher.providers.base import Inbound, Report
 from dispatcher.queue import Queue, Settle, Track
+from dispatcher.store import now_ms
 from dispatcher.tracking import REFUSED, Applied, Tracker
 from tests.conftest import make_settings
 
@@ -87,9 +88,12 @@ async def test_done_when_every_recipient_is_final(redis: Redis, settings: Settin
     await send_all(q)
     waiter = asyncio.create_task(client.wait(cid, 30, final=True))
     for i in range(5):
+        assert "done_at" not in await client.store.meta(cid)
         await tracker.apply("cloudaten", report(cid, i, Status.DELIVERED))
     st_ = await waiter
     assert st_.done and st_.finals == {"delivered": 5} and st_.state == "done"
+    # The report that finished it starts its retention (retention.py).
+    assert abs(int((await client.store.meta(cid))["done_at"]) - now_ms()) < 60_000
 
 
 async def test_unknown_recipients_change_nothing(redis: Redis, settings: Settings) -> None:
@@ -153,7 +157,7 @@ async def test_a_report_must_agree_with_what_was_sent(redis: Redis, settings: Se
         assert await tracker.apply(provider, wrong) is refusal
         assert refusal in REFUSED
     assert sorted(await redis.keys(f"{settings.prefix}*")) == before
-    assert await redis.hlen(Keys(settings.prefix).reports(cid)) == 0
+    assert not await redis.keys(f"{Keys(settings.prefix).reports(cid)}*")
     # The same number written nationally or without "+" is the same number.
     for i, form in ((1, NUMBERS[1][1:]), (2, "0" + NUMBERS[2][3:]), (3, NUMBERS[3][3:])):
         assert await tracker.apply("cloudaten", named(cid, i, form, f"sid{i}")) is Applied.APPLIED

@@ -126,4 +126,4 @@ async def test_found_for_a_campaign_that_is_gone_writes_nothing(
     store = UnknownStore(redis, Keys(settings.prefix))
     result = Result(0, "+447900000000", Status.ACCEPTED, "m-1")
     assert await store.found("gone", "cloudaten", [result]) == 0
-    assert await redis.exists(Keys(settings.prefix).results("gone")) == 0
+    assert not await redis.keys(f"{Keys(settings.prefix).results('gone')}*")

@@ -2,27 +2,30 @@
 
 A campaign comes as one JSON document, or, for a big list, as ``multipart/form-data``: a
 ``campaign`` part (the JSON without recipients) then a ``recipients`` part (CSV, or JSON
-lines), which is read a piece at a time and validated as it arrives (intake.Builder), so the
-upload is never held whole. Nothing is written until the whole list has been read and found
-good: a bad row is a 422 naming its line, and the campaign does not exist.
+lines), which is read a piece at a time, validated and staged in Redis as it arrives
+(staging.py), so the upload is never held whole. The campaign appears only once the whole
+list has been read and found good: a bad row is a 422 naming its line, and what was staged
+is deleted. A repeated ``Idempotency-Key`` whose first enqueue is still going on is a 409.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
 
 import orjson
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from dispatcher.api.problems import Conflict
 from dispatcher.api.state import CLIENT, json_response
 from dispatcher.client import Client
 from dispatcher.estimate import estimate
-from dispatcher.intake import Builder, Prepared, prepare
-from dispatcher.model import Campaign, CampaignError, CampaignState
+from dispatcher.model import Campaign, CampaignError, CampaignState, Enqueued, Recipient
 from dispatcher.recipients_file import NdjsonReader, RecipientReader
+from dispatcher.staging import EnqueueInProgress
 
 #: Bytes read from an upload at a time (and validated in a worker thread meanwhile).
 PIECE = 256 * 1024
@@ -65,30 +68,35 @@ def _keyed(data: Any, request: web.Request) -> Any:
 async def create(request: web.Request) -> web.Response:
     client = _client(request)
     allow_empty = _flag(request, "allow_empty")
-    if request.content_type == "application/json":
-        data = _keyed(_decode(await request.read(), "campaign"), request)
-        campaign = Campaign.from_dict(data)
-        prepared = await asyncio.to_thread(prepare, campaign, client.settings)
-    elif request.content_type == "multipart/form-data":
-        prepared = await _upload(request, client)
-    else:
-        raise web.HTTPUnsupportedMediaType(
-            text="send application/json, or multipart/form-data with campaign and recipients"
-        )
-    answer = await client.submit(prepared, allow_empty=allow_empty)
+    try:
+        if request.content_type == "application/json":
+            data = _keyed(_decode(await request.read(), "campaign"), request)
+            answer = await client.enqueue(Campaign.from_dict(data), allow_empty=allow_empty)
+        elif request.content_type == "multipart/form-data":
+            answer = await _upload(request, client, allow_empty)
+        else:
+            raise web.HTTPUnsupportedMediaType(
+                text="send application/json, or multipart/form-data with campaign and recipients"
+            )
+    except EnqueueInProgress as exc:
+        raise Conflict(exc.message) from None
     return json_response(asdict(answer), status=200 if answer.existing else 201)
 
 
-async def _upload(request: web.Request, client: Client) -> Prepared:
+async def _upload(request: web.Request, client: Client, allow_empty: bool) -> Enqueued:
     try:
-        return await _read_upload(request, client)
+        return await _read_upload(request, client, allow_empty)
     except CampaignError:
         raise
+    except HttpProcessingError as exc:  # a part's headers are not HTTP (InvalidHeader)
+        raise CampaignError(
+            "multipart", f"a part's headers cannot be read ({exc.message})"
+        ) from None
     except ValueError as exc:  # aiohttp's word for a body that is not multipart as declared
         raise web.HTTPBadRequest(text=f"cannot read the multipart body ({exc})") from None
 
 
-async def _read_upload(request: web.Request, client: Client) -> Prepared:
+async def _read_upload(request: web.Request, client: Client, allow_empty: bool) -> Enqueued:
     parts = await request.multipart()
     part = await parts.next()
     if not isinstance(part, BodyPartReader) or part.name != "campaign":
@@ -104,7 +112,7 @@ async def _read_upload(request: web.Request, client: Client) -> Prepared:
             raise CampaignError("recipients", "give them in the 'recipients' part")
         data = {**data, "recipients": []}
     campaign = Campaign.from_dict(data)
-    builder = await asyncio.to_thread(Builder, campaign, client.settings)
+    staging = await asyncio.to_thread(client.staging, campaign)  # field errors raise here
     part = await parts.next()
     if not isinstance(part, BodyPartReader) or part.name != "recipients":
         raise CampaignError("recipients", "a 'recipients' part must follow 'campaign'")
@@ -114,18 +122,24 @@ async def _read_upload(request: web.Request, client: Client) -> Prepared:
     if not ndjson and content_type not in CSV_TYPES:
         raise CampaignError("recipients", f"CSV or JSON lines, not {content_type}")
     reader: RecipientReader | NdjsonReader = NdjsonReader(name) if ndjson else RecipientReader(name)
-    while chunk := await part.read_chunk(PIECE):
-        await asyncio.to_thread(_feed, builder, reader, chunk)
-    await asyncio.to_thread(_feed, builder, reader, None)
-    extra = await parts.next()
-    if extra is not None:
-        raise CampaignError("multipart", "only the parts campaign and recipients are read")
-    return await asyncio.to_thread(builder.finish)
+    async with staging:
+        if staging.existing is not None:  # a repeated Idempotency-Key: the list is not read
+            while await part.read_chunk(PIECE):
+                pass
+            return staging.existing
+        while chunk := await part.read_chunk(PIECE):
+            await staging.add(_read(reader, chunk))  # parsed and validated in a thread
+        await staging.add(_read(reader, None))
+        extra = await parts.next()
+        if extra is not None:
+            raise CampaignError("multipart", "only the parts campaign and recipients are read")
+        return await staging.publish(allow_empty=allow_empty)
 
 
-def _feed(builder: Builder, reader: RecipientReader | NdjsonReader, piece: bytes | None) -> None:
-    """Validate one piece of an upload (None: its end), off the event loop."""
-    builder.add(reader.feed(piece) if piece is not None else reader.close())
+def _read(reader: RecipientReader | NdjsonReader, piece: bytes | None) -> Iterator[Recipient]:
+    """The recipients of one piece of an upload (None: its end), parsed when iterated: in
+    the thread that validates them, off the event loop."""
+    yield from reader.feed(piece) if piece is not None else reader.close()
 
 
 async def listing(request: web.Request) -> web.Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +13,24 @@ import orjson
 from dispatcher.account_api import balance
 from dispatcher.config import Settings
 from dispatcher.estimate import estimate
-from dispatcher.model import Campaign, CampaignError
+from dispatcher.model import Campaign, CampaignError, Recipient
 from dispatcher.providers import CODECS
-from dispatcher.recipients_file import read_recipients
+from dispatcher.recipients_file import read_recipients, stream_recipients
 from dispatcher.runtime import run
 
 
-def campaign_from(args: argparse.Namespace) -> Campaign:
+def campaign_source(
+    args: argparse.Namespace,
+) -> tuple[Campaign, Iterator[Recipient | str] | None]:
+    """The campaign, and ``--recipients FILE`` as a stream that enqueue reads a piece at a
+    time (a file of millions is never held whole); a campaign file keeps its own list."""
+    if args.campaign_file or args.recipients is None:
+        return campaign_from(args), None
+    source = stream_recipients(args.recipients)  # opened now: a missing file fails first
+    return campaign_from(args, listed=False), source
+
+
+def campaign_from(args: argparse.Namespace, *, listed: bool = True) -> Campaign:
     if args.campaign_file:
         if args.provider or args.text or args.recipients:
             raise CampaignError("campaign_file", "give a file or --provider/--text/--recipients")
@@ -35,7 +47,7 @@ def campaign_from(args: argparse.Namespace) -> Campaign:
     return Campaign(
         provider=args.provider,
         text=args.text,
-        recipients=list(read_recipients(args.recipients)),
+        recipients=list(read_recipients(args.recipients)) if listed else [],
         account=args.account,
         signature=args.signature,
         name=args.name,
@@ -46,6 +58,7 @@ def campaign_from(args: argparse.Namespace) -> Campaign:
         lane=args.lane,
         check_balance=getattr(args, "check_balance", False),
         weight=args.weight,
+        retention_days=getattr(args, "retention_days", None),
     )
 
 

@@ -8,7 +8,7 @@ from dataclasses import asdict
 
 import orjson
 
-from dispatcher.cli.campaign import campaign_from
+from dispatcher.cli.campaign import campaign_source
 from dispatcher.cli.output import print_campaigns, print_status, write_results
 from dispatcher.client import Client, NothingToSend
 from dispatcher.config import Settings
@@ -18,6 +18,7 @@ from dispatcher.runtime import connect, ensure_reachable
 #: The commands :func:`client_command` runs.
 CLIENT_COMMANDS = frozenset(
     {"enqueue", "status", "results", "inbound", "campaigns", "pause", "resume", "cancel", "retry"}
+    | {"archive", "purge"}
 )
 
 
@@ -60,6 +61,10 @@ async def _run(client: Client, args: argparse.Namespace) -> int:
                 extra = f" (keyword {entry['keyword']})" if entry.get("keyword") else ""
                 print(f"{entry['provider']:<10} {entry['mobile']:<16} {entry['text']}{extra}")
         return 0
+    if cmd in ("archive", "purge"):
+        from dispatcher.cli.archive import retention_command
+
+        return await retention_command(client, args)
     if cmd == "retry":
         dead = await client.dead(args.campaign_id)
         n = await client.retry(args.campaign_id)
@@ -72,7 +77,8 @@ async def _run(client: Client, args: argparse.Namespace) -> int:
 
 async def _enqueue(client: Client, args: argparse.Namespace) -> int:
     try:
-        answer = await client.enqueue(campaign_from(args), allow_empty=args.allow_empty)
+        campaign, source = campaign_source(args)
+        answer = await client.enqueue(campaign, recipients=source, allow_empty=args.allow_empty)
     except NothingToSend as exc:
         raise CampaignError(exc.field, f"{exc.message}; use --allow-empty to enqueue it") from None
     if args.json:

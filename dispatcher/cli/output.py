@@ -33,6 +33,8 @@ def print_status(st: CampaignStatus, as_json: bool) -> None:
         )
     if st.reason:
         print(f"reason: {st.reason}")
+    if st.archived_at is not None:
+        print(f"archived: {iso_ms(st.archived_at)} (read from its archive file)")
 
 
 async def write_results(client: Client, campaign_id: str, as_csv: bool, output: str | None) -> int:

@@ -116,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--check-balance", action="store_true", help="refuse it if it costs more than the balance"
     )
     e.add_argument("--allow-empty", action="store_true", help="enqueue with no valid recipient")
+    e.add_argument(
+        "--retention-days", type=int, metavar="N",
+        help="days its records stay in Redis once it is done, then archived to a file "
+        "(0-3660; 0: at once; default: the retention_days setting, 30)",
+    )  # fmt: skip
 
     est = command("estimate", help="recipients, segments and cost, before sending")
     campaign_arguments(est)
@@ -154,6 +159,37 @@ def build_parser() -> argparse.ArgumentParser:
         ("retry", "send again what failed after every attempt"),
     ):
         command(name, help=text).add_argument("campaign_id")
+
+    a = command(
+        "archive",
+        help="archive campaigns past their retention now, or the ones named",
+        description=(
+            "Move campaigns from Redis to their archive file (archive_dir), as workers do "
+            "once a campaign has been done for its retention_days. Without ids: every "
+            "campaign due now. With ids: those, whatever their retention, if they are done "
+            "(or cancelled with every recipient recorded). status and results read an "
+            "archived campaign from its file."
+        ),
+    )
+    a.add_argument("campaign_ids", nargs="*", metavar="CAMPAIGN_ID")
+    a.add_argument(
+        "--force", action="store_true",
+        help="archive a named campaign that is not finished: what it has not sent is never "
+        "sent, and later reports are dropped",
+    )  # fmt: skip
+    pg = command(
+        "purge",
+        help="delete campaigns for good: keys, index entries and archive file",
+        description=(
+            "Delete campaigns for good (a data-protection request): their Redis keys, their "
+            "entries in the shared indexes and their archive file. Not touched: replies in "
+            "the inbound stream (which apps consume) and log lines naming the id."
+        ),
+    )
+    pg.add_argument("campaign_ids", nargs="+", metavar="CAMPAIGN_ID")
+    pg.add_argument(
+        "--force", action="store_true", help="purge a campaign that is not finished (running)"
+    )
 
     api = command("api", help="serve the HTTP API and the web console")
     api.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")

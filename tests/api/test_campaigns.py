@@ -4,6 +4,7 @@ the problems each mistake answers, listing with cursors, and pause, resume and c
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,6 +15,7 @@ from redis.asyncio import Redis
 
 from dispatcher.keys import Keys
 from tests.api.conftest import AUTH, Api, answer
+from tests.conftest import eventually
 
 NUMBERS = [f"+4479110{i:05d}" for i in range(25)]
 CAMPAIGN: dict[str, Any] = {"provider": "cloudaten", "text": "Hi <+B+>"}
@@ -266,6 +268,14 @@ async def test_the_campaign_part_comes_first(api: Api) -> None:
     assert_problem(*await upload(api, data), 422, "campaign")
 
 
+async def test_a_part_with_broken_headers_is_a_problem_naming_multipart(api: Api) -> None:
+    # A part header with control bytes is not HTTP: aiohttp raises InvalidHeader for it.
+    body = b'--xyz\r\nContent-Disposition: form-data; name="a\x02b"\r\n\r\nnull\r\n--xyz--\r\n'
+    headers = {**AUTH, "Content-Type": "multipart/form-data; boundary=xyz"}
+    status, problem = await answer(await api.post("/v1/campaigns", data=body, headers=headers))
+    assert_problem(status, problem, 422, "multipart")
+
+
 async def test_the_recipients_part_must_follow(api: Api) -> None:
     data = aiohttp.FormData()
     data.add_field("campaign", orjson.dumps(CAMPAIGN).decode(), content_type="application/json")
@@ -323,6 +333,41 @@ async def test_an_upload_takes_the_idempotency_key_header(api: Api) -> None:
     second_status, second = await send()
     assert (first_status, second_status) == (201, 200)
     assert second == {**first, "existing": True}
+
+
+async def test_a_key_whose_upload_is_still_streaming_is_a_409(
+    api: Api, redis: Redis, prefix: str
+) -> None:
+    """The first upload is staged as it streams; the same Idempotency-Key meanwhile is a
+    conflict (ask again later), and once the first is published, its answer."""
+    go_on = asyncio.Event()
+
+    async def slow() -> AsyncIterator[bytes]:
+        # The server reads ahead of what it hands out, and small writes wait in buffers:
+        # a big second piece (repeats) gets it to the recipients part, and staging.
+        yield "".join(f"{n}\n" for n in NUMBERS[:10]).encode()
+        yield "".join(f"{n}\n" for n in NUMBERS[10:20]).encode() * 2000
+        await go_on.wait()
+        yield "".join(f"{n}\n" for n in NUMBERS[20:]).encode()
+
+    headers = {**AUTH, "Idempotency-Key": "slow-1"}
+    first = asyncio.ensure_future(
+        api.post("/v1/campaigns", data=form(CAMPAIGN, slow()), headers=headers)
+    )
+    key = Keys(prefix).idempotency("slow-1")
+    await eventually(lambda: redis.exists(key), what="the first upload staging")
+    status, body = await create(
+        api, {**CAMPAIGN, "recipients": NUMBERS}, **{"Idempotency-Key": "slow-1"}
+    )
+    assert_problem(status, body, 409)
+    assert "in progress" in body["detail"]
+    go_on.set()
+    first_status, published = await answer(await first)
+    assert (first_status, published["valid"], published["duplicates"]) == (201, 25, 19_990)
+    status, again = await create(
+        api, {**CAMPAIGN, "recipients": NUMBERS}, **{"Idempotency-Key": "slow-1"}
+    )
+    assert (status, again) == (200, {**published, "existing": True})
 
 
 # --- listing and status ---

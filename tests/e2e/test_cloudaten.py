@@ -15,6 +15,7 @@ from dispatcher.client import Client
 from dispatcher.config import load_settings
 from dispatcher.keys import GROUP, Keys
 from dispatcher.model import Result, Status
+from dispatcher.rows import hmget
 from tests.e2e.conftest import System
 
 N = 5000
@@ -83,7 +84,8 @@ async def test_5000_recipients_one_result_each(
     st = await client.wait(cid, 120)
     assert st.sent and st.counts == {"accepted": N}
     check_exactly_one_result_each(await all_results(client, cid))
-    assert await redis.hlen(Keys(system.prefix).results(cid)) == N
+    stored = await hmget(redis, Keys(system.prefix).results(cid), range(N))
+    assert None not in stored and len(stored) == N
     stats = await mock_stats(system)
     assert (stats["accepted"], stats["uids_repeated"]) == (N, 0)
     status = orjson.loads(system.cli("status", cid, "--json").stdout)

@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 
 from dispatcher.client import Client
 from dispatcher.keys import Keys
+from dispatcher.rows import hmget
 from tests.conftest import all_providers, start_server, subprocess_env
 from tests.webhooks.support import SECRET, one_mobile_report, sent_campaign
 
@@ -84,5 +85,5 @@ async def test_2000_concurrent_pushes_are_each_applied_once(
     for cid in cids.values():
         status = await client.status(cid)
         assert status.finals == {"delivered": PER_PROVIDER} and status.done
-        assert await redis.hlen(k.reports(cid)) == PER_PROVIDER
-        assert set(await redis.hvals(k.state(cid))) == {b"3"}
+        assert None not in await hmget(redis, k.reports(cid), range(PER_PROVIDER))
+        assert set(await hmget(redis, k.state(cid), range(PER_PROVIDER))) == {b"3"}
