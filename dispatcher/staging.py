@@ -48,7 +48,7 @@ from dispatcher.config import Settings
 from dispatcher.errors import DispatcherError
 from dispatcher.intake import Batch, Builder, Prepared
 from dispatcher.model import Campaign, CampaignError, CampaignState, Enqueued, Status
-from dispatcher.staging_lua import PERSIST, RELEASE, STAGING, WRITE, write_call
+from dispatcher.staging_lua import EXTEND, PERSIST, RELEASE, STAGING, WRITE, write_call
 from dispatcher.store import (
     ENQUEUE_ADMITS,
     EVENTS_MAXLEN,
@@ -116,6 +116,7 @@ class Staging:
         self._release = self.redis.register_script(RELEASE)
         self._write = self.redis.register_script(WRITE)
         self._persist = self.redis.register_script(PERSIST)
+        self._extend = self.redis.register_script(EXTEND)
 
     async def __aenter__(self) -> Staging:
         await self.open()
@@ -163,7 +164,9 @@ class Staging:
 
     async def _claim(self, idem: str) -> Enqueued | None:
         for _ in range(CLAIM_TRIES):
-            if await self.redis.set(idem, self.cid, nx=True, ex=self.idem_ttl):
+            # Held for the staging TTL (renewed with the staged keys): a crashed enqueue
+            # leaves no key behind; publication gives it idempotency_ttl_seconds.
+            if await self.redis.set(idem, self.cid, nx=True, ex=self.ttl):
                 self._holds_idem = True
                 return None
             holder = as_str(await self.redis.get(idem))
@@ -179,7 +182,7 @@ class Staging:
                     if as_str(await pipe.get(idem)) != holder:
                         continue
                     pipe.multi()  # type: ignore[no-untyped-call]
-                    pipe.set(idem, self.cid, ex=self.idem_ttl)
+                    pipe.set(idem, self.cid, ex=self.ttl)
                     await pipe.execute()
                 except WatchError:
                     continue
@@ -239,6 +242,8 @@ class Staging:
                 self._buckets.extend(bytes(n + 1 - len(self._buckets)))
             self._buckets[n] = 1
         if renew_all:
+            if self._holds_idem and self.idem is not None:
+                await self._extend(keys=[self.idem], args=[cid, ttl])
             self._renewed = time.monotonic()
 
     def bucket_keys(self) -> list[str]:

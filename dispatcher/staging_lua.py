@@ -39,6 +39,12 @@ for _, key in ipairs(KEYS) do redis.call('PERSIST', key) end
 return #KEYS
 """
 
+#: KEYS[1]: the idempotency key; ARGV: cid, ttl. Renew it while this enqueue holds it.
+EXTEND = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
 RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
