@@ -91,29 +91,46 @@ async def run(rig: Rig, n: int) -> dict[str, Any]:
     return stages
 
 
-def baseline(ref: str, n: int) -> dict[str, Any] | None:
-    """This benchmark's figures on the code of ``ref``, run in a temporary git worktree
-    (its own processes import that code: its folder comes first on their path)."""
-    with tempfile.TemporaryDirectory(prefix="dispatcher-baseline-") as tmp:
-        tree = Path(tmp) / "tree"
-        add = ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), ref]
+class Baseline:
+    """This benchmark on the code of ``ref``, in a temporary git worktree (its own
+    processes import that code: its folder comes first on their path). It runs beside this
+    one, on its own Redis server: only bytes are compared, and the two halves of a
+    million-recipient run take some twenty minutes each."""
+
+    def __init__(self, ref: str, n: int) -> None:
+        self.ref = ref
+        self._tmp = tempfile.TemporaryDirectory(prefix="dispatcher-baseline-")
+        self.tree = Path(self._tmp.name) / "tree"
+        self.process: subprocess.Popen[bytes] | None = None
+        add = ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(self.tree), ref]
         if subprocess.run(add, capture_output=True, text=True, check=False).returncode:
             print(f"baseline {ref[:12]} is not in this clone: no side-by-side figure")
-            return None
+            return
+        # This very benchmark (same numbers, same sizing) on that commit's code.
+        (self.tree / "benchmarks" / "bench_storage.py").write_bytes(Path(__file__).read_bytes())
+        # Its run must not start a baseline of its own.
+        env = {**os.environ, "PYTHONPATH": str(self.tree), "BENCH_STORAGE_NO_BASELINE": "1"}
+        cmd = [sys.executable, "-m", "benchmarks.bench_storage", "--recipients", str(n)]
+        print(f"baseline: the same run on {ref[:12]}, alongside …", flush=True)
+        self.process = subprocess.Popen(cmd, cwd=self.tree, env=env, stdout=subprocess.DEVNULL)
+
+    def result(self) -> dict[str, Any] | None:
+        """Its figures, once it is done (None if it could not run)."""
         try:
-            # This very benchmark (same numbers, same sizing) on that commit's code.
-            (tree / "benchmarks" / "bench_storage.py").write_bytes(Path(__file__).read_bytes())
-            # Its run must not start a baseline of its own.
-            env = {**os.environ, "PYTHONPATH": str(tree), "BENCH_STORAGE_NO_BASELINE": "1"}
-            cmd = [sys.executable, "-m", "benchmarks.bench_storage", "--recipients", str(n)]
-            print(f"baseline: the same run on {ref[:12]} …", flush=True)
-            subprocess.run(cmd, cwd=tree, env=env, check=True,
-                           stdout=subprocess.DEVNULL, timeout=TIME_LIMIT_S * 2)  # fmt: skip
-            found = sorted((tree / "benchmarks" / "results").glob("storage-*.json"))
+            if self.process is None or self.process.wait(TIME_LIMIT_S * 2):
+                return None
+            found = sorted((self.tree / "benchmarks" / "results").glob("storage-*.json"))
             return orjson.loads(found[-1].read_bytes()) if found else None
         finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
-                           check=False, capture_output=True)  # fmt: skip
+            self.close()
+
+    def close(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(self.tree)],
+                       check=False, capture_output=True)  # fmt: skip
+        self._tmp.cleanup()
 
 
 def main() -> int:
@@ -123,6 +140,20 @@ def main() -> int:
     p.add_argument("--no-baseline", action="store_true", help="measure this code only")
     args = p.parse_args()
     n = args.recipients
+    skip = args.no_baseline or os.environ.get("BENCH_STORAGE_NO_BASELINE")
+    side = None if skip else Baseline(args.baseline, n)
+    try:
+        stages = measure(n)
+        before = side.result() if side is not None else None
+    finally:
+        if side is not None:
+            side.close()
+    report(n, stages, before, args.baseline)
+    return 0
+
+
+def measure(n: int) -> dict[str, Any]:
+    """This code's figures."""
     with tempfile.TemporaryDirectory(prefix="dispatcher-storage-") as tmp:
         rig = Rig(Path(tmp), {"cloudaten": {"rate_per_second": 1_000_000, "chunk_size": 100}})
         try:
@@ -130,9 +161,12 @@ def main() -> int:
             callback = f"{rig.hooks_url}/hooks/{SECRET}/cloudaten/dlr"
             settings = {"rate_per_second": 1_000_000, "chunk_size": 100, "callback_url": callback}
             rig.write_config({"cloudaten": settings}, {})
-            stages = uvloop.run(run(rig, n))
+            return uvloop.run(run(rig, n))
         finally:
             rig.close()
+
+
+def report(n: int, stages: dict[str, Any], before: dict[str, Any] | None, ref: str) -> None:
     print(f"\n{n:,} recipients, Cloud Aten, reports pushed")
     print(f"{'stage':<10}{'used_memory/recipient':>24}{'keys/recipient':>17}")
     for name, s in stages.items():
@@ -140,11 +174,9 @@ def main() -> int:
     print("largest key kinds after reports (bytes/recipient):")
     for kind, size in list(stages["reported"]["by_kind"].items())[:8]:
         print(f"  {kind:<28}{size / n:>8.1f}")
-    skip = args.no_baseline or os.environ.get("BENCH_STORAGE_NO_BASELINE")
-    before = None if skip else baseline(args.baseline, n)
     ratios: dict[str, float] = {}
     if before is not None:
-        print(f"\nside by side with {args.baseline[:12]} (this / baseline, used_memory):")
+        print(f"\nside by side with {ref[:12]} (this / baseline, used_memory):")
         for name, s in stages.items():
             old = before["stages"][name]["used_memory_delta"]
             ratios[name] = s["used_memory_delta"] / old if old else float("nan")
@@ -154,14 +186,13 @@ def main() -> int:
         "benchmark": "storage",
         "recipients": n,
         "stages": stages,
-        "baseline": None if before is None else {"ref": args.baseline, "stages": before["stages"]},
+        "baseline": None if before is None else {"ref": ref, "stages": before["stages"]},
         "ratios": ratios,
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     print(f"written to {save('storage', summary)}")
-    return 0
 
 
 if __name__ == "__main__":

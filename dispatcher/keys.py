@@ -25,7 +25,8 @@ key                        type    holds
                                    numbers, campaigns scheduled to start later
 ``rate:<provider>:<acct>`` string  the account's GCRA arrival time, shared by all processes
 ``throttle:<p>:<a>:<key>`` string  a per-key spacing (one voice call per number per 30 s)
-``{cid}:meta``             hash    the campaign: provider, account, text, counters, state,
+``{cid}:meta``             hash    the campaign: provider, account, text, counters (with
+                                   ``parked_ever``, every park of unknown fate), state,
                                    ``done_at`` once finished (retention.py); only
                                    ``state=staging`` while an enqueue streams, when
                                    every ``{cid}`` key written has a TTL (staging.py)
@@ -58,8 +59,9 @@ key                        type    holds
 ``unknown:<list>:<acct>``  zset    campaigns with parked recipients, scored by the earliest
                                    time (ms) one of them expires
 ``unknownscan:<l>:<acct>`` hash    the account's shared list scan in progress (reconcile.py)
-``msgidx:<provider>``      hash    provider message id → ``cid.index``, for reports that name
-                                   only the message (list APIs, Smsclouds)
+``msgidx:<prov>:<shard>``  hash    provider message id → ``cid.index``, for reports that name
+                                   only the message (list APIs, Smsclouds), in 16,384 shards
+                                   by a CRC-32 of the id: small listpacks (msgindex.py)
 ``open:<provider>:<acct>`` zset    campaigns with messages a list API may still update
 ``batches:<prov>:<acct>``  zset    ``batch|cid|chunk`` (:func:`batch_member`) of Smsclouds
                                    campaigns to poll
@@ -205,8 +207,9 @@ class Keys:
     def finals(self, cid: str) -> str:
         return f"{self.prefix}{{{cid}}}:finals"
 
-    def message_index(self, provider: str) -> str:
-        return f"{self.prefix}msgidx:{provider}"
+    def message_index(self, provider: str, shard: int) -> str:
+        """One shard of the provider's message index (msgindex.py picks it)."""
+        return f"{self.prefix}msgidx:{provider}:{shard}"
 
     @staticmethod
     def listed(provider: str, kind: str) -> str:

@@ -27,6 +27,7 @@ from dispatcher.keys import DEFAULT_LANE, GROUP, LANES, Keys, batch_member
 from dispatcher.lua import MEMBERS, script
 from dispatcher.meta import CampaignMeta
 from dispatcher.model import Result
+from dispatcher.msgindex import MessageIndex, ref
 from dispatcher.providers.base import ChunkRecipient
 from dispatcher.rows import hmget, pack_row
 from dispatcher.settle import RECORD, RecordArgs, RecordKeys, Settle
@@ -135,6 +136,7 @@ class Queue:
         self.consumer = consumer
         self.streams = list(streams)
         self._record = redis.register_script(RECORD)
+        self.index = MessageIndex(redis, keys)
         self._extend = redis.register_script(_EXTEND)
         self._promote = redis.register_script(_PROMOTE)
         self._claim_cursor = dict.fromkeys(self.streams, "0-0")
@@ -261,7 +263,7 @@ class Queue:
         parks: Sequence[Park] = (),
     ) -> Recorded:
         """Write ``results``, park ``parks`` and settle the entry per ``mode``, atomically
-        (settle.RECORD).
+        (settle.RECORD), after indexing the message ids (msgindex.py).
 
         ``track`` says what a later poll needs: message ids to index, the campaign to list
         as open, the provider's batch ids; and the account, whose rate a finished chunk
@@ -273,13 +275,10 @@ class Queue:
         account = track.account if track else "-"
         listed = k.listed(provider, track.kind if track else "sms")
         accepted = [r for r in results if r.status == "accepted"]
-        mids = (
-            b"\n".join(
-                b"%s\t%d" % (r.message_id.encode(), r.index) for r in accepted if r.message_id
+        if track and track.index_messages:  # before the results: see msgindex.py
+            await self.index.add(
+                provider, {r.message_id: ref(cid, r.index) for r in accepted if r.message_id}
             )
-            if track and track.index_messages
-            else b""
-        )
         batches = {batch_member(r.batch_id, cid, lease.chunk) for r in accepted if r.batch_id}
         args = RecordArgs(
             group=GROUP,
@@ -293,7 +292,6 @@ class Queue:
             rows=b"\n".join(
                 b"%d\t%s\t%s" % (r.index, r.status.encode(), pack_row(r)) for r in results
             ),
-            mids=mids,
             list_open="1" if track and track.list_open and accepted else "",
             batch_lines="\n".join(sorted(batches)) if track else "",
             dead_lines="\n".join(f"{r.index}\t{r.error_code or ''}: {r.error or ''}" for r in dead),
@@ -312,7 +310,6 @@ class Queue:
             delayed=k.delayed_for(lease.stream),
             state=k.state(cid),
             finals=k.finals(cid),
-            msgidx=k.message_index(provider),
             open=k.open(listed, account),
             batches=k.batches(listed, account),
             dead=k.dead(cid),

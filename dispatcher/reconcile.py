@@ -149,8 +149,8 @@ class Reconciler:
         if not records or not any(parked.values()):
             return 0
         k = self.keys
-        known = await self.redis.hmget(
-            k.message_index(provider), [r.report.message_id or "" for r in records]
+        known = await self.tracker.index.get_many(
+            provider, [r.report.message_id or "" for r in records]
         )
         wanted: dict[str, list[tuple[str, Park, str, str]]] = defaultdict(list)
         for cid, parks in parked.items():

@@ -72,12 +72,11 @@ class Responses:
         body = codec.replies_request(batches)
         replies = codec.parse_replies(await self.post(provider, account, codec.replies_path, body))
         asked = set(batches)
-        index = self.keys.message_index(provider)
         for reply in replies:
             if reply.batch not in asked:
                 continue  # not one we asked about: not ours to store
-            ref = await self.redis.hget(index, reply.message_id)
-            number = await self._number(as_str(ref)) if ref else None
+            found = await self.tracker.index.get(provider, reply.message_id)
+            number = await self._number(*found) if found else None
             if number is None:
                 tally["not_indexed"] += 1  # comes again with the next call
                 continue
@@ -91,12 +90,11 @@ class Responses:
             tally["stored" if await self.tracker.add_inbound(message) else "repeated"] += 1
         return tally
 
-    async def _number(self, ref: str) -> str | None:
-        """The number a recipient (``cid.index``) with a send result was sent to."""
-        cid, _, index = ref.rpartition(".")
-        if await self.redis.hget(*bucket(self.keys.results(cid), int(index))) is None:
+    async def _number(self, cid: str, index: int) -> str | None:
+        """The number a recipient with a send result was sent to."""
+        if await self.redis.hget(*bucket(self.keys.results(cid), index)) is None:
             return None
-        return await self.tracker.sent_to(cid, int(index))
+        return await self.tracker.sent_to(cid, index)
 
     async def _prune(self, key: str, members: list[str]) -> list[str]:
         """The members still worth asking for: their campaign exists and is young enough."""

@@ -54,6 +54,7 @@ from dispatcher.config import Settings
 from dispatcher.errors import DispatcherError
 from dispatcher.keys import DEFAULT_LANE, Keys, parse_batch_member
 from dispatcher.model import CampaignState
+from dispatcher.msgindex import MessageIndex
 from dispatcher.store import REDIS_ERRORS, Store, as_str, now_ms
 
 log = logging.getLogger("dispatcher.retention")
@@ -70,18 +71,6 @@ SWEEP_ERRORS: tuple[type[BaseException], ...] = (*REDIS_ERRORS, DispatcherError)
 #: What must not change while an archive is written (else it is written again later).
 COUNTERS = ("total", "recorded", "final", "state")
 
-_FORGET_MESSAGES = """
--- KEYS[1]: msgidx; ARGV[1]: cid; ARGV[2..]: message ids. Forget those still naming it.
-local prefix, n = ARGV[1] .. '.', 0
-for i = 2, #ARGV do
-  local ref = redis.call('HGET', KEYS[1], ARGV[i])
-  if ref and string.sub(ref, 1, #prefix) == prefix then
-    redis.call('HDEL', KEYS[1], ARGV[i])
-    n = n + 1
-  end
-end
-return n
-"""
 _DELETE_IF = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -145,7 +134,7 @@ class Retention:
         own = store.archive if store is not None else None
         self.archive = own or Archive(settings.archive_dir, settings.prefix)
         self.store = store if store is not None else Store(redis, self.keys, archive=self.archive)
-        self._forget_messages = redis.register_script(_FORGET_MESSAGES)
+        self.index = MessageIndex(redis, self.keys)
         self._delete_if = redis.register_script(_DELETE_IF)
         self._extend_if = redis.register_script(_EXTEND_IF)
         self._stamp = redis.register_script(_STAMP)
@@ -307,10 +296,10 @@ class Retention:
         async for mid in message_ids:
             batch.append(mid)
             if len(batch) >= SCAN_COUNT:
-                await self._forget_messages(keys=[k.message_index(provider)], args=[cid, *batch])
+                await self.index.forget(provider, cid, batch)
                 batch = []
         if batch:
-            await self._forget_messages(keys=[k.message_index(provider)], args=[cid, *batch])
+            await self.index.forget(provider, cid, batch)
         for listed in sorted({provider, k.listed(provider, meta.get("kind") or "sms")}):
             await self.redis.zrem(k.open(listed, account), cid)
             await self.redis.zrem(k.unknown(listed, account), cid)

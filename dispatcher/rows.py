@@ -8,11 +8,13 @@ with field ``index % BUCKET``: a hash that small with short values is stored as 
 a few bytes of overhead per field (Redis' memory-optimisation guide). Every bucket shares
 the campaign's ``{cid}`` hash tag, so a script still touches one Cluster slot.
 
-The values are compact too: a result row leaves out the number when the recipient's chunk
-holds it (every recipient but an invalid one) and its trailing empty fields; a report
-leaves out the provider's status word when it is the status itself. Rows of at most 64
-bytes keep a bucket a listpack under Redis' default ``hash-max-listpack-value``; a longer
-one (a provider's very long message id) only turns its own bucket into a hashtable.
+The values are compact too: a status letter and ``|``-separated fields rather than JSON
+(JSON only when a text holds a ``|``, a tab or a newline; a reader tells it by its ``[``,
+which also reads rows written before). A result row leaves out the number when the
+recipient's chunk holds it (every recipient but an invalid one) and its trailing empty
+fields; a report leaves out what repeats another field. Rows of at most 64 bytes keep a
+bucket a listpack under Redis' default ``hash-max-listpack-value``; a longer one (a
+provider's very long message id) only turns its own bucket into a hashtable.
 
 Python reads and writes through the functions here; the Lua scripts through
 :data:`LUA_BUCKETS` (``bucket(base, index)`` gives the key and field).
@@ -35,6 +37,7 @@ __all__ = [
     "bucket",
     "bucket_keys",
     "hmget",
+    "hmget_many",
     "hset",
     "pack_report",
     "pack_row",
@@ -74,17 +77,29 @@ def _by_bucket(base: str, indexes: Iterable[int]) -> dict[str, list[tuple[int, s
 async def hmget(redis: Any, base: str, indexes: Sequence[int]) -> list[bytes | None]:
     """The values of ``indexes`` (None where a recipient has none), one HMGET per bucket
     in one pipeline."""
+    return (await hmget_many(redis, [base], indexes))[0]
+
+
+async def hmget_many(
+    redis: Any, bases: Sequence[str], indexes: Sequence[int]
+) -> list[list[bytes | None]]:
+    """:func:`hmget` of the same ``indexes`` under each of ``bases`` (a campaign's results
+    and reports, say), all in one pipeline: one round trip."""
     if not indexes:
-        return []
-    grouped = _by_bucket(base, indexes)
+        return [[] for _ in bases]
+    groups = [_by_bucket(base, indexes) for base in bases]
     async with redis.pipeline(transaction=False) as pipe:
-        for key, fields in grouped.items():
-            pipe.hmget(key, [f for _, f in fields])
-        answers = await pipe.execute()
-    out: list[bytes | None] = [None] * len(indexes)
-    for fields, values in zip(grouped.values(), answers, strict=True):
-        for (at, _field), value in zip(fields, values, strict=True):
-            out[at] = value
+        for grouped in groups:
+            for key, fields in grouped.items():
+                pipe.hmget(key, [f for _, f in fields])
+        answers = iter(await pipe.execute())
+    out: list[list[bytes | None]] = []
+    for grouped in groups:
+        values: list[bytes | None] = [None] * len(indexes)
+        for fields in grouped.values():
+            for (at, _field), value in zip(fields, next(answers), strict=True):
+                values[at] = value
+        out.append(values)
     return out
 
 
@@ -104,50 +119,130 @@ def _trimmed(values: list[Any]) -> list[Any]:
     return values
 
 
+#: One letter per status, the first of a compact value (model.Status).
+CODES: dict[str, str] = {
+    "pending": "p", "invalid": "i", "accepted": "a", "sent": "s", "delivered": "d",
+    "undelivered": "u", "expired": "e", "rejected": "r", "failed": "f", "submitted": "b",
+    "cancelled": "c",
+}  # fmt: skip
+STATUSES = {code: status for status, code in CODES.items()}
+SAME = "="  # a report's field that repeats another: raw is the status, error is its code
+_UNSAFE = frozenset("|\t\n")
+
+
+def _compact(code: str, fields: list[Any], marks: Sequence[int] = ()) -> bytes | None:
+    """``code`` then the fields joined by ``|``, trailing empty ones left out; None when a
+    field cannot be written so (a text with ``|``, a tab or a newline, an empty text or a
+    bare ``=``): the caller writes JSON instead, which a reader tells by its ``[``. The
+    fields at ``marks`` are :data:`SAME` marks, written as they are."""
+    out: list[str] = []
+    for at, value in enumerate(fields):
+        if at in marks:
+            out.append(SAME)
+        elif value is None:
+            out.append("")
+        elif isinstance(value, str):
+            if not value or value == SAME or not _UNSAFE.isdisjoint(value):
+                return None
+            out.append(value)
+        elif isinstance(value, bool):
+            return None
+        else:
+            out.append(repr(value) if isinstance(value, float) else str(value))
+    while out and not out[-1]:
+        out.pop()
+    return (code + "|".join(out)).encode()
+
+
+def _text(value: str) -> str | None:
+    return value or None
+
+
+def _int(value: str) -> int | None:
+    return int(value) if value else None
+
+
+def _float(value: str) -> float | None:
+    return float(value) if value else None
+
+
 def pack_row(result: Result, *, with_number: bool = False) -> bytes:
-    """A result as stored: ``[status, message_id, error_code, error, segments, price,
-    sent_at, batch_id, number]`` without its trailing nulls. The number is kept only
-    ``with_number`` (an invalid recipient, which no chunk holds)."""
-    return orjson.dumps(
-        _trimmed(
-            [
-                result.status,
-                result.message_id,
-                result.error_code,
-                result.error,
-                result.segments,
-                result.price,
-                result.sent_at,
-                result.batch_id,
-                result.number if with_number else None,
-            ]
-        )
-    )
+    """A result as stored: its status letter (:data:`CODES`), then ``message_id|error_code|
+    error|segments|price|sent_at|batch_id|number`` without the trailing empty ones, e.g.
+    ``a3321910441|||1||1764475000123``: some 30 bytes where a JSON list took 55. The number
+    is kept only ``with_number`` (an invalid recipient, which no chunk holds). A result
+    whose text fields cannot be written so is stored as a JSON list, in the same order."""
+    r = result
+    fields = [r.message_id, r.error_code, r.error, r.segments, r.price, r.sent_at, r.batch_id,
+              r.number if with_number else None]  # fmt: skip
+    code = CODES.get(r.status)
+    packed = _compact(code, fields) if code else None
+    return packed if packed is not None else orjson.dumps(_trimmed([r.status, *fields]))
 
 
 def unpack_row(index: int, number: str | None, blob: bytes) -> Result:
     """The result :func:`pack_row` wrote; ``number`` is the chunk's (None: the row's)."""
-    fields = orjson.loads(blob)
-    fields += [None] * (9 - len(fields))
-    status, mid, code, error, segments, price, sent_at, batch, own = fields
+    if blob[:1] == b"[":
+        fields = orjson.loads(blob)
+        fields += [None] * (9 - len(fields))
+        status, mid, code, error, segments, price, sent_at, batch, own = fields
+    else:
+        text = blob.decode()
+        parts = text[1:].split("|")
+        parts += [""] * (8 - len(parts))
+        status = STATUSES[text[0]]
+        mid, code, error, batch, own = (_text(parts[i]) for i in (0, 1, 2, 6, 7))
+        segments, price, sent_at = _int(parts[3]), _float(parts[4]), _int(parts[5])
     return Result(
         index, number or own or "", status, mid, code, error, segments, price, sent_at, batch
     )
 
 
-def pack_report(report: Report) -> bytes:
-    """A delivery report as stored: ``[status, raw, error_code, error, at, message_id]``
-    without trailing nulls; ``raw`` is ``true`` when it is the status word itself."""
+def pack_report(report: Report, *, sent_id: str | None = None) -> bytes:
+    """A delivery report as stored: its status letter, then ``raw|error_code|error|at|
+    message_id`` without the trailing empty ones (JSON, ``[status, raw, …]``, when that
+    cannot be written, as :func:`pack_row`). What repeats another field is left out, which
+    keeps a report well under the 64 bytes of a listpack value: ``raw`` is ``=`` when it
+    is the status word itself, ``error`` is ``=`` when it is the error code itself, and
+    the message id is left out when it is ``sent_id``, the one the send result holds (a
+    report whose recipient has no result yet keeps its own: unknown.py settles with it)."""
     r = report
-    raw: Any = True if r.raw_status == r.status else r.raw_status
-    return orjson.dumps(_trimmed([r.status, raw, r.error_code, r.error, r.at, r.message_id]))
+    same_raw = r.raw_status == r.status
+    same_error = r.error is not None and r.error == r.error_code
+    mid = None if r.message_id == sent_id else r.message_id
+    code = CODES.get(r.status)
+    if code:
+        marks = [at for at, same in ((0, same_raw), (2, same_error)) if same]
+        packed = _compact(code, [r.raw_status, r.error_code, r.error, r.at, mid], marks)
+        if packed is not None:
+            return packed
+    raw: Any = True if same_raw else r.raw_status
+    error: Any = True if same_error else r.error
+    return orjson.dumps(_trimmed([r.status, raw, r.error_code, error, r.at, mid]))
 
 
 def report_fields(
     blob: bytes,
 ) -> tuple[str, str | None, str | None, str | None, int | None, str | None]:
-    """``(status, raw, error_code, error, at, message_id)`` of :func:`pack_report`."""
-    fields = orjson.loads(blob)
-    fields += [None] * (6 - len(fields))
-    status, raw, code, error, at, mid = fields[:6]
-    return status, status if raw is True else raw, code, error, at, mid
+    """``(status, raw, error_code, error, at, message_id)`` of :func:`pack_report`; the
+    message id is None when it is the send result's."""
+    if blob[:1] == b"[":
+        fields = orjson.loads(blob)
+        fields += [None] * (6 - len(fields))
+        status, raw, code, error, at, mid = fields[:6]
+        return (
+            status,
+            status if raw is True else raw,
+            code,
+            code if error is True else error,
+            at,
+            mid,
+        )
+    text = blob.decode()
+    parts = text[1:].split("|")
+    parts += [""] * (5 - len(parts))
+    status = STATUSES[text[0]]
+    raw = status if parts[0] == SAME else parts[0]
+    code = _text(parts[1])
+    error = code if parts[2] == SAME else _text(parts[2])
+    return status, raw, code, error, _int(parts[3]), _text(parts[4])

@@ -40,7 +40,6 @@ class RecordKeys(NamedTuple):
     delayed: str
     state: str
     finals: str
-    msgidx: str
     open: str
     batches: str
     dead: str
@@ -64,7 +63,6 @@ class RecordArgs(NamedTuple):
     reason: str  # with hold: pause the campaign for this reason
     delay: int  # ms, with delay
     rows: bytes  # index<TAB>status<TAB>row json lines
-    mids: bytes  # message id<TAB>index lines, for the message index
     list_open: str  # "1": list the campaign as open to its list API
     batch_lines: str  # batch|cid|chunk lines (keys.batch_member)
     dead_lines: str  # index<TAB>why lines: the dead-letter list
@@ -97,9 +95,6 @@ if mode == 'hold' and reason == '' and redis.call('HGET', meta, 'state') ~= 'pau
 end
 local new, final_new = write_rows(rows, {results=results, counts=counts, meta=meta,
   state=state, finals=finals, parked=parked})
-for mid, index in string.gmatch(mids, '([^\t\n]+)\t([^\n]+)') do
-  redis.call('HSET', msgidx, mid, cid .. '.' .. index)
-end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if list_open == '1' then redis.call('ZADD', open, 'NX', now, cid) end
@@ -121,7 +116,10 @@ if lost == 0 then
       n = n + 1
     end
   end
-  if n > 0 then redis.call('ZADD', unknown, 'LT', park_score, cid) end
+  if n > 0 then
+    redis.call('HINCRBY', meta, 'parked_ever', n)  -- a running total: never goes down
+    redis.call('ZADD', unknown, 'LT', park_score, cid)
+  end
 end
 if mode ~= 'keep' then
   redis.call('XACK', stream, group, id)

@@ -204,8 +204,9 @@ class Store:
             if not members:
                 continue
             indexes = [m[0] for m in members]
-            found = await rows.hmget(self.redis, k.results(cid), indexes)
-            reports = await rows.hmget(self.redis, k.reports(cid), indexes)
+            found, reports = await rows.hmget_many(
+                self.redis, [k.results(cid), k.reports(cid)], indexes
+            )
             for member, row, report in zip(members, found, reports, strict=True):
                 for r in await invalid_upto(member[0]):
                     yield r

@@ -31,6 +31,7 @@ from redis.asyncio import Redis
 from dispatcher.keys import Keys
 from dispatcher.lua import script
 from dispatcher.model import Result, Status, rank
+from dispatcher.msgindex import ref
 from dispatcher.providers.base import Inbound, Report
 from dispatcher.providers.common import same_number
 from dispatcher.rows import LUA_BUCKETS, bucket, pack_report, unpack_row
@@ -116,6 +117,7 @@ class Target:
     cid: str
     index: int
     number: str
+    sent_id: str | None = None  # the message id of its send result, if it has one
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +140,7 @@ class Tracker:
         self.redis = redis
         self.keys = keys
         self.unknown = UnknownStore(redis, keys)
+        self.index = self.unknown.index
         self._apply = redis.register_script(_APPLY)
         self._chunks: OrderedDict[tuple[str, int], _Chunk] = OrderedDict()
         self._chunk_cache = chunk_cache
@@ -216,10 +219,7 @@ class Tracker:
             index = found.by_number.get(report.number)
             return (report.campaign_id, index) if index is not None else None
         if report.message_id:
-            ref = await self.redis.hget(self.keys.message_index(provider), report.message_id)
-            if ref:
-                cid, _, position = as_str(ref).rpartition(".")
-                return cid, int(position)
+            return await self.index.get(provider, report.message_id)
         return None
 
     async def check(self, provider: str, report: Report) -> Target | Applied:
@@ -273,7 +273,7 @@ class Tracker:
             return Applied.WRONG_NUMBER
         if report.message_id and sent_id and report.message_id != str(sent_id):
             return Applied.WRONG_MESSAGE
-        return Target(cid, index, number)
+        return Target(cid, index, number, str(sent_id) if sent_id else None)
 
     async def write(
         self, provider: str, report: Report, target: Target, *, index_message: bool = False
@@ -283,8 +283,8 @@ class Tracker:
         cid, index = target.cid, target.index
         k = self.keys
         if index_message and report.message_id:
-            await self.redis.hset(k.message_index(provider), report.message_id, f"{cid}.{index}")
-        blob = pack_report(report)
+            await self.index.add(provider, {report.message_id: ref(cid, index)})
+        blob = pack_report(report, sent_id=target.sent_id)
         keys = ApplyKeys(
             meta=k.meta(cid), state=k.state(cid), reports=k.reports(cid), finals=k.finals(cid),
             events=k.events, parked=k.parked(cid),
@@ -321,14 +321,13 @@ class Tracker:
         if the message names one of ours that was sent to another number."""
         if not message.message_id:
             return "", None
-        index = self.keys.message_index(message.provider)
-        ref = as_str(await self.redis.hget(index, message.message_id))
-        cid, _, position = ref.rpartition(".")
-        if not cid:
+        found = await self.index.get(message.provider, message.message_id)
+        if found is None:
             return "", None
+        cid, position = found
         named = Report(
             Status.SENT, "", message_id=message.message_id, campaign_id=cid,
-            index=int(position), number=message.mobile,
+            index=position, number=message.mobile,
         )  # fmt: skip
         target = await self.check(message.provider, named)
         if isinstance(target, Applied):

@@ -41,6 +41,7 @@ from dispatcher.config import ConfigError, ProviderSettings, Settings
 from dispatcher.keys import DEFAULT_LANE, Keys
 from dispatcher.lua import MEMBERS, PROGRESS, WRITE_ROWS, script
 from dispatcher.model import Result, Status
+from dispatcher.msgindex import MessageIndex, ref
 from dispatcher.rows import hmget, pack_row, report_fields
 from dispatcher.store import announce, as_str
 
@@ -146,12 +147,12 @@ class FoundKeys(NamedTuple):
     state: str
     finals: str
     parked: str
-    msgidx: str
     events: str
 
 
-#: ARGV: cid, rows (``index<TAB>status<TAB>row`` lines), mids (``mid<TAB>index`` lines).
-#: Only recipients still parked are written. Returns {how many, store.SENT/DONE flags}.
+#: ARGV: cid, rows (``index<TAB>status<TAB>row`` lines). Only recipients still parked are
+#: written (their message ids are indexed before: msgindex.py). Returns {how many,
+#: store.SENT/DONE flags}.
 _FOUND = script(
     """
 if redis.call('EXISTS', meta) == 0 then return {0, 0} end  -- gone: nothing written
@@ -162,12 +163,6 @@ for line in string.gmatch(ARGV[2], '[^\\n]+') do
 end
 local new, final_new = write_rows(table.concat(keep, '\\n'), {results=results, counts=counts,
   meta=meta, state=state, finals=finals, parked=parked})
-for mid, index in string.gmatch(ARGV[3], '([^\\t\\n]+)\\t([^\\n]+)') do
-  local rkey, rfield = bucket(results, index)
-  if redis.call('HGET', rkey, rfield) then
-    redis.call('HSET', msgidx, mid, ARGV[1] .. '.' .. index)
-  end
-end
 local flags = 0
 if new > 0 then flags = progress(meta, events, ARGV[1], new, final_new, 'settled', '') end
 return {new, flags}
@@ -245,6 +240,7 @@ class UnknownStore:
         self._send_again = redis.register_script(_SEND_AGAIN)
         self._hold = redis.register_script(_HOLD)
         self._rescore = redis.register_script(_RESCORE)
+        self.index = MessageIndex(redis, keys)
 
     async def entries(self, cid: str) -> dict[int, Park]:
         raw = await self.redis.hgetall(self.keys.parked(cid))
@@ -257,13 +253,14 @@ class UnknownStore:
             return 0
         k = self.keys
         rows = "\n".join(f"{r.index}\t{r.status}\t{pack_row(r).decode()}" for r in results)
-        mids = "\n".join(f"{r.message_id}\t{r.index}" for r in results if r.message_id)
+        await self.index.add(
+            provider, {r.message_id: ref(cid, r.index) for r in results if r.message_id}
+        )
         keys = FoundKeys(
             results=k.results(cid), counts=k.counts(cid), meta=k.meta(cid), state=k.state(cid),
-            finals=k.finals(cid), parked=k.parked(cid), msgidx=k.message_index(provider),
-            events=k.events,
+            finals=k.finals(cid), parked=k.parked(cid), events=k.events,
         )  # fmt: skip
-        new, flags = await self._found(keys=keys, args=[cid, rows, mids])
+        new, flags = await self._found(keys=keys, args=[cid, rows])
         await announce(self.redis, k, cid, int(flags))
         if int(new):  # a send result after all: counted with the others (metrics.py)
             metrics.RECIPIENTS.labels(provider, Status.ACCEPTED.value).inc(int(new))

@@ -15,6 +15,7 @@ from dispatcher.config import Settings
 from dispatcher.fencing import Claim, Fence
 from dispatcher.keys import Keys, batch_member
 from dispatcher.model import Campaign, CampaignStatus, Result, Status
+from dispatcher.msgindex import MessageIndex
 from dispatcher.providers.base import Report
 from dispatcher.queue import Queue, Settle, Track
 from dispatcher.retention import DAY_MS, NotFinished, Retention
@@ -73,7 +74,7 @@ async def plant(redis: Redis, settings: Settings, cid: str) -> None:
     """Entries that only a parked recipient or another campaign would have made."""
     k = Keys(settings.prefix)
     await redis.zadd(k.unknown("cloudaten", "default"), {cid: 1, OTHER: 2})
-    await redis.hset(k.message_index("cloudaten"), mapping={"other-mid": f"{OTHER}.0"})
+    await MessageIndex(redis, k).add("cloudaten", {"other-mid": f"{OTHER}.0"})
     await redis.zadd(k.batches("cloudaten", "default"), {batch_member("B9", OTHER, 0): 1})
     await redis.zadd(k.open("cloudaten", "default"), {OTHER: 1})
 
@@ -137,7 +138,7 @@ async def test_a_done_campaign_past_retention_is_archived_and_gone(
     assert (await client.status(running)).state == "queued"
     assert await redis.exists(Keys(prefix).meta(running))
     k = Keys(prefix)  # the other campaign's entries stay
-    assert await redis.hget(k.message_index("cloudaten"), "other-mid") == f"{OTHER}.0".encode()
+    assert await MessageIndex(redis, k).get("cloudaten", "other-mid") == (OTHER, 0)
     assert await redis.zscore(k.unknown("cloudaten", "default"), OTHER) == 2
     assert await redis.zscore(k.open("cloudaten", "default"), OTHER) == 1
     assert await redis.zcard(k.batches("cloudaten", "default")) == 1
@@ -218,7 +219,7 @@ async def test_purge_removes_keys_index_entries_and_the_file(
     path = await client.archive(archived)
     assert path.is_file()
     late = f"{archived}-3"  # its message id written again by a report that raced the archive
-    await redis.hset(Keys(prefix).message_index("cloudaten"), late, f"{archived}.3")
+    await MessageIndex(redis, Keys(prefix)).add("cloudaten", {late: f"{archived}.3"})
     assert await client.purge(archived)  # from the file: even a late index entry goes
     assert not path.exists() and await mentions(redis, prefix, archived) == []
     with pytest.raises(CampaignNotFound):

@@ -17,33 +17,85 @@ def test_bucket_names_a_small_hash_and_a_field() -> None:
     assert rows.bucket_keys("b", 0) == []
 
 
-def test_a_row_leaves_out_the_number_and_trailing_nulls_unless_asked() -> None:
+def test_a_row_is_a_status_letter_and_its_fields_without_number_or_trailing_blanks() -> None:
     r = Result(5, "+447911000005", Status.ACCEPTED, "3321913197", segments=1, price=0.0087,
                sent_at=1795998888719)  # fmt: skip
     packed = rows.pack_row(r)
-    assert packed == b'["accepted","3321913197",null,null,1,0.0087,1795998888719]'
-    assert len(packed) <= 64  # a listpack value under Redis' default limit
+    assert packed == b"a3321913197|||1|0.0087|1795998888719"
     assert rows.unpack_row(5, "+447911000005", packed) == r
     invalid = Result(7, "12ab", Status.INVALID, error_code="INVALID_NUMBER", error="too short")
     kept = rows.pack_row(invalid, with_number=True)
+    assert kept == b"i|INVALID_NUMBER|too short|||||12ab"
     assert rows.unpack_row(7, None, kept) == invalid
+    assert rows.unpack_row(0, "+1", b"a") == Result(0, "+1", Status.ACCEPTED)
+
+
+def test_every_status_has_its_own_letter() -> None:
+    assert sorted(rows.CODES) == sorted(s.value for s in Status)
+    assert len(set(rows.CODES.values())) == len(rows.CODES)
+    for status in Status:
+        r = Result(1, "+1", status, "m")
+        assert rows.unpack_row(1, "+1", rows.pack_row(r)) == r
+
+
+def test_what_the_letters_cannot_hold_is_written_as_json_and_read_back() -> None:
+    awkward = [
+        Result(1, "+1", Status.FAILED, "m", "E|1", "a | b"),  # the separator
+        Result(2, "+1", Status.FAILED, "m", "E1", "line\nbreak\ttab"),
+        Result(3, "+1", Status.FAILED, "", "E1"),  # an empty text is not a missing one
+        Result(4, "+1", Status.FAILED, "=", "E1"),  # the mark itself
+        Result(5, "+1", "some-future-status", "m"),  # no letter
+        Result(6, "+1", Status.ACCEPTED, "ü-ñ-中", price=1e-05),
+    ]
+    for r in awkward:
+        packed = rows.pack_row(r)
+        assert b"\t" not in packed and b"\n" not in packed  # the scripts' line format
+        assert rows.unpack_row(r.index, "+1", packed) == r, packed
+    assert rows.pack_row(awkward[0]).startswith(b"[")
+    assert not rows.pack_row(awkward[5]).startswith(b"[")
+
+
+def test_rows_written_as_json_before_are_still_read() -> None:
+    old = b'["accepted","3321913197",null,null,1,0.0087,1795998888719]'
+    assert rows.unpack_row(5, "+44", old) == Result(
+        5, "+44", Status.ACCEPTED, "3321913197", segments=1, price=0.0087, sent_at=1795998888719
+    )
+    assert rows.report_fields(b'["delivered",true,null,null,1,"m"]') == (
+        "delivered", "delivered", None, None, 1, "m",
+    )  # fmt: skip
 
 
 def test_a_report_keeps_its_raw_status_only_when_it_differs() -> None:
     same = Report(Status.DELIVERED, "delivered", "m", at=1)
-    assert rows.pack_report(same) == b'["delivered",true,null,null,1,"m"]'
+    assert rows.pack_report(same) == b"d=|||1|m"
     assert rows.report_fields(rows.pack_report(same)) == (
-        "delivered",
-        "delivered",
-        None,
-        None,
-        1,
-        "m",
-    )
+        "delivered", "delivered", None, None, 1, "m",
+    )  # fmt: skip
     other = Report(Status.UNDELIVERED, "EXPIRED", error_code="E1")
     assert rows.report_fields(rows.pack_report(other)) == (
         "undelivered", "EXPIRED", "E1", None, None, None,
     )  # fmt: skip
+    blank = Report(Status.SENT, "")  # a raw status of nothing at all: kept as nothing
+    assert rows.report_fields(rows.pack_report(blank))[:2] == ("sent", "")
+
+
+def test_a_report_leaves_out_what_repeats_another_field() -> None:
+    mid = "0f8c2d9e-5b1a-4c3e-9d7f-123456789abc"
+    undelivered = Report(Status.UNDELIVERED, "UNDELIV", mid, error_code="UNDELIV",
+                         error="UNDELIV", at=1_764_475_000_123)  # fmt: skip
+    packed = rows.pack_report(undelivered, sent_id=mid)
+    assert packed == b"uUNDELIV|UNDELIV|=|1764475000123"
+    assert rows.report_fields(packed) == (
+        "undelivered", "UNDELIV", "UNDELIV", "UNDELIV", 1_764_475_000_123, None,
+    )  # fmt: skip
+    # No send result to hold the message id (a report that came first): it keeps its own.
+    assert rows.report_fields(rows.pack_report(undelivered))[5] == mid
+    # Another id than the result's is kept too (tracking refuses that, but never lose it).
+    assert rows.report_fields(rows.pack_report(undelivered, sent_id="other"))[5] == mid
+    differs = Report(Status.UNDELIVERED, "X", error_code="E1", error="Expired")
+    assert rows.report_fields(rows.pack_report(differs))[3] == "Expired"
+    odd = Report(Status.FAILED, "X|Y", error_code="E", error="E")  # falls back to JSON
+    assert rows.report_fields(rows.pack_report(odd)) == ("failed", "X|Y", "E", "E", None, None)
 
 
 async def test_buckets_stay_small_listpacks_in_redis(redis: Redis, prefix: str) -> None:
@@ -57,3 +109,14 @@ async def test_buckets_stay_small_listpacks_in_redis(redis: Redis, prefix: str) 
     got = await rows.hmget(redis, base, [299, 5, 1000, 128])
     assert got == [b"3", b"3", None, b"3"]
     assert await rows.hmget(redis, base, []) == []
+
+
+async def test_several_bucketed_hashes_are_read_in_one_go(redis: Redis, prefix: str) -> None:
+    results, reports = f"{prefix}{{c2}}:results", f"{prefix}{{c2}}:reports"
+    async with redis.pipeline(transaction=False) as pipe:
+        rows.hset(pipe, results, {i: f"r{i}" for i in range(200)})
+        rows.hset(pipe, reports, {5: "x", 150: "y"})
+        await pipe.execute()
+    got = await rows.hmget_many(redis, [results, reports], [150, 5, 7])
+    assert got == [[b"r150", b"r5", b"r7"], [b"y", b"x", None]]
+    assert await rows.hmget_many(redis, [results, reports], []) == [[], []]

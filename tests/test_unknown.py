@@ -13,6 +13,7 @@ from dispatcher.config import Settings
 from dispatcher.fencing import Fence, Permits
 from dispatcher.keys import Keys
 from dispatcher.model import Campaign, Result, Status
+from dispatcher.msgindex import MessageIndex
 from dispatcher.queue import Queue
 from dispatcher.store import as_str
 from dispatcher.unknown import Settler, UnknownStore, now_ms
@@ -54,8 +55,8 @@ async def test_found_settles_only_what_is_parked(redis: Redis, settings: Setting
     assert await store.found(cid, "cloudaten", found) == 0  # a second word changes nothing
     st = await Client(settings=settings, redis=redis).status(cid)
     assert st.counts == {"accepted": 2} and st.parked == {"takeover": 23}
-    index = Keys(settings.prefix).message_index("cloudaten")
-    assert await redis.hget(index, "sid3") == f"{cid}.3".encode()
+    index = MessageIndex(redis, Keys(settings.prefix))
+    assert await index.get("cloudaten", "sid3") == (cid, 3)
 
 
 async def test_racing_resends_queue_each_recipient_once(redis: Redis, settings: Settings) -> None:
