@@ -64,7 +64,7 @@ PARKED = re.compile(r"(\d+) recipient\(s\) it may have sent are parked")
 
 def parked_at_takeovers(rig: Rig) -> int:
     """What killed workers were authorised to send and had not recorded, as their
-    successors logged it."""
+    successors logged it (printed beside the count the scripts keep, ``parked_ever``)."""
     return sum(int(m) for log in rig.logs for m in PARKED.findall(log.read_text()))
 
 
@@ -110,6 +110,9 @@ async def kills_run(provider: str, n: int, kills: int, chaos: bool) -> dict[str,
             st = await until_sent(client, cid, started)
             elapsed = time.monotonic() - started
             pending = [r.index async for r in client.results(cid) if r.status == "pending"]
+            # Every park, counted by the scripts that parked (a successor killed before its
+            # log line still counted it there).
+            parked = int((await client.store.meta(cid)).get("parked_ever") or 0)
             stats = (await rig.call("GET", "/_mock/stats"))["providers"][provider]
             await client.redis.aclose()
             repeated = stats["uids_repeated" if provider in ("cloudaten", "ycloud")
@@ -121,7 +124,8 @@ async def kills_run(provider: str, n: int, kills: int, chaos: bool) -> dict[str,
                 "accepted_by_mock": stats["accepted"],
                 "duplicates": repeated,
                 "lost": len(pending),
-                "parked_at_takeovers": parked_at_takeovers(rig),
+                "parked_at_takeovers": parked,
+                "parked_in_logs": parked_at_takeovers(rig),
                 "list_calls": stats["list_calls"],
                 "sent": st.sent,
             }
@@ -258,7 +262,7 @@ async def main(args: argparse.Namespace) -> int:
             print(f"{provider:<10} kill-free {free['seconds']:>6} s | chaos {chaos['seconds']:>6} s"
                   f" (bound {chaos.get('bound_seconds', '-')}) {chaos['kills']} kills, "
                   f"duplicates {chaos['duplicates']}, parked at takeovers "
-                  f"{chaos['parked_at_takeovers']}, lost {chaos['lost']}, list calls "
+                  f"{chaos['parked_at_takeovers']} ({chaos['parked_in_logs']} in logs), lost {chaos['lost']}, list calls "
                   f"{chaos['list_calls']} {'OK' if not bad else 'FAILED: ' + '; '.join(bad)}",
                   flush=True)  # fmt: skip
     if args.part in ("recovery", "all"):

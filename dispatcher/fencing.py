@@ -115,6 +115,7 @@ for i, at in pairs(first) do
 end
 if n > 0 then
   redis.call('HINCRBY', meta, 'u:takeover', n)
+  redis.call('HINCRBY', meta, 'parked_ever', n)  -- a running total: never goes down
   redis.call('ZADD', unknown, 'LT', soonest, ARGV[3])
 end
 return {n}
