@@ -11,7 +11,7 @@ SHELL := bash
 # Every other warning and error still shows, and a failed install still fails.
 PIP_QUIET := { grep -v "^WARNING: Location 'file://.*' is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: run test lint bench chaos fair browser worker mock clean
+.PHONY: run test test-cluster lint bench chaos fair browser worker mock clean
 
 # `make run` installs what dispatcher needs; the test tools (schemathesis, playwright, …)
 # come with the first `make test` or other target that uses them.
@@ -35,6 +35,12 @@ lint: $(VENV)/.installed-test
 
 test: lint
 	$(PY) -m pytest
+
+# The tests marked `cluster` against a real local Redis Cluster (3 valkey-server primaries
+# on loopback, tests/cluster.py) instead of the single private server: the same tests,
+# with `redis_url` naming the cluster (DISPATCHER_TEST_CLUSTER=1, see tests/conftest.py).
+test-cluster: $(VENV)/.installed-test
+	DISPATCHER_TEST_CLUSTER=1 $(PY) -m pytest -m cluster
 
 # Throughput against the bare clients, Redis bytes per recipient (1,000,000 recipients,
 # side by side with the layout before rows.py) and streaming enqueue.

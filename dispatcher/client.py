@@ -25,7 +25,7 @@ from dispatcher.keys import Keys
 from dispatcher.listing import Page, list_campaigns
 from dispatcher.model import Campaign, CampaignError, CampaignStatus, Enqueued, Recipient, Result
 from dispatcher.retention import NoSuchCampaign, Retention
-from dispatcher.runtime import checked_url
+from dispatcher.runtime import checked_url, connect, is_cluster_url
 from dispatcher.staging import EnqueueInProgress, NothingToSend, Staging
 from dispatcher.staging import enqueue as staged_enqueue
 from dispatcher.store import Store, as_str
@@ -70,7 +70,8 @@ class Client:
             else:
                 self._embedded = contextlib.ExitStack()
                 url = self._embedded.enter_context(shared_server(data_dir_from_env()))
-            redis = Redis.from_url(url)
+            # A cluster URL needs a RedisCluster; a plain one keeps the plain client.
+            redis = connect(url) if is_cluster_url(url) else Redis.from_url(url)
             self._owns_redis = True
         else:
             self._owns_redis = False

@@ -8,15 +8,16 @@ import os
 import signal
 import sys
 from collections.abc import Coroutine, Iterator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import uvloop
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dispatcher.embedded import CLIENT_NAME, data_dir_from_env, shared_server
@@ -24,8 +25,11 @@ from dispatcher.errors import DispatcherError
 
 T = TypeVar("T")
 
-#: Schemes redis-py understands in a URL.
-SCHEMES = ("redis", "rediss", "unix")
+#: Schemes that name a Redis Cluster: redis-py's own scheme with ``+cluster`` (which
+#: redis-py does not know, so :func:`plain_url` strips it before a URL reaches it).
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+#: Schemes a Redis URL may have: redis-py's, and the cluster ones.
+SCHEMES = ("redis", "rediss", "unix", *CLUSTER_SCHEMES)
 #: How long a command-line command waits for Redis to answer before it gives up.
 CLI_CONNECT_TIMEOUT_S = 3.0
 
@@ -106,7 +110,8 @@ def redact_url(url: str) -> str:
 
 
 def checked_url(url: str, name: str = "REDIS_URL") -> str:
-    """``url`` if redis-py can use it, else a :class:`RedisUrlError` naming ``name``."""
+    """``url`` if redis-py can use it (a cluster one once :func:`plain_url` has stripped
+    ``+cluster``), else a :class:`RedisUrlError` naming ``name``."""
     scheme, sep, _rest = url.partition("://")
     if not sep or scheme.lower() not in SCHEMES:
         raise RedisUrlError(
@@ -135,24 +140,51 @@ def redis_url() -> Iterator[str]:
         yield embedded
 
 
+def is_cluster_url(url: str) -> bool:
+    """Whether ``url`` names a Redis Cluster (``redis+cluster://``, ``rediss+cluster://``)."""
+    scheme, sep, _rest = url.partition("://")
+    return bool(sep) and scheme.lower() in CLUSTER_SCHEMES
+
+
+def plain_url(url: str) -> str:
+    """``url`` with ``+cluster`` taken out of its scheme: the form redis-py parses."""
+    if not is_cluster_url(url):
+        return url
+    scheme, _sep, rest = url.partition("://")
+    return f"{scheme[: -len('+cluster')]}://{rest}"
+
+
 def connect(url: str) -> Redis:
-    """A client that rides out short Redis restarts instead of failing the first command."""
-    return Redis.from_url(
-        url,
-        client_name=CLIENT_NAME,
-        health_check_interval=30,
-        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=8),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        socket_keepalive=True,
-    )
+    """A client that rides out short Redis restarts instead of failing the first command.
+
+    A cluster URL gives a ``RedisCluster``, typed as ``Redis``: it offers the same command
+    API the code uses, so callers need not know which one they hold.
+    """
+    retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=8)
+    options: dict[str, Any] = {
+        "client_name": CLIENT_NAME,
+        "health_check_interval": 30,
+        "retry": retry,
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+        "socket_keepalive": True,
+    }
+    if is_cluster_url(url):
+        return cast(Redis, RedisCluster.from_url(plain_url(url), **options))
+    return Redis.from_url(url, **options)
 
 
 def probe_client(url: str, within: float = CLI_CONNECT_TIMEOUT_S) -> Redis:
     """A client that gives up after ``within`` seconds and never retries: for a check that
-    must answer at once (a command, a container probe)."""
-    return Redis.from_url(
-        url, socket_connect_timeout=within, socket_timeout=within, retry=Retry(NoBackoff(), 0)
-    )
+    must answer at once (a command, a container probe). A cluster URL gives a
+    ``RedisCluster`` typed as ``Redis`` (the same command API, see :func:`connect`)."""
+    options: dict[str, Any] = {
+        "socket_connect_timeout": within,
+        "socket_timeout": within,
+        "retry": Retry(NoBackoff(), 0),
+    }
+    if is_cluster_url(url):
+        return cast(Redis, RedisCluster.from_url(plain_url(url), **options))
+    return Redis.from_url(url, **options)
 
 
 async def ensure_reachable(url: str, within: float = CLI_CONNECT_TIMEOUT_S) -> None:
@@ -161,7 +193,7 @@ async def ensure_reachable(url: str, within: float = CLI_CONNECT_TIMEOUT_S) -> N
     probe = probe_client(url, within)
     try:
         await probe.ping()
-    except (RedisError, OSError) as exc:
+    except (RedisError, RedisClusterException, OSError) as exc:  # a cluster says it its way
         raise RedisUnreachable(url, reason_of(exc)) from None
     finally:
         await probe.aclose()
@@ -172,6 +204,7 @@ def reason_of(exc: BaseException) -> str:
     text = str(exc).lower()
     for needle, reason in (
         ("refused", "connection refused"),
+        ("connect call failed", "connection refused"),
         ("timed out", "timed out"),
         ("timeout", "timed out"),
         ("name or service", "unknown host"),

@@ -25,6 +25,8 @@ from redis.asyncio import Redis
 
 from dispatcher.config import Settings, parse_with_codecs
 from dispatcher.embedded import RedisProcess, free_port
+from dispatcher.runtime import connect, is_cluster_url
+from tests.cluster import LocalCluster
 
 MOCK_KEY = "mock-cloudaten-key"
 #: The mock's default credentials, and the options each provider needs to send.
@@ -36,6 +38,20 @@ MOCK_ACCOUNTS: dict[str, dict[str, Any]] = {
 }
 
 
+#: Set to 1 (``make test-cluster``): ``redis_url`` is a local 3-primary Redis Cluster.
+CLUSTER_ENV = "DISPATCHER_TEST_CLUSTER"
+
+
+def cluster_wanted() -> bool:
+    return os.environ.get(CLUSTER_ENV) == "1"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "cluster: runs against a Redis Cluster too, under make test-cluster"
+    )
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
     server = RedisProcess(tmp_path_factory.mktemp("redis"), free_port())
@@ -45,13 +61,29 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProc
 
 
 @pytest.fixture(scope="session")
-def redis_url(redis_server: RedisProcess) -> str:
-    return redis_server.url
+def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """One 3-primary cluster for the whole session (only started if a test asks)."""
+    with LocalCluster(tmp_path_factory.mktemp("cluster")) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """The private server's URL; the session's cluster's with ``DISPATCHER_TEST_CLUSTER=1``.
+
+    Looked up by name so that a run uses one of the two, never starting the other.
+    """
+    if cluster_wanted():
+        cluster: LocalCluster = request.getfixturevalue("local_cluster")
+        return cluster.url
+    server: RedisProcess = request.getfixturevalue("redis_server")
+    return server.url
 
 
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
+    """A client of ``redis_url``: a cluster-aware one (``runtime.connect``) for a cluster."""
+    client = connect(redis_url) if is_cluster_url(redis_url) else Redis.from_url(redis_url)
     yield client
     await client.aclose()
 

@@ -11,9 +11,11 @@ or times out, is it answered 503 (app.py). Log records are scrubbed of the secre
 from __future__ import annotations
 
 import logging
+from typing import Any, cast
 
 from aiohttp import web
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -24,7 +26,7 @@ from dispatcher.embedded import CLIENT_NAME
 from dispatcher.health import add_routes
 from dispatcher.keys import Keys
 from dispatcher.metrics import push_families
-from dispatcher.runtime import until_stopped
+from dispatcher.runtime import is_cluster_url, plain_url, until_stopped
 from dispatcher.tracking import Tracker
 from dispatcher.webhooks import redact
 from dispatcher.webhooks.app import COUNTS, build_app
@@ -38,18 +40,25 @@ POOL_WAIT_S = 20.0
 
 def connect_pooled(url: str, size: int = POOL_SIZE, wait_s: float = POOL_WAIT_S) -> Redis:
     """A client whose commands wait for one of ``size`` connections, and ride out a Redis
-    restart of about a second before failing (the provider pushes again after a 503)."""
-    pool = BlockingConnectionPool.from_url(
-        url,
-        max_connections=size,
-        timeout=wait_s,
-        client_name=CLIENT_NAME,
-        health_check_interval=30,
-        socket_keepalive=True,
-        socket_connect_timeout=5,
-        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=4),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
-    )
+    restart of about a second before failing (the provider pushes again after a 503).
+
+    A cluster URL gives a ``RedisCluster`` (typed ``Redis``: the same command API) with
+    ``size`` connections per node. redis-py's cluster pool cannot wait for a free
+    connection, so there ``wait_s`` does not apply: past ``size`` a command fails with
+    ``MaxConnectionsError`` (a ``ConnectionError``, so the request is answered 503).
+    """
+    options: dict[str, Any] = {
+        "client_name": CLIENT_NAME,
+        "health_check_interval": 30,
+        "socket_keepalive": True,
+        "socket_connect_timeout": 5,
+        "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=4),
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+    }
+    if is_cluster_url(url):
+        cluster = RedisCluster.from_url(plain_url(url), max_connections=size, **options)
+        return cast(Redis, cluster)
+    pool = BlockingConnectionPool.from_url(url, max_connections=size, timeout=wait_s, **options)
     return Redis.from_pool(pool)
 
 
