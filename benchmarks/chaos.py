@@ -262,7 +262,8 @@ async def main(args: argparse.Namespace) -> int:
             print(f"{provider:<10} kill-free {free['seconds']:>6} s | chaos {chaos['seconds']:>6} s"
                   f" (bound {chaos.get('bound_seconds', '-')}) {chaos['kills']} kills, "
                   f"duplicates {chaos['duplicates']}, parked at takeovers "
-                  f"{chaos['parked_at_takeovers']} ({chaos['parked_in_logs']} in logs), lost {chaos['lost']}, list calls "
+                  f"{chaos['parked_at_takeovers']} ({chaos['parked_in_logs']} in logs), "
+                  f"lost {chaos['lost']}, list calls "
                   f"{chaos['list_calls']} {'OK' if not bad else 'FAILED: ' + '; '.join(bad)}",
                   flush=True)  # fmt: skip
     if args.part in ("recovery", "all"):
