@@ -101,7 +101,9 @@ async def test_a_dropped_session_parks_its_window_and_the_rest_is_sent(
     assert st.counts == {"accepted": 100 - parked}
     stats = await smsc.stats()
     assert stats["binds"] == 2 and stats["disconnects"] == 1
-    assert stats["messages"] == 100 and stats["duplicates"] == 0  # the SMSC had them all
+    # The SMSC had every one that was answered; a parked one may or may not have reached it
+    # before the drop (that is what unknown fate means: under load, one sometimes did not).
+    assert 100 - parked <= stats["messages"] <= 100 and stats["duplicates"] == 0
 
 
 async def test_long_and_ucs2_texts_arrive_whole(redis: Redis, prefix: str, smsc: Smsc) -> None:

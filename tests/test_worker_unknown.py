@@ -104,7 +104,9 @@ async def test_cloudsms_lost_packets_are_settled_by_their_reports(
     assert st.sent and st.parked == {}, st.as_dict()
     assert (s["accepted"], s["mobiles_repeated"]) == (2000, 0)
     settled = [r async for r in client.results(cid) if r.error and "a report shows" in r.error]
-    assert len(settled) == 200 * s["answers_lost"]  # whole packets, by their reports
+    # Whole packets, by their reports: every lost one, and any whose answer came too late on
+    # a loaded machine (parked on its timeout, then settled the same way).
+    assert len(settled) % 200 == 0 and len(settled) >= 200 * s["answers_lost"]
 
 
 async def test_cloudsms_without_reports_resends_after_the_wait(
