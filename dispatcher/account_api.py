@@ -83,14 +83,15 @@ async def cancel_batches(settings: Settings, redis: Any, cid: str) -> dict[str, 
     from dispatcher.keys import Keys, parse_batch_member
     from dispatcher.store import as_str
 
-    keys = Keys(settings.prefix)
+    keys = Keys.of(settings, redis)
     provider, kind, account = (
         as_str(v) for v in await redis.hmget(keys.meta(cid), ["provider", "kind", "account"])
     )
     codec = capability(KINDS.get((provider, kind)), Cancelling)
     if codec is None:
         return {}
-    members = await redis.zrange(keys.batches(keys.listed(provider, kind), account), 0, -1)
+    batches_key = keys.part(cid).batches(keys.listed(provider, kind), account)
+    members = await redis.zrange(batches_key, 0, -1)
     batches = sorted(
         {b for b, c, _ in (parse_batch_member(as_str(m)) for m in members) if c == cid}
     )

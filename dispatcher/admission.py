@@ -39,17 +39,20 @@ BUSY_S = 1.0
 MOST_CAP = 1000
 STALE_MS = 60_000  # an in-flight mark this old is checked: is its campaign still there?
 MAX_CAMPAIGNS = 50  # campaigns of one account looked at per pick
+CID = "@cid@"  # stands for a campaign id in a key name (never one: ids are hex)
 
 _ADMIT = """
--- ARGV: prefix, most to admit, then per (provider, lane) in priority order:
+-- KEYS[1]: the partition's events stream (a key of its slot, for a cluster to route by).
+-- ARGV: the partition's prefix (keys.Part.base), what comes before and after a campaign
+--   id in its meta key, most to admit, then per (provider, lane) in priority order:
 --   provider, lane, uncapped ('1' for otp), default cap, 'account=cap,…'
 -- Returns how many chunks were admitted.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local prefix, most = ARGV[1], tonumber(ARGV[2])
+local prefix, meta_pre, meta_post, most = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local admitted = 0
 
-local function meta_key(cid) return prefix .. '{' .. cid .. '}:meta' end
+local function meta_key(cid) return meta_pre .. cid .. meta_post end
 
 local function prune(inflight)
   local old = redis.call('ZRANGEBYSCORE', inflight, '-inf', now - @STALE@, 'LIMIT', 0, 10)
@@ -97,7 +100,7 @@ local function pick(campaigns, vclock, account, round)
   return best, issued
 end
 
-local i = 3
+local i = 5
 while i <= #ARGV and admitted < most do
   local provider, lane, uncapped, cap = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
   local caps = {}
@@ -156,9 +159,10 @@ class Admission:
 
     def __init__(self, redis: Redis, settings: Settings, providers: Sequence[str]) -> None:
         self.redis = redis
-        self.keys = Keys(settings.prefix)
+        self.keys = Keys.of(settings, redis)
         self.providers = list(providers)
         self._script = redis.register_script(_ADMIT)
+        self._turn = 0
         self._caps: dict[str, tuple[int, str]] = {}  # provider → its cap, accounts' own caps
         for p in providers:
             ps = settings.provider(p)
@@ -177,9 +181,18 @@ class Admission:
         how many were."""
         if most <= 0:
             return 0
-        args: list[str | int] = [self.keys.prefix, most]
+        work: list[str | int] = []
         for lane in (lane for lane in LANES if lane in lanes):
             for p in providers or self.providers:
                 cap, own = self._caps[p]
-                args += [p, lane, "1" if lane == "otp" else "0", cap, own]
-        return int(await self._script(keys=[], args=args))
+                work += [p, lane, "1" if lane == "otp" else "0", cap, own]
+        parts = self.keys.parts
+        self._turn = (self._turn + 1) % len(parts)  # no partition always goes first
+        admitted = 0
+        for part in parts[self._turn :] + parts[: self._turn]:
+            meta_pre, meta_post = f"{part.campaign(CID)}:meta".split(CID)
+            args: list[str | int] = [part.base, meta_pre, meta_post, most - admitted, *work]
+            admitted += int(await self._script(keys=[part.events], args=args))
+            if admitted >= most:
+                break
+        return admitted

@@ -78,8 +78,8 @@ class Client:
         self.redis = redis
         admission = Admission(redis, self.settings, sorted(self.settings.providers))
         archive = Archive(self.settings.archive_dir, self.settings.prefix)
-        self.store = Store(redis, Keys(self.settings.prefix), admission, archive)
-        self.control = Control(redis, Keys(self.settings.prefix))
+        self.store = Store(redis, Keys.of(self.settings, redis), admission, archive)
+        self.control = Control(redis, Keys.of(self.settings, redis))
         self.retention = Retention(redis, self.settings, self.store)
 
     async def __aenter__(self) -> Client:

@@ -187,6 +187,9 @@ class WebhookSettings:
 @dataclass(frozen=True)
 class Settings:
     prefix: str = "dsp:"
+    #: How many partitions the work is spread over (keys.py): 0 picks one on a single Redis
+    #: and 16 on a Redis Cluster. Every process of a prefix must agree.
+    partitions: int = 0
     default_region: str | None = None  # region for numbers written without +country code
     idempotency_ttl_seconds: int = 7 * 24 * 3600
     #: How long an enqueue's staged keys live without being written to: a crashed enqueue's
@@ -253,8 +256,12 @@ Schemas = dict[str, dict[str, type]]
 TransportSchemas = dict[str, dict[str, dict[str, type]]]
 
 
+#: More partitions than this would make every worker read too many streams.
+MOST_PARTITIONS = 256
+
 #: Settings for which 0 means something ("at once", "no wait").
 ZERO_ALLOWED = {
+    "partitions",
     "retention_days",
     "poll_after_seconds",
     "backoff_seconds",
@@ -415,6 +422,7 @@ def parse_settings(
         data,
         {
             "prefix",
+            "partitions",
             "default_region",
             "idempotency_ttl_seconds",
             "staging_ttl_seconds",
@@ -427,6 +435,8 @@ def parse_settings(
         "",
     )
     top = _typed(Settings, data, "", {"worker", "webhooks", "providers"})
+    if top.get("partitions", 0) > MOST_PARTITIONS:
+        raise ConfigError(f"partitions: at most {MOST_PARTITIONS}")
     worker_table = data.get("worker", {})
     _check_keys(worker_table, {f.name for f in fields(WorkerSettings)}, "worker.")
     worker = WorkerSettings(**_typed(WorkerSettings, worker_table, "worker.", set()))

@@ -189,7 +189,8 @@ class Control:
         """Put the chunks held by a pause back in the queue; -1 if it was not paused."""
         provider, lane, account = await self._placed(cid)
         k = self.keys
-        keys = [k.meta(cid), k.held(cid), k.queue(provider, lane), k.events]
+        part = k.part(cid)
+        keys = [k.meta(cid), k.held(cid), part.queue(provider, lane), part.events]
         n = int(await self._resume(keys=keys, args=[cid]))
         if n >= 0:
             logs.event("resumed", cid, f"{n} held chunk(s) queued again", provider=provider,
@@ -200,7 +201,8 @@ class Control:
         """Stop sending (chunks in flight finish); False if already paused or cancelled."""
         provider, _lane, account = await self._placed(cid)
         k = self.keys
-        paused = bool(await self._pause(keys=[k.meta(cid), k.events], args=[cid, reason]))
+        events = k.part(cid).events
+        paused = bool(await self._pause(keys=[k.meta(cid), events], args=[cid, reason]))
         if paused:
             logs.event("paused", cid, reason, provider=provider, account=account, reason=reason,
                        cause="operator")  # fmt: skip
@@ -210,13 +212,14 @@ class Control:
         """Send nothing more; unsent recipients become ``cancelled``. -1 if already so."""
         provider, lane, account = await self._placed(cid)
         k = self.keys
+        part = k.part(cid)
         keys = CancelKeys(
             meta=k.meta(cid),
             held=k.held(cid),
-            stream=k.queue(provider, lane),
-            events=k.events,
-            delayed=k.delayed(provider, lane),
-            ready=k.ready_campaigns(provider, lane, account),
+            stream=part.queue(provider, lane),
+            events=part.events,
+            delayed=part.delayed(provider, lane),
+            ready=part.ready_campaigns(provider, lane, account),
         )
         moved = int(await self._cancel(keys=keys, args=[cid]))
         if moved >= 0:
@@ -240,7 +243,7 @@ class Control:
             finals=k.finals(cid),
             state=k.state(cid),
             dead=k.dead(cid),
-            stream=k.queue(provider, lane),
-            events=k.events,
+            stream=k.part(cid).queue(provider, lane),
+            events=k.part(cid).events,
         )
         return int(await self._retry(keys=keys, args=[cid]))

@@ -33,11 +33,12 @@ from redis.exceptions import RedisError
 from dispatcher.config import ConfigError, Settings
 from dispatcher.embedded import _running_server, data_dir_from_env
 from dispatcher.errors import DispatcherError
-from dispatcher.keys import GROUP, LANES, Keys
+from dispatcher.keys import GROUP, LANES, Keys, is_cluster_client, partitions_for
 from dispatcher.metrics import Extra, in_flight, queue_families, redis_up, render
 from dispatcher.runtime import (
     checked_url,
     ensure_reachable,
+    is_cluster_url,
     probe_client,
     reason_of,
     redact_url,
@@ -60,12 +61,15 @@ class NotReady(DispatcherError, RuntimeError):
     """Redis answers but what a worker needs is missing; the message says what."""
 
 
-def worker_streams(settings: Settings, providers: Sequence[str] | None = None) -> list[str]:
+def worker_streams(
+    settings: Settings, providers: Sequence[str] | None = None, *, cluster: bool = False
+) -> list[str]:
     """The work streams a worker reads (as worker.Worker lists them): every lane of
-    ``providers``, or of every configured provider."""
-    keys = Keys(settings.prefix)
+    ``providers``, or of every configured provider, in every partition (``cluster``: of a
+    Redis Cluster, where there are several unless set)."""
+    keys = Keys(settings.prefix, partitions_for(settings.partitions, cluster))
     names = list(providers or sorted(settings.providers))
-    return [keys.queue(p, lane) for lane in LANES for p in names]
+    return [part.queue(p, lane) for part in keys.parts for lane in LANES for p in names]
 
 
 async def missing_groups(redis: Redis, streams: Sequence[str]) -> list[str]:
@@ -115,7 +119,9 @@ def add_routes(
     every configured provider). ``extra``: callables returning more metric families at
     each scrape. ``healthz=False`` keeps an app's own /healthz (the webhooks receiver's).
     """
-    streams = list(worker_streams(settings) if queue_streams is None else queue_streams)
+    if queue_streams is None:
+        queue_streams = worker_streams(settings, cluster=is_cluster_client(redis))
+    streams = list(queue_streams)
     ready = list(ready_streams)
     more = list(extra)
 
@@ -207,7 +213,7 @@ def check(settings: Settings, providers: Sequence[str] | None = None) -> str:
                 "(REDIS_URL unset); start the worker first, or set REDIS_URL"
             )
         url = server.url
-    return run(_check(url, worker_streams(settings, providers)))
+    return run(_check(url, worker_streams(settings, providers, cluster=is_cluster_url(url))))
 
 
 async def _check(url: str, streams: list[str]) -> str:

@@ -7,6 +7,7 @@ A campaign's keys share the hash tag ``{cid}`` so that they land on one Redis Cl
 key                        type    holds
 =========================  ======  ==========================================================
 ``campaigns``              zset    campaign ids scored by creation time (ms)
+``layout``                 hash    ``partitions``: how many the keys are spread over (below)
 ``idem:<key>``             string  campaign id for an idempotency key (expires)
 ``q:<provider>:<lane>``    stream  work admitted to be sent now: one entry per chunk (fields
                                    c, n, a, and i: only these recipients, as ranges);
@@ -79,7 +80,15 @@ key                        type    holds
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from redis.crc import key_slot
+
+if TYPE_CHECKING:
+    from dispatcher.config import Settings
 
 GROUP = "workers"
 #: Priority lanes, most urgent first: workers read them in this order, and keep a chunk slot
@@ -114,46 +123,157 @@ def parse_batch_member(member: str) -> tuple[str, str, int]:
     return batch, cid, int(chunk)
 
 
+#: Redis Cluster's hash slots: a partition's tag is picked in its share of them.
+SLOTS = 16_384
+#: Partitions on a Redis Cluster unless ``partitions`` is set: enough to spread the work
+#: over as many primaries, few enough that a worker reads them all often.
+CLUSTER_PARTITIONS = 16
+
+
+def is_cluster_client(redis: object) -> bool:
+    from redis.asyncio.cluster import RedisCluster
+
+    return isinstance(redis, RedisCluster)
+
+
+def partitions_for(configured: int, cluster: bool) -> int:
+    """The partitions to use: ``configured``, or (0) one on a single Redis and
+    :data:`CLUSTER_PARTITIONS` on a cluster, where one would put every script across slots."""
+    if cluster and configured == 1:
+        raise ValueError(
+            "partitions: a Redis Cluster needs more than one (leave it unset for "
+            f"{CLUSTER_PARTITIONS})"
+        )
+    return configured or (CLUSTER_PARTITIONS if cluster else 1)
+
+
+@lru_cache(maxsize=64)
+def partition_tags(partitions: int) -> tuple[str, ...]:
+    """The hash tag of each partition, ``p<i>.<j>`` with the first ``j`` whose slot falls in
+    the partition's even share of the 16,384: a cluster whose primaries own even ranges of
+    slots (as ``--cluster create`` makes them) gets an even share of the partitions."""
+    tags = []
+    for i in range(partitions):
+        low, high = i * SLOTS // partitions, (i + 1) * SLOTS // partitions
+        j = 0
+        while not low <= key_slot(f"p{i}.{j}".encode()) < high:
+            j += 1
+        tags.append(f"p{i}.{j}")
+    return tuple(tags)
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """The keys of one partition: the work queues and indexes that a campaign's scripts
+    touch with its own keys. Everything here shares the partition's hash tag with the
+    campaigns of the partition (:meth:`Keys.part`), so every script stays on one slot of a
+    Redis Cluster. With one partition (a single Redis) the names carry no tag at all."""
+
+    base: str  # the prefix, then the partition's tag
+    index: int = 0
+    tagged: bool = False  # False: the only partition, its names untagged
+
+    def campaign(self, cid: str) -> str:
+        """The stem of the keys of campaign ``cid`` of this partition: ``{cid}`` on its own
+        (one partition), else after the partition's tag (it must share its slot)."""
+        return f"{self.base}{cid}" if self.tagged else f"{self.base}{{{cid}}}"
+
+    @property
+    def events(self) -> str:
+        return f"{self.base}events"
+
+    def queue(self, provider: str, lane: str = DEFAULT_LANE) -> str:
+        return f"{self.base}q:{provider}:{lane}"
+
+    def delayed(self, provider: str, lane: str = DEFAULT_LANE) -> str:
+        return f"{self.base}delayed:{provider}:{lane}"
+
+    def ready(self, provider: str, lane: str) -> str:
+        return f"{self.base}ready:{provider}:{lane}"
+
+    def ready_campaigns(self, provider: str, lane: str, account: str) -> str:
+        return f"{self.base}ready:{provider}:{lane}:{account}"
+
+    def vclock(self, provider: str, lane: str) -> str:
+        return f"{self.base}vclock:{provider}:{lane}"
+
+    def inflight(self, provider: str, account: str) -> str:
+        return f"{self.base}inflight:{provider}:{account}"
+
+    def unknown(self, listed: str, account: str) -> str:
+        """Campaigns with parked recipients on this list (see :meth:`Keys.listed`) and
+        account."""
+        return f"{self.base}unknown:{listed}:{account}"
+
+    def open(self, provider: str, account: str) -> str:
+        return f"{self.base}open:{provider}:{account}"
+
+    def batches(self, provider: str, account: str) -> str:
+        return f"{self.base}batches:{provider}:{account}"
+
+    def responses(self, provider: str, account: str) -> str:
+        """Batches (``batch|cid|chunk``) whose handset replies are polled, by when they were
+        last asked for (responses.py)."""
+        return f"{self.base}responses:{provider}:{account}"
+
+
 @dataclass(frozen=True, slots=True)
 class Keys:
     prefix: str = "dsp:"
+    #: How many partitions the work is spread over (see :class:`Part`): 1 on a single
+    #: Redis, where the names are the same as they always were.
+    partitions: int = 1
+
+    @classmethod
+    def of(cls, settings: Settings, redis: object) -> Keys:
+        """The keys of ``settings`` for a client of ``redis`` (a cluster gets partitions)."""
+        return cls(settings.prefix, partitions_for(settings.partitions, is_cluster_client(redis)))
+
+    def part(self, cid: str) -> Part:
+        """The partition that campaign ``cid`` and its work live in."""
+        if self.partitions == 1:
+            return Part(self.prefix)
+        return self.at(zlib.crc32(cid.encode()) % self.partitions)
+
+    def at(self, index: int) -> Part:
+        if self.partitions == 1:
+            return Part(self.prefix)
+        return Part(f"{self.prefix}{{{partition_tags(self.partitions)[index]}}}:", index, True)
+
+    @property
+    def parts(self) -> list[Part]:
+        """Every partition: what a worker reads, a poller looks through."""
+        return [self.at(i) for i in range(self.partitions)]
+
+    def _campaign(self, cid: str) -> str:
+        return self.part(cid).campaign(cid)
 
     @property
     def campaigns(self) -> str:
         return f"{self.prefix}campaigns"
 
     @property
-    def events(self) -> str:
-        return f"{self.prefix}events"
+    def layout(self) -> str:
+        """How the keys of this prefix are laid out (partitions), for every process to
+        check (store.ensure_layout)."""
+        return f"{self.prefix}layout"
 
     def idempotency(self, key: str) -> str:
         return f"{self.prefix}idem:{key}"
 
-    def queue(self, provider: str, lane: str = DEFAULT_LANE) -> str:
-        return f"{self.prefix}q:{provider}:{lane}"
-
-    def delayed(self, provider: str, lane: str = DEFAULT_LANE) -> str:
-        return f"{self.prefix}delayed:{provider}:{lane}"
-
     def parse_queue(self, stream: str) -> tuple[str, str]:
-        """``(provider, lane)`` of a work stream."""
-        provider, _, lane = stream.removeprefix(f"{self.prefix}q:").rpartition(":")
+        """``(provider, lane)`` of a work stream, of any partition."""
+        rest = stream.removeprefix(self.prefix)
+        if rest.startswith("{"):
+            rest = rest.partition("}:")[2]
+        provider, _, lane = rest.removeprefix("q:").rpartition(":")
         return provider, lane
 
     def delayed_for(self, stream: str) -> str:
-        return self.delayed(*self.parse_queue(stream))
-
-    def ready(self, provider: str, lane: str) -> str:
-        return f"{self.prefix}ready:{provider}:{lane}"
-
-    def ready_campaigns(self, provider: str, lane: str, account: str) -> str:
-        return f"{self.prefix}ready:{provider}:{lane}:{account}"
-
-    def vclock(self, provider: str, lane: str) -> str:
-        return f"{self.prefix}vclock:{provider}:{lane}"
-
-    def inflight(self, provider: str, account: str) -> str:
-        return f"{self.prefix}inflight:{provider}:{account}"
+        """The delayed set beside a work stream, in its partition."""
+        provider, lane = self.parse_queue(stream)
+        base = stream.removesuffix(f"q:{provider}:{lane}")
+        return f"{base}delayed:{provider}:{lane}"
 
     def rate(self, provider: str, account: str) -> str:
         return f"{self.prefix}rate:{provider}:{account}"
@@ -162,50 +282,47 @@ class Keys:
         return f"{self.prefix}throttle:{provider}:{account}:{key}"
 
     def meta(self, cid: str) -> str:
-        return f"{self.prefix}{{{cid}}}:meta"
+        return f"{self._campaign(cid)}:meta"
 
     def chunks(self, cid: str) -> str:
-        return f"{self.prefix}{{{cid}}}:chunks"
+        return f"{self._campaign(cid)}:chunks"
 
     def results(self, cid: str) -> str:
         """The base of a bucketed hash: rows.bucket names the key and field of a recipient."""
-        return f"{self.prefix}{{{cid}}}:results"
+        return f"{self._campaign(cid)}:results"
 
     def counts(self, cid: str) -> str:
-        return f"{self.prefix}{{{cid}}}:counts"
+        return f"{self._campaign(cid)}:counts"
 
     def held(self, cid: str) -> str:
-        return f"{self.prefix}{{{cid}}}:held"
+        return f"{self._campaign(cid)}:held"
 
     def reports(self, cid: str) -> str:
         """The base of a bucketed hash: rows.bucket names the key and field of a recipient."""
-        return f"{self.prefix}{{{cid}}}:reports"
+        return f"{self._campaign(cid)}:reports"
 
     def state(self, cid: str) -> str:
         """The base of a bucketed hash: rows.bucket names the key and field of a recipient."""
-        return f"{self.prefix}{{{cid}}}:state"
+        return f"{self._campaign(cid)}:state"
 
     def owner(self, cid: str) -> str:
-        return f"{self.prefix}{{{cid}}}:owner"
+        return f"{self._campaign(cid)}:owner"
 
     def flight(self, cid: str) -> str:
-        return f"{self.prefix}{{{cid}}}:flight"
+        return f"{self._campaign(cid)}:flight"
 
     def parked(self, cid: str) -> str:
-        return f"{self.prefix}{{{cid}}}:parked"
-
-    def unknown(self, listed: str, account: str) -> str:
-        """Campaigns with parked recipients on this list (see :meth:`listed`) and account."""
-        return f"{self.prefix}unknown:{listed}:{account}"
+        return f"{self._campaign(cid)}:parked"
 
     def unknown_scan(self, listed: str, account: str) -> str:
+        """The account's list scan in progress, over every partition (reconcile.py)."""
         return f"{self.prefix}unknownscan:{listed}:{account}"
 
     def dead(self, cid: str) -> str:
-        return f"{self.prefix}{{{cid}}}:dead"
+        return f"{self._campaign(cid)}:dead"
 
     def finals(self, cid: str) -> str:
-        return f"{self.prefix}{{{cid}}}:finals"
+        return f"{self._campaign(cid)}:finals"
 
     def message_index(self, provider: str, shard: int) -> str:
         """One shard of the provider's message index (msgindex.py picks it)."""
@@ -215,17 +332,6 @@ class Keys:
     def listed(provider: str, kind: str) -> str:
         """How polling keys name a provider's list: ``cloudaten``, ``cloudaten.voice``."""
         return provider if kind == "sms" else f"{provider}.{kind}"
-
-    def open(self, provider: str, account: str) -> str:
-        return f"{self.prefix}open:{provider}:{account}"
-
-    def batches(self, provider: str, account: str) -> str:
-        return f"{self.prefix}batches:{provider}:{account}"
-
-    def responses(self, provider: str, account: str) -> str:
-        """Batches (``batch|cid|chunk``) whose handset replies are polled, by when they were
-        last asked for (responses.py)."""
-        return f"{self.prefix}responses:{provider}:{account}"
 
     def poll_lock(self, provider: str, account: str) -> str:
         return f"{self.prefix}poll:{provider}:{account}"

@@ -228,7 +228,7 @@ async def queue_families(redis: Redis, settings: Settings, streams: Sequence[str
     from their stream ids; ``delayed_overdue`` says how long the earliest delayed entry has
     been due (not 0: nothing moves them back to work).
     """
-    keys = Keys(settings.prefix)
+    keys = Keys.of(settings, redis)
     entries = GaugeMetricFamily(
         "dispatcher_queue_entries",
         "Chunks in each work stream: waiting to be read, leased by a worker, or delayed",
@@ -275,27 +275,35 @@ async def queue_families(redis: Redis, settings: Settings, streams: Sequence[str
     except (RedisError, OSError):
         return redis_up(False)
     families.append(redis_up(True)[0])
+    # With partitions a lane has a stream in each: counts add up, ages take the oldest.
+    counted: dict[tuple[str, str], list[float]] = {}
     for i, stream in enumerate(streams):
         provider, lane = keys.parse_queue(stream)
         length, pending, _groups, delayed, first_due = got[5 * i : 5 * i + 5]
         length = 0 if isinstance(length, Exception) else int(length)
         info: Any = {} if isinstance(pending, Exception) else pending
         leased = int(info.get("pending") or 0)
-        entries.add_metric([provider, lane, "waiting"], max(0, length - leased))
-        entries.add_metric([provider, lane, "leased"], leased)
-        entries.add_metric(
-            [provider, lane, "delayed"], 0 if isinstance(delayed, Exception) else int(delayed)
-        )
         oldest = more[i]
         waiting_age = 0.0
         if not isinstance(oldest, Exception) and oldest:
             waiting_age = _age(now_ms, oldest[0][0])
-        ages.add_metric([provider, lane, "waiting"], waiting_age)
         leased_age = _age(now_ms, info["min"]) if leased and info.get("min") else 0.0
-        ages.add_metric([provider, lane, "leased"], leased_age)
         due = 0.0
         if not isinstance(first_due, Exception) and first_due:
             due = max(0.0, (now_ms - float(first_due[0][1])) / 1000)
+        waiting_delayed = 0 if isinstance(delayed, Exception) else int(delayed)
+        row = [max(0, length - leased), leased, waiting_delayed, waiting_age, leased_age, due]
+        was = counted.get((provider, lane))
+        counted[(provider, lane)] = row if was is None else [
+            *(a + b for a, b in zip(was[:3], row[:3], strict=True)),
+            *(max(a, b) for a, b in zip(was[3:], row[3:], strict=True)),
+        ]  # fmt: skip
+    for (provider, lane), (waiting, leased_n, delayed_n, w_age, l_age, due) in counted.items():
+        entries.add_metric([provider, lane, "waiting"], waiting)
+        entries.add_metric([provider, lane, "leased"], leased_n)
+        entries.add_metric([provider, lane, "delayed"], delayed_n)
+        ages.add_metric([provider, lane, "waiting"], w_age)
+        ages.add_metric([provider, lane, "leased"], l_age)
         overdue.add_metric([provider, lane], due)
     lens = iter(more[len(streams) :])
     totals: dict[tuple[str, str], int] = {}
@@ -311,14 +319,16 @@ async def queue_families(redis: Redis, settings: Settings, streams: Sequence[str
 
 
 def _unknown_sets(settings: Settings, keys: Keys) -> list[tuple[str, str, str]]:
-    """(provider, account, key) of every unknown set this configuration can fill."""
+    """(provider, account, key) of every unknown set this configuration can fill, in
+    every partition."""
     from dispatcher.providers import KINDS
 
     return [
-        (name, account, keys.unknown(keys.listed(name, kind), account))
+        (name, account, part.unknown(keys.listed(name, kind), account))
         for (name, kind) in sorted(KINDS)
         if name in settings.providers
         for account in sorted(settings.providers[name].accounts)
+        for part in keys.parts
     ]
 
 

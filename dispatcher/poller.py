@@ -62,7 +62,7 @@ class Poller:
     def __init__(self, redis: Redis, settings: Settings, tracker: Tracker | None = None) -> None:
         self.redis = redis
         self.settings = settings
-        self.keys = Keys(settings.prefix)
+        self.keys = Keys.of(settings, redis)
         self.tracker = tracker or Tracker(redis, self.keys)
         self.reconciler = Reconciler(
             redis, settings, UnknownStore(redis, self.keys), self.tracker, self
@@ -160,11 +160,11 @@ class Poller:
         k = self.keys
         ps = self.settings.provider(provider)
         listed = k.listed(provider, kind)
-        oldest = await self.redis.zrange(k.open(listed, account), 0, 0, withscores=True)
-        if not oldest:
+        oldest = await self._oldest([p.open(listed, account) for p in k.parts])
+        if oldest is None:
             return False
         until = now_ms() - int(ps.poll_after_seconds * 1000)
-        start = int(oldest[0][1]) - WINDOW_MARGIN_MS
+        start = int(oldest[1]) - WINDOW_MARGIN_MS
         if until <= start + WINDOW_MARGIN_MS:
             return False  # nothing old enough that a push should already have settled
         if not await self.lock(provider, account, kind):
@@ -186,9 +186,24 @@ class Poller:
             await self._prune_open(listed, account)
         return True
 
+    async def _oldest(self, keys: list[str]) -> tuple[str, float] | None:
+        """The member with the lowest score in any of the sorted sets ``keys`` (one per
+        partition), and its score."""
+        found: list[tuple[float, str]] = []
+        for key in keys:
+            first: Any = await self.redis.zrange(key, 0, 0, withscores=True)
+            found += [(float(score), key) for _m, score in first]
+        if not found:
+            return None
+        score, key = min(found)
+        return key, score
+
     async def _prune_open(self, listed: str, account: str) -> None:
+        for part in self.keys.parts:
+            await self._prune_open_in(part.open(listed, account))
+
+    async def _prune_open_in(self, key: str) -> None:
         """Drop campaigns that are done, or too old for any report to come."""
-        key = self.keys.open(listed, account)
         members: Any = await self.redis.zrange(key, 0, -1, withscores=True)
         for cid_raw, score in members:
             cid = as_str(cid_raw)
@@ -219,7 +234,9 @@ class Poller:
         k = self.keys
         ps = self.settings.provider(provider)
         due_before = now_ms() - int(ps.poll_after_seconds * 1000)
-        key = k.batches(k.listed(provider, kind), account)
+        listed = k.listed(provider, kind)
+        oldest = await self._oldest([p.batches(listed, account) for p in k.parts])
+        key = oldest[0] if oldest else k.at(0).batches(listed, account)
         due = await self.redis.zrangebyscore(key, "-inf", due_before, start=0, num=1)
         every_ms = int(ps.poll_interval_seconds * 1000)
         replies = (

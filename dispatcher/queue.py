@@ -31,7 +31,7 @@ from dispatcher.msgindex import MessageIndex, ref
 from dispatcher.providers.base import ChunkRecipient
 from dispatcher.rows import hmget, pack_row
 from dispatcher.settle import RECORD, RecordArgs, RecordKeys, Settle
-from dispatcher.store import PAUSED, REDIS_ERRORS, announce, as_str, ensure_group
+from dispatcher.store import PAUSED, REDIS_ERRORS, announce, as_str, ensure_group, ensure_layout
 from dispatcher.unknown import Park
 
 __all__ = ["REDIS_ERRORS", "ChunkData", "Lease", "Queue", "Recorded", "Settle", "Track"]
@@ -96,6 +96,10 @@ return #due
 )
 
 #: Refresh the idle time of entries this consumer still owns; return the ones it lost.
+#: With partitions, how long one blocking read waits on one partition before the worker
+#: looks at all of them again (a read may wait on one Redis Cluster slot only).
+PARTITION_BLOCK_MS = 100
+
 _EXTEND = """
 local lost = {}
 for i = 3, #ARGV do
@@ -140,20 +144,30 @@ class Queue:
         self._extend = redis.register_script(_EXTEND)
         self._promote = redis.register_script(_PROMOTE)
         self._claim_cursor = dict.fromkeys(self.streams, "0-0")
+        self._turn = self._wait_turn = 0
 
     async def setup(self) -> None:
+        await ensure_layout(self.redis, self.keys)
         for stream in self.streams:
             await ensure_group(self.redis, stream)
 
-    def lane_streams(self, lanes: Sequence[str]) -> list[list[str]]:
-        """This consumer's streams, grouped by lane, most urgent first."""
+    def lane_streams(self, lanes: Sequence[str]) -> list[list[list[str]]]:
+        """This consumer's streams, grouped by lane, most urgent first, and within a lane by
+        partition (one read may name the streams of one Redis Cluster slot only)."""
         groups = []
         for lane in LANES:
             if lane in lanes:
-                group = [s for s in self.streams if self.keys.parse_queue(s)[1] == lane]
-                if group:
-                    groups.append(group)
+                by_part: dict[str, list[str]] = {}
+                for s in self.streams:
+                    if self.keys.parse_queue(s)[1] == lane:
+                        by_part.setdefault(self._part_of(s), []).append(s)
+                if by_part:
+                    groups.append(list(by_part.values()))
         return groups
+
+    def _part_of(self, stream: str) -> str:
+        provider, lane = self.keys.parse_queue(stream)
+        return stream.removesuffix(f"q:{provider}:{lane}")
 
     async def _read(self, streams: list[str], count: int, block_ms: int | None) -> list[Lease]:
         got: Any = await self.redis.xreadgroup(
@@ -168,13 +182,25 @@ class Queue:
 
     async def read(self, count: int, block_ms: int, lanes: Sequence[str] = LANES) -> list[Lease]:
         """New chunks, the most urgent lane first: a quick look at each lane in turn, then a
-        read of all of them that waits up to ``block_ms`` for anything."""
-        groups = self.lane_streams(lanes)
-        for group in groups:
-            leases = await self._read(group, count, None)
-            if leases:
-                return leases
-        return await self._read([s for g in groups for s in g], count, block_ms)
+        read of all of them that waits up to ``block_ms`` for anything (with partitions, a
+        read of one partition's, at most :data:`PARTITION_BLOCK_MS`)."""
+        lane_groups = self.lane_streams(lanes)
+        self._turn += 1  # within a lane, no partition always goes first
+        for parts in lane_groups:
+            at = self._turn % len(parts)
+            for group in parts[at:] + parts[:at]:
+                leases = await self._read(group, count, None)
+                if leases:
+                    return leases
+        streams = [s for parts in lane_groups for g in parts for s in g]
+        if self.keys.partitions > 1:
+            # A blocking read may name one slot's streams only: wait on one partition at a
+            # time, briefly, then look at all again.
+            bases = sorted({self._part_of(s) for s in streams})
+            self._wait_turn = (self._wait_turn + 1) % len(bases)
+            streams = [s for s in streams if self._part_of(s) == bases[self._wait_turn]]
+            block_ms = min(block_ms, PARTITION_BLOCK_MS)
+        return await self._read(streams, count, block_ms)
 
     async def claim(self, count: int, min_idle_ms: int) -> list[Lease]:
         """Take over chunks whose worker has not refreshed its lease for ``min_idle_ms``."""
@@ -300,25 +326,26 @@ class Queue:
             park_lines="\n".join(p.line() for p in parks),
             park_score=min((p.expires_ms for p in parks), default=0),
         )
+        part = k.part(cid)
         keys = RecordKeys(
             stream=lease.stream,
             results=k.results(cid),
             counts=k.counts(cid),
             meta=k.meta(cid),
-            events=k.events,
+            events=part.events,
             held=k.held(cid),
             delayed=k.delayed_for(lease.stream),
             state=k.state(cid),
             finals=k.finals(cid),
-            open=k.open(listed, account),
-            batches=k.batches(listed, account),
+            open=part.open(listed, account),
+            batches=part.batches(listed, account),
             dead=k.dead(cid),
             owner=k.owner(cid),
             flight=k.flight(cid),
             parked=k.parked(cid),
-            unknown=k.unknown(listed, account),
-            inflight=k.inflight(provider, account),
-            responses=k.responses(listed, account),
+            unknown=part.unknown(listed, account),
+            inflight=part.inflight(provider, account),
+            responses=part.responses(listed, account),
         )
         got = await self._record(keys=keys, args=args)
         if int(got[0]) < 0:

@@ -89,8 +89,11 @@ class Reconciler:
                 await self.redis.delete(skey)
                 return False
         else:
-            members = await self.redis.zrange(k.unknown(listed, account), 0, MAX_CAMPAIGNS - 1)
-            parked = await self._parked([as_str(m) for m in members])
+            members: list[str] = []
+            for part in k.parts:
+                got = await self.redis.zrange(part.unknown(listed, account), 0, MAX_CAMPAIGNS - 1)
+                members += [as_str(m) for m in got]
+            parked = await self._parked(members[:MAX_CAMPAIGNS])
             every = [p for parks in parked.values() for p in parks.values()]
             closed = [p for p in every if p.until_ms <= now]
             if not closed:
@@ -135,8 +138,8 @@ class Reconciler:
     async def waiting(self, provider: str, kind: str, account: str) -> bool:
         """Whether recipients of this account wait to be settled from its list: status
         polling then leaves the list calls to the scans."""
-        k = self.keys
-        return bool(await self.redis.exists(k.unknown(k.listed(provider, kind), account)))
+        k, listed = self.keys, self.keys.listed(provider, kind)
+        return bool(await self.redis.exists(*(p.unknown(listed, account) for p in k.parts)))
 
     async def _match(
         self,
@@ -206,8 +209,8 @@ class Reconciler:
     ) -> None:
         """After the last page: what the scan covered and did not find is sent again."""
         k = self.keys
-        zkey = k.unknown(listed, account)
         for cid in scanned:
+            zkey = k.part(cid).unknown(listed, account)
             parks = await self.store.entries(cid)  # what is still parked now
             covered = [
                 p for p in parks.values()
@@ -215,7 +218,8 @@ class Reconciler:
             ]  # fmt: skip
             if covered:
                 lane = as_str(await self.redis.hget(k.meta(cid), "lane")) or DEFAULT_LANE
-                n = await self.store.send_again(cid, k.queue(provider, lane), covered)
+                stream = k.part(cid).queue(provider, lane)
+                n = await self.store.send_again(cid, stream, covered)
                 if n:
                     log.info(
                         "campaign %s: %d recipient(s) of unknown fate are not in %s's list; "

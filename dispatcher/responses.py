@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -47,28 +48,36 @@ class Responses:
         self.tracker = tracker
         self.post = post
 
-    def _key(self, provider: str, account: str) -> str:
-        return self.keys.responses(self.keys.listed(provider, "sms"), account)
+    def _key(self, provider: str, account: str, member: str) -> str:
+        """The responses set of the partition of ``member``'s campaign."""
+        part = self.keys.part(parse_batch_member(member)[1])
+        return part.responses(self.keys.listed(provider, "sms"), account)
 
     async def due(self, provider: str, account: str, every_ms: int, most: int) -> list[str]:
         """Batches (``batch|cid|chunk``) not asked for in the last ``every_ms``, oldest
-        asked first, at most one call's worth."""
-        got = await self.redis.zrangebyscore(
-            self._key(provider, account), "-inf", now_ms() - every_ms, start=0, num=most
-        )
-        return [as_str(m) for m in got]
+        asked first (across the partitions), at most one call's worth."""
+        listed, until = self.keys.listed(provider, "sms"), now_ms() - every_ms
+        found: list[tuple[float, str]] = []
+        for part in self.keys.parts:
+            got: Any = await self.redis.zrangebyscore(
+                part.responses(listed, account), "-inf", until, start=0, num=most,
+                withscores=True,
+            )  # fmt: skip
+            found += [(float(score), as_str(m)) for m, score in got]
+        return [m for _score, m in sorted(found)[:most]]
 
     async def ask(
         self, provider: str, account: str, members: list[str], codec: ReplyPolling
     ) -> dict[str, int]:
         """One call for these batches' replies; store the new ones. Returns a tally."""
-        key = self._key(provider, account)
-        live = await self._prune(key, members)
+        live = await self._prune(provider, account, members)
         tally = {"stored": 0, "repeated": 0, "not_indexed": 0}
         if not live:
             return tally
         batches = sorted({parse_batch_member(m)[0] for m in live})
-        await self.redis.zadd(key, dict.fromkeys(live, now_ms()), xx=True)  # to the back
+        asked_at = now_ms()
+        for m in live:  # to the back
+            await self.redis.zadd(self._key(provider, account, m), {m: asked_at}, xx=True)
         body = codec.replies_request(batches)
         replies = codec.parse_replies(await self.post(provider, account, codec.replies_path, body))
         asked = set(batches)
@@ -96,16 +105,14 @@ class Responses:
             return None
         return await self.tracker.sent_to(cid, index)
 
-    async def _prune(self, key: str, members: list[str]) -> list[str]:
+    async def _prune(self, provider: str, account: str, members: list[str]) -> list[str]:
         """The members still worth asking for: their campaign exists and is young enough."""
-        live, old = [], []
+        live = []
         for m in members:
             _batch, cid, _chunk = parse_batch_member(m)
             created = await self.redis.hget(self.keys.meta(cid), "created_at")
             if created is None or now_ms() - int(created) > MAX_AGE_MS:
-                old.append(m)
+                await self.redis.zrem(self._key(provider, account, m), m)
             else:
                 live.append(m)
-        if old:
-            await self.redis.zrem(key, *old)
         return live

@@ -130,7 +130,7 @@ class Retention:
     def __init__(self, redis: Redis, settings: Settings, store: Store | None = None) -> None:
         self.redis = redis
         self.settings = settings
-        self.keys = Keys(settings.prefix)
+        self.keys = Keys.of(settings, redis)
         own = store.archive if store is not None else None
         self.archive = own or Archive(settings.archive_dir, settings.prefix)
         self.store = store if store is not None else Store(redis, self.keys, archive=self.archive)
@@ -300,10 +300,11 @@ class Retention:
                 batch = []
         if batch:
             await self.index.forget(provider, cid, batch)
+        part = k.part(cid)
         for listed in sorted({provider, k.listed(provider, meta.get("kind") or "sms")}):
-            await self.redis.zrem(k.open(listed, account), cid)
-            await self.redis.zrem(k.unknown(listed, account), cid)
-            for key in (k.batches(listed, account), k.responses(listed, account)):
+            await self.redis.zrem(part.open(listed, account), cid)
+            await self.redis.zrem(part.unknown(listed, account), cid)
+            for key in (part.batches(listed, account), part.responses(listed, account)):
                 await self._zrem_matching(
                     key, f"*|{_glob(cid)}|*", lambda m: parse_batch_member(m)[1] == cid
                 )
@@ -311,8 +312,8 @@ class Retention:
             await self._delete_if(keys=[k.idempotency(meta["idempotency_key"])], args=[cid])
         if work:
             lane = meta.get("lane") or DEFAULT_LANE
-            await self.redis.zrem(k.ready_campaigns(provider, lane, account), cid)
-            for key in (k.delayed(provider, lane), k.inflight(provider, account)):
+            await self.redis.zrem(part.ready_campaigns(provider, lane, account), cid)
+            for key in (part.delayed(provider, lane), part.inflight(provider, account)):
                 await self._zrem_matching(key, f"{_glob(cid)}|*", lambda m: m.split("|")[0] == cid)
 
     async def drop(self, cid: str, meta: Mapping[str, str]) -> None:

@@ -58,7 +58,7 @@ class Sender:
     def __init__(self, redis: Redis, settings: Settings) -> None:
         self.redis = redis
         self.settings = settings
-        self.keys = Keys(settings.prefix)
+        self.keys = Keys.of(settings, redis)
         self.throttle = Throttle(redis)
         self.fence = Fence(redis, self.keys)
         self.tracker = Tracker(redis, self.keys)  # receipts that come back on a session

@@ -2,7 +2,8 @@
 published in one step.
 
 A list of millions cannot be validated whole in memory and written in one transaction
-(and on Redis Cluster a transaction may touch one hash slot only). So:
+(and on Redis Cluster a transaction may touch one hash slot only). So, every step a script
+on one slot, the campaign's (``{cid}`` here; a partition's tag with partitions, keys.py):
 
 1. **stage**: ``{cid}:meta`` gets ``state=staging`` (and nothing else: readers that find
    no ``provider`` or ``total`` see no campaign), then each batch of chunks, invalid
@@ -12,14 +13,14 @@ A list of millions cannot be validated whole in memory and written in one transa
 2. **idempotency** (after the meta, so a key never names a campaign that has none):
    ``SET idem:<key> cid NX EX``. A key held by a published campaign answers with it; by a
    campaign still staging, :class:`EnqueueInProgress`; by one whose meta is gone (a crashed
-   enqueue), it is taken over (WATCH on that one key);
+   enqueue), it is taken over (a script on that one key);
 3. **checks** that need the whole list (empty, nothing valid, the balance): on failure the
    staged keys are deleted;
 4. **pointers**: ``campaigns`` and the ready sets (each its own slot). Listing skips a
    campaign without a published meta; admission skips a ``staging`` one and drops one
    whose meta is gone;
-5. **commit**: one MULTI on the ``{cid}`` keys, WATCHing the meta (still ``staging``, so
-   not expired meanwhile): the meta's fields with ``state=queued`` (the moment it becomes
+5. **commit**: one script on the ``{cid}`` keys, if the meta is still ``staging`` (so not
+   expired meanwhile): the meta's fields with ``state=queued`` (the moment it becomes
    visible) and PERSIST on every staged key;
 6. after it, the ``done`` event of an all-invalid campaign, the log line, and the
    admission of its first chunks.
@@ -41,14 +42,22 @@ from typing import Any, TypeVar
 
 import numpy as np
 import orjson
-from redis.exceptions import WatchError
 
 from dispatcher import logs, rows
 from dispatcher.config import Settings
 from dispatcher.errors import DispatcherError
 from dispatcher.intake import Batch, Builder, Prepared
 from dispatcher.model import Campaign, CampaignError, CampaignState, Enqueued, Status
-from dispatcher.staging_lua import EXTEND, PERSIST, RELEASE, STAGING, WRITE, write_call
+from dispatcher.staging_lua import (
+    COMMIT,
+    EXTEND,
+    RELEASE,
+    STAGE,
+    STAGING,
+    TAKE,
+    WRITE,
+    write_call,
+)
 from dispatcher.store import (
     ENQUEUE_ADMITS,
     EVENTS_MAXLEN,
@@ -56,6 +65,7 @@ from dispatcher.store import (
     Store,
     as_str,
     ensure_group,
+    ensure_layout,
     new_campaign_id,
     now_ms,
 )
@@ -115,7 +125,9 @@ class Staging:
         self._committed = False
         self._release = self.redis.register_script(RELEASE)
         self._write = self.redis.register_script(WRITE)
-        self._persist = self.redis.register_script(PERSIST)
+        self._stage = self.redis.register_script(STAGE)
+        self._commit_script = self.redis.register_script(COMMIT)
+        self._take = self.redis.register_script(TAKE)
         self._extend = self.redis.register_script(EXTEND)
 
     async def __aenter__(self) -> Staging:
@@ -136,10 +148,7 @@ class Staging:
             if holder and (found := await self._holder(holder)) is not None:
                 self.existing = found  # a repeat: nothing is written at all
                 return
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self.fixed[0], "state", STAGING)
-            pipe.expire(self.fixed[0], self.ttl)
-            await pipe.execute()
+        await self._stage(keys=[self.fixed[0]], args=[self.ttl])
         if self.idem is not None:
             try:
                 self.existing = await self._claim(self.idem)
@@ -176,16 +185,8 @@ class Staging:
             if found is not None:
                 return found
             # Its enqueue crashed (its staged meta expired): take the key over.
-            async with self.redis.pipeline(transaction=True) as pipe:
-                try:
-                    await pipe.watch(idem)
-                    if as_str(await pipe.get(idem)) != holder:
-                        continue
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    pipe.set(idem, self.cid, ex=self.ttl)
-                    await pipe.execute()
-                except WatchError:
-                    continue
+            if not await self._take(keys=[idem], args=[holder, self.cid, self.ttl]):
+                continue
             self._holds_idem = True
             return None
         raise EnqueueInProgress("idempotency_key", "too many enqueues race for this key")
@@ -276,7 +277,9 @@ class Staging:
         if self.check is not None:
             await self.check(prepared)
         c, k, cid = self.campaign, self.keys, self.cid
-        await ensure_group(self.redis, k.queue(c.provider, c.lane))
+        part = k.part(cid)
+        await ensure_layout(self.redis, k)  # before anything points at the campaign
+        await ensure_group(self.redis, part.queue(c.provider, c.lane))
         created = now_ms()
         self._pointers = True
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -284,14 +287,14 @@ class Staging:
             if prepared.chunks:
                 # Its chunks wait to be admitted, fairly among campaigns and accounts, from
                 # their start time on (admission.py).
-                pipe.zadd(k.ready_campaigns(c.provider, c.lane, c.account), {cid: 0})
-                pipe.zadd(k.ready(c.provider, c.lane), {c.account: 0}, nx=True)
+                pipe.zadd(part.ready_campaigns(c.provider, c.lane, c.account), {cid: 0})
+                pipe.zadd(part.ready(c.provider, c.lane), {c.account: 0}, nx=True)
             await pipe.execute()
         await self._commit(prepared, created)
         answer = Enqueued(cid, prepared.total, prepared.valid, prepared.invalid,
                           prepared.duplicates, prepared.chunks)  # fmt: skip
         if not prepared.chunks:
-            await self.redis.xadd(k.events, {"c": cid, "e": "done"}, maxlen=EVENTS_MAXLEN,
+            await self.redis.xadd(part.events, {"c": cid, "e": "done"}, maxlen=EVENTS_MAXLEN,
                                   approximate=True)  # fmt: skip
         _log_enqueued(answer, prepared)
         if self.store.admission is not None and prepared.chunks:
@@ -301,7 +304,7 @@ class Staging:
         return answer
 
     async def _commit(self, p: Prepared, created: int) -> None:
-        c, k, cid = self.campaign, self.keys, self.cid
+        c = self.campaign
         meta: dict[Any, Any] = {  # redis-py types its mappings invariantly
             "provider": c.provider, "account": c.account, "text": c.text,
             "signature": c.signature or "", "options": orjson.dumps(p.options),
@@ -316,24 +319,17 @@ class Staging:
             "weight": c.weight, "retention_days": p.retention_days, "reason": "",
             "created_at": created,
         }  # fmt: skip
-        async with self.redis.pipeline(transaction=True) as pipe:
-            try:
-                await pipe.watch(k.meta(cid))
-                if as_str(await pipe.hget(k.meta(cid), "state")) != STAGING:
-                    raise WatchError(cid)
-                pipe.multi()  # type: ignore[no-untyped-call]
-                pipe.hset(k.meta(cid), mapping=meta)
-                if p.invalid:
-                    indexes = np.frombuffer(p.invalid_indexes, dtype=np.int64)
-                    pipe.hset(k.chunks(cid), "invalid",
-                              orjson.dumps(indexes, option=orjson.OPT_SERIALIZE_NUMPY))  # fmt: skip
-                await self._persist(keys=[*self.fixed, *self.bucket_keys()], client=pipe)
-                await pipe.execute()
-            except WatchError:
-                raise self._lost() from None
+        invalid = b""
+        if p.invalid:
+            indexes = np.frombuffer(p.invalid_indexes, dtype=np.int64)
+            invalid = orjson.dumps(indexes, option=orjson.OPT_SERIALIZE_NUMPY)
+        pairs = [v for field, value in meta.items() for v in (field, value)]
+        staged = [*self.fixed, *self.bucket_keys()]  # meta and chunks first
+        if not await self._commit_script(keys=staged, args=[invalid, *pairs]):
+            raise self._lost()
         self._committed = True
         if self.idem is not None:
-            await self.redis.set(self.idem, cid, ex=self.idem_ttl)  # from publication on
+            await self.redis.set(self.idem, self.cid, ex=self.idem_ttl)  # from publication on
 
     async def abort(self) -> None:
         """Delete what was staged (best effort: it expires anyway) and give the idempotency
@@ -347,7 +343,8 @@ class Staging:
             if self._pointers:
                 c = self.campaign
                 await self.redis.zrem(k.campaigns, cid)
-                await self.redis.zrem(k.ready_campaigns(c.provider, c.lane, c.account), cid)
+                ready = k.part(cid).ready_campaigns(c.provider, c.lane, c.account)
+                await self.redis.zrem(ready, cid)
 
 
 async def enqueue(

@@ -34,9 +34,31 @@ for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ARGV[1]) end
 return 1
 """
 
-PERSIST = """
-for _, key in ipairs(KEYS) do redis.call('PERSIST', key) end
-return #KEYS
+#: KEYS[1]: the meta; ARGV: ttl. Step 1: mark the campaign staging, with its TTL.
+STAGE = """
+redis.call('HSET', KEYS[1], 'state', '{STAGING}')
+return redis.call('EXPIRE', KEYS[1], ARGV[1])
+""".replace("{STAGING}", STAGING)
+
+#: KEYS: meta, chunks, then every staged key. ARGV: the invalid indexes' JSON ('' for
+#: none), then the meta's field/value pairs. The commit: if the campaign is still staging,
+#: write its meta (state queued) and PERSIST every staged key, at once. 0 if it was lost.
+COMMIT = """
+if redis.call('HGET', KEYS[1], 'state') ~= '{STAGING}' then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+if ARGV[1] ~= '' then redis.call('HSET', KEYS[2], 'invalid', ARGV[1]) end
+for i = 3, #KEYS do redis.call('PERSIST', KEYS[i]) end
+redis.call('PERSIST', KEYS[1])
+redis.call('PERSIST', KEYS[2])
+return 1
+""".replace("{STAGING}", STAGING)
+
+#: KEYS[1]: the idempotency key; ARGV: the crashed holder's cid, this cid, ttl. Take the
+#: key over from an enqueue that crashed, unless someone else did first.
+TAKE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+return 1
 """
 
 #: KEYS[1]: the idempotency key; ARGV: cid, ttl. Renew it while this enqueue holds it.

@@ -20,6 +20,7 @@ from redis.exceptions import RedisError, ResponseError
 from dispatcher import logs, rows
 from dispatcher.admission import Admission
 from dispatcher.archive import Archive
+from dispatcher.errors import DispatcherError
 from dispatcher.keys import DEFAULT_LANE, GROUP, Keys
 from dispatcher.model import CampaignState, CampaignStatus, Result, Status
 
@@ -55,6 +56,22 @@ async def ensure_group(redis: Redis, stream: str) -> None:
     except ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
+
+
+class LayoutMismatch(DispatcherError, RuntimeError):
+    """This process would name keys otherwise than the ones already in Redis."""
+
+
+async def ensure_layout(redis: Redis, keys: Keys) -> None:
+    """Record the partitions this prefix uses, or check them against the record: a process
+    configured with other partitions would look for every campaign in the wrong place."""
+    await redis.hsetnx(keys.layout, "partitions", keys.partitions)
+    recorded = int(await redis.hget(keys.layout, "partitions") or keys.partitions)
+    if recorded != keys.partitions:
+        raise LayoutMismatch(
+            f"partitions: this process uses {keys.partitions} but the campaigns under prefix "
+            f"{keys.prefix!r} use {recorded}; set partitions = {recorded}"
+        )
 
 
 async def announce(redis: Redis, keys: Keys, cid: str, flags: int) -> None:
@@ -155,7 +172,7 @@ class Store:
         """The campaign's share of its account's rate among the account's campaigns that
         still have chunks to admit in its lane (by weight); None when it has none left."""
         lane = m.get("lane") or DEFAULT_LANE
-        key = self.keys.ready_campaigns(m["provider"], lane, m.get("account", "default"))
+        key = self.keys.part(cid).ready_campaigns(m["provider"], lane, m.get("account", "default"))
         running = [as_str(c) for c in await self.redis.zrange(key, 0, 99)]
         if cid not in running:
             return None
@@ -227,7 +244,8 @@ class Store:
         second, well inside the client's socket timeout.
         """
         deadline = time.monotonic() + seconds
-        last = await self.redis.xrevrange(self.keys.events, count=1)
+        events = self.keys.part(cid).events
+        last = await self.redis.xrevrange(events, count=1)
         cursor = as_str(last[0][0]) if last else "0-0"
         while True:
             st = await self.status(cid)
@@ -239,7 +257,7 @@ class Store:
             if left <= 0:
                 return st
             got: Any = await self.redis.xread(
-                {self.keys.events: cursor}, count=1000, block=max(1, int(min(left, 1.0) * 1000))
+                {events: cursor}, count=1000, block=max(1, int(min(left, 1.0) * 1000))
             )
             for _stream, entries in got:
                 if entries:

@@ -287,7 +287,7 @@ class Tracker:
         blob = pack_report(report, sent_id=target.sent_id)
         keys = ApplyKeys(
             meta=k.meta(cid), state=k.state(cid), reports=k.reports(cid), finals=k.finals(cid),
-            events=k.events, parked=k.parked(cid),
+            events=k.part(cid).events, parked=k.parked(cid),
         )  # fmt: skip
         args: list[Any] = [cid, index, rank(report.status), report.status, blob]
         got = int(await self._apply(keys=keys, args=args))

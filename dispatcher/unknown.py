@@ -258,7 +258,7 @@ class UnknownStore:
         )
         keys = FoundKeys(
             results=k.results(cid), counts=k.counts(cid), meta=k.meta(cid), state=k.state(cid),
-            finals=k.finals(cid), parked=k.parked(cid), events=k.events,
+            finals=k.finals(cid), parked=k.parked(cid), events=k.part(cid).events,
         )  # fmt: skip
         new, flags = await self._found(keys=keys, args=[cid, rows])
         await announce(self.redis, k, cid, int(flags))
@@ -293,14 +293,14 @@ class UnknownStore:
     async def send_again(self, cid: str, stream: str, parks: Iterable[Park]) -> int:
         """Queue again those of ``parks`` still parked; how many."""
         k = self.keys
-        keys = [k.meta(cid), k.parked(cid), stream, k.events]
+        keys = [k.meta(cid), k.parked(cid), stream, k.part(cid).events]
         return int(await self._send_again(keys=keys, args=[cid, by_chunk(parks)]))
 
     async def hold(self, cid: str, parks: Iterable[Park], reason: str) -> tuple[int, bool]:
         """Set ``parks`` aside until resume and pause the campaign; how many, and whether
         this call paused it (it may have been paused already)."""
         k = self.keys
-        keys = [k.meta(cid), k.parked(cid), k.held(cid), k.events]
+        keys = [k.meta(cid), k.parked(cid), k.held(cid), k.part(cid).events]
         n, paused = await self._hold(keys=keys, args=[cid, by_chunk(parks), reason])
         return int(n), bool(int(paused))
 
@@ -348,9 +348,16 @@ class Settler:
             await asyncio.sleep(TICK_S)
 
     async def expire(self, provider: str, kind: str, account: str) -> int:
-        """Apply on_unknown to the parked recipients of this account that expired."""
+        """Apply on_unknown to the parked recipients of this account that expired, in every
+        partition."""
+        done = 0
+        for part in self.keys.parts:
+            zkey = part.unknown(self.keys.listed(provider, kind), account)
+            done += await self._expire(provider, account, zkey)
+        return done
+
+    async def _expire(self, provider: str, account: str, zkey: str) -> int:
         k = self.keys
-        zkey = k.unknown(k.listed(provider, kind), account)
         now = now_ms()
         due = await self.redis.zrangebyscore(zkey, "-inf", now, start=0, num=20)
         done = 0
@@ -386,7 +393,7 @@ class Settler:
                 logs.event("paused", cid, reason, level=logging.WARNING, provider=provider,
                            account=account, reason=reason, cause="unknown_fate")  # fmt: skip
             return n
-        n = await self.store.send_again(cid, self.keys.queue(provider, lane), parks)
+        n = await self.store.send_again(cid, self.keys.part(cid).queue(provider, lane), parks)
         metrics.RESOLVED.labels(provider, "resent").inc(n)
         if n:
             log.warning(

@@ -72,9 +72,9 @@ class Worker:
     ) -> None:
         self.redis = redis
         self.settings = settings
-        self.keys = Keys(settings.prefix)
+        self.keys = Keys.of(settings, redis)
         names = providers or sorted(settings.providers)
-        streams = [self.keys.queue(p, lane) for lane in LANES for p in names]
+        streams = [part.queue(p, lane) for part in self.keys.parts for lane in LANES for p in names]
         self.queue = Queue(redis, self.keys, consumer or consumer_name(), streams)
         self.admission = Admission(redis, settings, names)
         self.sender = Sender(redis, settings)
@@ -269,7 +269,7 @@ class Worker:
             lease.chunk,
             lease.entry_id,
             token,
-            self.keys.unknown(self.keys.listed(provider, kind), account),
+            self.keys.part(lease.campaign_id).unknown(self.keys.listed(provider, kind), account),
             skew_s=ps.clock_skew_seconds,
             late_s=ps.timeout_seconds,
             wait_s=ps.unknown_wait_seconds,

@@ -34,7 +34,7 @@ async def enqueue(redis: Redis, settings: Settings, campaign: Campaign) -> str:
 
 async def admitted(redis: Redis, settings: Settings, lane: str = "transactional") -> list[str]:
     """Campaign ids of the stream's entries, in order."""
-    got: Any = await redis.xrange(Keys(settings.prefix).queue("cloudaten", lane))
+    got: Any = await redis.xrange(Keys(settings.prefix).at(0).queue("cloudaten", lane))
     return [as_str(fields[b"c"]) for _id, fields in got]
 
 
@@ -87,7 +87,7 @@ async def test_an_accounts_rate_caps_what_is_admitted(redis: Redis, prefix: str)
                                                     account="wrong"))  # fmt: skip
     assert await admission.admit(20) == 5  # another account's rate is free: served at once
     # A chunk done frees its place.
-    inflight = Keys(prefix).inflight("cloudaten", "default")
+    inflight = Keys(prefix).at(0).inflight("cloudaten", "default")
     await redis.zrem(inflight, f"{cid}|0")
     assert await admission.admit(20) == 1
     assert Counter(await admitted(redis, settings)) == {cid: 7, other: 5}
@@ -102,7 +102,7 @@ async def test_otp_is_never_capped(redis: Redis, prefix: str) -> None:
     assert await admission.admit(20) == 4
     assert await admitted(redis, settings, "otp") == [otp] * 4  # first, and all of it
     # The account's rate is busy with them: the bulk waits until they are done.
-    await redis.delete(Keys(prefix).inflight("cloudaten", "default"))
+    await redis.delete(Keys(prefix).at(0).inflight("cloudaten", "default"))
     assert await admission.admit(20) == 2
 
 
@@ -132,7 +132,7 @@ async def test_cancel_sends_the_waiting_chunks_to_be_recorded(
 
 async def test_marks_of_vanished_campaigns_free_the_account(redis: Redis, prefix: str) -> None:
     settings = make_settings(prefix, rate_per_second=5, chunk_size=10)  # cap 2
-    inflight = Keys(prefix).inflight("cloudaten", "default")
+    inflight = Keys(prefix).at(0).inflight("cloudaten", "default")
     stale = time.time() * 1000 - 3_600_000
     await redis.zadd(inflight, {"gone1|0": stale, "gone2|0": stale})  # lost with Redis's data
     await enqueue(redis, settings, Campaign("cloudaten", "x", numbers(0, 50)))

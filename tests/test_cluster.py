@@ -19,8 +19,10 @@ from redis.exceptions import (
     RedisClusterException,
 )
 
+from dispatcher.client import Client
 from dispatcher.embedded import CLIENT_NAME, free_port
-from dispatcher.keys import Keys
+from dispatcher.keys import CLUSTER_PARTITIONS, Keys
+from dispatcher.model import Campaign
 from dispatcher.msgindex import MessageIndex
 from dispatcher.runtime import (
     RedisUnreachable,
@@ -33,7 +35,9 @@ from dispatcher.runtime import (
     probe_client,
     redact_url,
 )
+from dispatcher.store import as_str
 from tests.cluster import SLOTS, LocalCluster
+from tests.conftest import make_settings
 
 pytestmark = pytest.mark.cluster
 
@@ -229,3 +233,29 @@ async def test_the_message_index_works_across_the_cluster(client: RedisCluster) 
     ]  # fmt: skip
     assert await index.forget("cloudaten", "camp", list(entries)) == 300
     assert await index.get("cloudaten", "m7") is None
+
+
+async def test_campaigns_spread_over_all_three_primaries(
+    client: RedisCluster, cluster: LocalCluster, prefix: str
+) -> None:
+    """Each campaign lives in its partition's slot, all its keys together; the partitions'
+    tags spread over the slots, so the campaigns spread over every primary."""
+    redis = cast(Redis, client)
+    settings = make_settings(prefix)
+    dispatcher = Client(settings=settings, redis=redis)
+    keys = dispatcher.store.keys
+    assert keys.partitions == CLUSTER_PARTITIONS
+    cids = [
+        (await dispatcher.enqueue(Campaign("cloudaten", "hi", [f"+4479111{i:05d}"]))).id
+        for i in range(24)
+    ]
+    primaries: dict[str, set[str]] = {}
+    for cid in cids:
+        node = client.get_node_from_key(keys.meta(cid))
+        assert node is not None
+        primaries.setdefault(node.name, set()).add(cid)
+        owned = [as_str(k) async for k in client.scan_iter(match=f"{prefix}*{cid}*")]
+        assert len(owned) >= 2 and len({client.keyslot(k) for k in owned}) == 1, owned
+        assert (await dispatcher.status(cid)).total == 1
+    assert sorted(primaries) == sorted(f"127.0.0.1:{p}" for p in cluster.ports)
+    assert await redis.hget(keys.layout, "partitions") == str(CLUSTER_PARTITIONS).encode()

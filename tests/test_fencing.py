@@ -20,7 +20,7 @@ async def first_lease(redis: Redis, settings: Settings) -> tuple[Lease, Queue, F
     client = Client(settings=settings, redis=redis)
     await client.enqueue(Campaign("cloudaten", "hi", NUMBERS))
     k = Keys(settings.prefix)
-    q = Queue(redis, k, "a", [k.queue("cloudaten")])
+    q = Queue(redis, k, "a", [k.at(0).queue("cloudaten")])
     await q.setup()
     return (await q.read(1, 100))[0], q, Fence(redis, k)
 
@@ -46,7 +46,7 @@ async def test_takeover_parks_what_was_authorised_and_not_recorded(
     lease, q, fence = await first_lease(redis, settings)
     cid, entry = lease.campaign_id, lease.entry_id
     k = Keys(settings.prefix)
-    zkey = k.unknown("cloudaten", "default")
+    zkey = k.at(0).unknown("cloudaten", "default")
     await fence.claim(cid, entry, "a:1")
     first = Permits("a:1")
     assert await fence.authorize(cid, entry, first, {p: p for p in range(6)}) is Claim.OK
@@ -100,7 +100,7 @@ async def test_a_vanished_campaign_is_written_nothing(redis: Redis, settings: Se
     await redis.delete(*names[0])
     assert await fence.authorize(cid, entry, permits, {1: 1}) is Claim.GONE
     assert await fence.claim(cid, "1-1", "a:1") is Claim.GONE
-    zkey = k.unknown("cloudaten", "default")
+    zkey = k.at(0).unknown("cloudaten", "default")
     took = await fence.take_over(cid, 0, entry, "b:1", zkey, skew_s=1, late_s=1, wait_s=1)
     assert took == (Claim.GONE, 0)
     rec = await q.record(lease, [accepted(0)], Settle.ACK, token="a:1", track=Track("default"))

@@ -118,7 +118,7 @@ async def test_metrics_are_prometheus_text_with_the_queue_figures(
     served: tuple[Served, Redis], prefix: str
 ) -> None:
     http, redis = served
-    stream = Keys(prefix).queue("cloudaten", "otp")
+    stream = Keys(prefix).at(0).queue("cloudaten", "otp")
     await ensure_group(redis, stream)
     await redis.xadd(stream, {"c": "x", "n": 0})
     async with http.session.get(http.base + "/metrics") as r:

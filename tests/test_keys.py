@@ -7,9 +7,18 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.crc import key_slot
 
 from dispatcher import lua
-from dispatcher.keys import batch_member, parse_batch_member, parse_unit, unit
+from dispatcher.keys import (
+    SLOTS,
+    Keys,
+    batch_member,
+    parse_batch_member,
+    parse_unit,
+    partition_tags,
+    unit,
+)
 from dispatcher.store import as_str
 
 UNITS = [("c0ffee", 3, 1, ""), ("c0ffee", 12, 4, "0-5,9"), ("ab12", 0, 0, "7")]
@@ -47,3 +56,37 @@ def test_batch_members_read_back() -> None:
     member = batch_member("88123", "c0ffee", 7)
     assert member == "88123|c0ffee|7"
     assert parse_batch_member(member) == ("88123", "c0ffee", 7)
+
+
+def test_one_partition_keeps_the_names_a_single_redis_always_had() -> None:
+    k = Keys("dsp:")
+    assert k.part("c1") == k.at(0) and [p.base for p in k.parts] == ["dsp:"]
+    assert k.meta("c1") == "dsp:{c1}:meta"
+    assert k.part("c1").queue("cloudaten", "bulk") == "dsp:q:cloudaten:bulk"
+    assert k.part("c1").events == "dsp:events"
+    assert k.parse_queue("dsp:q:cloudaten:otp") == ("cloudaten", "otp")
+    assert k.delayed_for("dsp:q:cloudaten:otp") == "dsp:delayed:cloudaten:otp"
+
+
+def test_with_partitions_a_campaign_shares_one_slot_with_its_partitions_work() -> None:
+    k = Keys("dsp:", partitions=8)
+    for cid in ("0a1b2c3d4e5f6789", "ffffffffffffffff", "c1"):
+        part = k.part(cid)
+        slot = key_slot(k.meta(cid).encode())
+        together = [
+            k.results(cid) + ":3", k.owner(cid), part.queue("cloudaten", "bulk"),
+            part.delayed("cloudaten", "bulk"), part.events, part.unknown("x", "a"),
+            part.inflight("cloudaten", "a"), part.ready_campaigns("s", "bulk", "a"),
+        ]  # fmt: skip
+        assert {key_slot(key.encode()) for key in together} == {slot}, cid
+        stream = part.queue("smsq", "otp")  # a provider name ending in q
+        assert k.parse_queue(stream) == ("smsq", "otp")
+        assert k.delayed_for(stream) == part.delayed("smsq", "otp")
+    assert len({p.base for p in k.parts}) == 8
+    assert all(k.at(i).index == i for i in range(8))
+
+
+def test_partition_tags_fall_in_even_shares_of_the_slots() -> None:
+    for n in (3, 16):
+        slots = [key_slot(f"{{{tag}}}".encode()) for tag in partition_tags(n)]
+        assert [s * n // SLOTS for s in slots] == list(range(n))  # one in each share

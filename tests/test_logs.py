@@ -189,7 +189,7 @@ async def test_each_transition_is_logged_once_by_the_call_that_made_it(
     cid = (await client.enqueue(Campaign("cloudaten", "hi", NUMBERS))).id
     k = Keys(settings.prefix)
     # Two workers, each with a chunk, record at the same moment; then record again.
-    queues = [Queue(redis, k, name, [k.queue("cloudaten")]) for name in ("a", "b")]
+    queues = [Queue(redis, k, name, [k.at(0).queue("cloudaten")]) for name in ("a", "b")]
     await queues[0].setup()
     leases = [(await q.read(1, 100))[0] for q in queues]
     fence = Fence(redis, k)

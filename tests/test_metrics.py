@@ -91,7 +91,7 @@ async def test_a_chunk_left_by_a_dead_worker_counts_a_takeover(
     before = value("dispatcher_takeovers_total", provider="cloudaten")
     client = Client(settings=settings, redis=redis)
     answer = await client.enqueue(Campaign("cloudaten", "hello", NUMBERS[:10]))  # one chunk
-    stream = Keys(prefix).queue("cloudaten")
+    stream = Keys(prefix).at(0).queue("cloudaten")
     # A worker that reads the chunk and dies: its entry stays pending until the lease ends.
     got: Any = await redis.xreadgroup(GROUP, "ghost", {stream: ">"}, count=10)
     assert len(got[0][1]) == 1
@@ -104,17 +104,17 @@ async def test_a_chunk_left_by_a_dead_worker_counts_a_takeover(
 async def test_queue_depth_and_ages_are_read_at_scrape(redis: Redis, prefix: str) -> None:
     settings = make_settings(prefix)
     k = Keys(prefix)
-    stream = k.queue("cloudaten", "bulk")
+    stream = k.at(0).queue("cloudaten", "bulk")
     await ensure_group(redis, stream)
     now = int((await redis.time())[0]) * 1000
     for age_s in (30, 20, 10):  # entries added that long ago (their ids say when)
         await redis.xadd(stream, {"c": "x", "n": 0}, id=f"{now - age_s * 1000}-0")
     await redis.xreadgroup(GROUP, "somebody", {stream: ">"}, count=1)  # the 30 s one: leased
-    await redis.zadd(k.delayed("cloudaten", "bulk"), {"a|0|1": now})
-    await redis.zadd(k.delayed("cloudaten", "bulk"), {"b|0|1": now + 60_000})
+    await redis.zadd(k.at(0).delayed("cloudaten", "bulk"), {"a|0|1": now})
+    await redis.zadd(k.at(0).delayed("cloudaten", "bulk"), {"b|0|1": now + 60_000})
     await redis.hset(k.parked("c1"), mapping={"1": "x", "2": "y"})
-    await redis.zadd(k.unknown("cloudaten", "default"), {"c1": now})
-    streams = [k.queue("cloudaten", lane) for lane in LANES]
+    await redis.zadd(k.at(0).unknown("cloudaten", "default"), {"c1": now})
+    streams = [k.at(0).queue("cloudaten", lane) for lane in LANES]
     got = families(metrics.render(await metrics.queue_families(redis, settings, streams)))
 
     def at(name: str, **labels: str) -> float:
@@ -141,8 +141,8 @@ async def test_an_overdue_delayed_chunk_shows_how_long_it_has_been_due(
     settings = make_settings(prefix)
     k = Keys(prefix)
     now = int((await redis.time())[0]) * 1000
-    await redis.zadd(k.delayed("cloudaten", "otp"), {"a|0|1": now - 90_000})
-    streams = [k.queue("cloudaten", "otp")]
+    await redis.zadd(k.at(0).delayed("cloudaten", "otp"), {"a|0|1": now - 90_000})
+    streams = [k.at(0).queue("cloudaten", "otp")]
     got = families(metrics.render(await metrics.queue_families(redis, settings, streams)))
     key = (
         "dispatcher_queue_delayed_overdue_seconds",
@@ -214,7 +214,7 @@ async def test_the_grafana_dashboard_uses_only_metrics_the_code_defines(
     # scrape (queue, parked, Redis), the webhooks' pushes, the worker's chunks in flight.
     settings = make_settings(prefix)
     text = metrics.render(
-        await metrics.queue_families(redis, settings, [Keys(prefix).queue("cloudaten")]),
+        await metrics.queue_families(redis, settings, [Keys(prefix).at(0).queue("cloudaten")]),
         metrics.push_families({"cloudaten.applied": 1}),
         metrics.in_flight(lambda: 0)(),
     ).decode()

@@ -19,7 +19,7 @@ async def setup(redis: Redis, settings: Settings, consumer: str = "a") -> tuple[
     client = Client(settings=settings, redis=redis)
     answer = await client.enqueue(Campaign("cloudaten", "hi", NUMBERS))
     k = Keys(settings.prefix)
-    q = Queue(redis, k, consumer, [k.queue("cloudaten")])
+    q = Queue(redis, k, consumer, [k.at(0).queue("cloudaten")])
     await q.setup()
     return answer.id, q
 
@@ -36,7 +36,7 @@ def accepted(index: int) -> Result:
 
 
 async def pending_count(redis: Redis, settings: Settings) -> int:
-    info = await redis.xpending(Keys(settings.prefix).queue("cloudaten"), GROUP)
+    info = await redis.xpending(Keys(settings.prefix).at(0).queue("cloudaten"), GROUP)
     return int(info["pending"])
 
 
@@ -91,7 +91,7 @@ async def test_requeue_sends_only_the_rest(redis: Redis, settings: Settings) -> 
 async def test_takeover_after_the_lease_and_lost_lease(redis: Redis, settings: Settings) -> None:
     _, first = await setup(redis, settings, "first")
     k = Keys(settings.prefix)
-    second = Queue(redis, k, "second", [k.queue("cloudaten")])
+    second = Queue(redis, k, "second", [k.at(0).queue("cloudaten")])
     leases = await first.read(10, 100)
     assert await second.claim(10, 60_000) == []  # not idle long enough
     assert await first.extend(leases) == set()

@@ -24,7 +24,7 @@ async def test_gone_and_old_campaigns_are_no_longer_asked_for(redis: Redis, pref
     now = int(time.time() * 1000)
     await redis.hset(keys.meta("young"), "created_at", now)
     await redis.hset(keys.meta("old"), "created_at", now - MAX_AGE_MS - 1000)
-    key = keys.responses("smsclouds", "default")
+    key = keys.at(0).responses("smsclouds", "default")
     members = {"11|young|0": 0, "12|old|0": 0, "13|gone|0": 0}
     await redis.zadd(key, members)
     responses = Responses(redis, keys, Tracker(redis, keys), refuse)
@@ -40,7 +40,7 @@ async def test_gone_and_old_campaigns_are_no_longer_asked_for(redis: Redis, pref
 async def test_asked_campaigns_go_to_the_back_of_the_line(redis: Redis, prefix: str) -> None:
     keys = Keys(prefix)
     await redis.hset(keys.meta("c"), "created_at", int(time.time() * 1000))
-    key = keys.responses("smsclouds", "default")
+    key = keys.at(0).responses("smsclouds", "default")
     await redis.zadd(key, {"21|c|0": 0, "22|c|1": 0})
     asked: list[bytes] = []
 

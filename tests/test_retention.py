@@ -44,7 +44,7 @@ async def send(
     API, the campaign listed as open) and a provider batch id (the batches and responses
     sets)."""
     k = Keys(settings.prefix)
-    q = Queue(redis, k, "w", [k.queue("cloudaten")])
+    q = Queue(redis, k, "w", [k.at(0).queue("cloudaten")])
     await q.setup()
     fence = Fence(redis, k)
     for lease in await q.read(10, 100):
@@ -73,10 +73,10 @@ async def deliver(redis: Redis, settings: Settings, cid: str, n: int = 12) -> No
 async def plant(redis: Redis, settings: Settings, cid: str) -> None:
     """Entries that only a parked recipient or another campaign would have made."""
     k = Keys(settings.prefix)
-    await redis.zadd(k.unknown("cloudaten", "default"), {cid: 1, OTHER: 2})
+    await redis.zadd(k.at(0).unknown("cloudaten", "default"), {cid: 1, OTHER: 2})
     await MessageIndex(redis, k).add("cloudaten", {"other-mid": f"{OTHER}.0"})
-    await redis.zadd(k.batches("cloudaten", "default"), {batch_member("B9", OTHER, 0): 1})
-    await redis.zadd(k.open("cloudaten", "default"), {OTHER: 1})
+    await redis.zadd(k.at(0).batches("cloudaten", "default"), {batch_member("B9", OTHER, 0): 1})
+    await redis.zadd(k.at(0).open("cloudaten", "default"), {OTHER: 1})
 
 
 async def mentions(redis: Redis, prefix: str, cid: str) -> list[str]:
@@ -139,9 +139,9 @@ async def test_a_done_campaign_past_retention_is_archived_and_gone(
     assert await redis.exists(Keys(prefix).meta(running))
     k = Keys(prefix)  # the other campaign's entries stay
     assert await MessageIndex(redis, k).get("cloudaten", "other-mid") == (OTHER, 0)
-    assert await redis.zscore(k.unknown("cloudaten", "default"), OTHER) == 2
-    assert await redis.zscore(k.open("cloudaten", "default"), OTHER) == 1
-    assert await redis.zcard(k.batches("cloudaten", "default")) == 1
+    assert await redis.zscore(k.at(0).unknown("cloudaten", "default"), OTHER) == 2
+    assert await redis.zscore(k.at(0).open("cloudaten", "default"), OTHER) == 1
+    assert await redis.zcard(k.at(0).batches("cloudaten", "default")) == 1
     # The idempotency key is free again: a new campaign, not the archived one.
     assert (await client.enqueue(Campaign("cloudaten", "hi", NUMBERS[:1],
                                           idempotency_key="order-77"))).id != cid  # fmt: skip

@@ -192,9 +192,9 @@ async def test_admission_waits_for_a_staging_campaign_and_drops_a_crashed_one(
     staging = client.staging(Campaign("cloudaten", "hi", []))
     await staging.open()
     await staging.add(NUMBERS)
-    ready = k.ready_campaigns("cloudaten", "transactional", "default")
+    ready = k.at(0).ready_campaigns("cloudaten", "transactional", "default")
     await redis.zadd(ready, {staging.cid: 0})
-    await redis.zadd(k.ready("cloudaten", "transactional"), {"default": 0})
+    await redis.zadd(k.at(0).ready("cloudaten", "transactional"), {"default": 0})
     admission = Admission(redis, settings, ["cloudaten"])
     assert await admission.admit(10) == 0
     assert await redis.zscore(ready, staging.cid) is not None

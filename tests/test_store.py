@@ -23,7 +23,7 @@ async def test_enqueue_writes_campaign_chunks_and_work(redis: Redis, settings: S
     assert (answer.valid, answer.invalid, answer.duplicates, answer.chunks) == (25, 1, 1, 3)
     assert answer.recipients == 26 and not answer.existing
     k = Keys(settings.prefix)
-    assert await redis.xlen(k.queue("cloudaten")) == 3
+    assert await redis.xlen(k.at(0).queue("cloudaten")) == 3
     assert await redis.hlen(k.chunks(answer.id)) == 4  # 3 chunks + the invalid index list
     st = await client.status(answer.id)
     assert (st.total, st.counts, st.pending, st.sent, st.state) == (
@@ -61,7 +61,7 @@ async def test_idempotency_key_returns_the_first_id_even_when_racing(
     again = await client.enqueue(c)
     assert (again.id, again.existing, again.valid) == (first.id, True, first.valid)
     k = Keys(settings.prefix)
-    assert await redis.xlen(k.queue("cloudaten")) == 3  # one campaign's chunks, not eight
+    assert await redis.xlen(k.at(0).queue("cloudaten")) == 3  # one campaign's chunks, not eight
     assert await redis.zcard(k.campaigns) == 1
 
 
@@ -99,5 +99,5 @@ async def test_chunk_blobs_and_group(redis: Redis, settings: Settings) -> None:
         [0, NUMBERS[0]],
         [1, NUMBERS[1]],
     ]
-    groups = await redis.xinfo_groups(k.queue("cloudaten"))
+    groups = await redis.xinfo_groups(k.at(0).queue("cloudaten"))
     assert [g["name"] for g in groups] == [GROUP.encode()]

@@ -27,7 +27,7 @@ async def campaign(redis: Redis, settings: Settings) -> tuple[str, Queue, Tracke
         Campaign("cloudaten", "hi", NUMBERS)
     )
     k = Keys(settings.prefix)
-    q = Queue(redis, k, "w", [k.queue("cloudaten")])
+    q = Queue(redis, k, "w", [k.at(0).queue("cloudaten")])
     await q.setup()
     return answer.id, q, Tracker(redis, k)
 

@@ -27,7 +27,7 @@ async def park_all(redis: Redis, settings: Settings, on_unknown: str = "resend")
     client = Client(settings=settings, redis=redis)
     cid = (await client.enqueue(Campaign("cloudaten", "hi", NUMBERS, on_unknown=on_unknown))).id
     k = Keys(settings.prefix)
-    q = Queue(redis, k, "a", [k.queue("cloudaten")])
+    q = Queue(redis, k, "a", [k.at(0).queue("cloudaten")])
     fence = Fence(redis, k)
     for lease in await q.read(10, 100):
         await fence.claim(cid, lease.entry_id, "a:1")
@@ -35,7 +35,7 @@ async def park_all(redis: Redis, settings: Settings, on_unknown: str = "resend")
         ahead = {p: first + p for p in range(min(10, 25 - first))}
         await fence.authorize(cid, lease.entry_id, Permits("a:1"), ahead)
         await fence.take_over(
-            cid, lease.chunk, lease.entry_id, "b:1", k.unknown("cloudaten", "default"),
+            cid, lease.chunk, lease.entry_id, "b:1", k.at(0).unknown("cloudaten", "default"),
             skew_s=0, late_s=-5, wait_s=0,
         )  # fmt: skip
     assert len(await UnknownStore(redis, k).entries(cid)) == 25
@@ -63,7 +63,7 @@ async def test_racing_resends_queue_each_recipient_once(redis: Redis, settings: 
     cid = await park_all(redis, settings)
     k = Keys(settings.prefix)
     store = UnknownStore(redis, k)
-    stream = k.queue("cloudaten")
+    stream = k.at(0).queue("cloudaten")
     parks = list((await store.entries(cid)).values())
     before = len(await entries(redis, stream))
     moved = await asyncio.gather(*(store.send_again(cid, stream, parks) for _ in range(5)))
@@ -87,8 +87,8 @@ async def test_expired_with_hold_pauses_and_resume_sends_them(
     assert st.state == "paused" and st.parked == {}
     assert st.reason is not None and st.reason.startswith("25 recipient(s) may or may not")
     assert "resume sends them again" in st.reason
-    assert await redis.zscore(k.unknown("cloudaten", "default"), cid) is None
-    stream = k.queue("cloudaten")
+    assert await redis.zscore(k.at(0).unknown("cloudaten", "default"), cid) is None
+    stream = k.at(0).queue("cloudaten")
     before = len(await entries(redis, stream))
     assert await client.resume(cid) == 3
     queued = (await entries(redis, stream))[before:]
@@ -108,7 +108,7 @@ async def test_expired_with_resend_queues_them_again(redis: Redis, settings: Set
 async def test_nothing_expires_before_its_time(redis: Redis, settings: Settings) -> None:
     cid = await park_all(redis, settings)
     k = Keys(settings.prefix)
-    zkey = k.unknown("cloudaten", "default")
+    zkey = k.at(0).unknown("cloudaten", "default")
     # Push every expiry an hour ahead, as a long unknown_wait_seconds would.
     later = now_ms() + 3_600_000
     for index, value in (await redis.hgetall(k.parked(cid))).items():

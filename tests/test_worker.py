@@ -51,7 +51,7 @@ async def test_a_campaign_gets_one_result_per_recipient(
     messages = await mock_get(mock, "/_mock/messages?provider=cloudaten")
     assert sorted(m["uid"] for m in messages) == sorted(f"{answer.id}.{i}" for i in range(50))
     assert {m["mobile"] for m in messages} == set(NUMBERS)
-    assert await redis.xlen(Keys(prefix).queue("cloudaten")) == 0  # acked and deleted
+    assert await redis.xlen(Keys(prefix).at(0).queue("cloudaten")) == 0  # acked and deleted
 
 
 async def test_provider_rejections_are_per_recipient(redis: Redis, prefix: str, mock: str) -> None:
@@ -133,16 +133,18 @@ async def test_stop_drains_and_leaves_nothing_taken(redis: Redis, prefix: str, m
     numbers = [f"+4479111{i:05d}" for i in range(200)]
     answer = await client.enqueue(Campaign("cloudaten", "hello", numbers))
     k = Keys(prefix)
-    last = await redis.xrevrange(k.events, count=1)
+    last = await redis.xrevrange(k.at(0).events, count=1)
     cursor: Any = last[0][0] if last else b"0-0"
     running = RunningWorker(redis, settings)
     async with running:
-        await redis.xread({k.events: cursor}, count=1, block=10_000)  # a first chunk is recorded
-    pending = await redis.xpending(k.queue("cloudaten"), GROUP)
+        await redis.xread(
+            {k.at(0).events: cursor}, count=1, block=10_000
+        )  # a first chunk is recorded
+    pending = await redis.xpending(k.at(0).queue("cloudaten"), GROUP)
     assert pending["pending"] == 0
     st = await client.status(answer.id)
     assert 0 < st.recorded < 200
-    assert await redis.xlen(k.queue("cloudaten")) > 0  # the rest waits in the queue
+    assert await redis.xlen(k.at(0).queue("cloudaten")) > 0  # the rest waits in the queue
     async with RunningWorker(redis, settings):
         st = await client.wait(answer.id, 60)
     assert st.sent and st.counts == {"accepted": 200}

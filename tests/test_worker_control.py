@@ -31,7 +31,7 @@ async def stats(mock: str, provider: str = "cloudaten") -> dict[str, int]:
 
 async def first_chunk(redis: Redis, prefix: str, cid: str) -> None:
     """Wait on the events stream for the first chunk of ``cid`` to be recorded."""
-    key = Keys(prefix).events
+    key = Keys(prefix).at(0).events
     cursor: Any = "0-0"
     while True:
         got: Any = await redis.xread({key: cursor}, block=5000)

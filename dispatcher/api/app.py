@@ -37,7 +37,8 @@ def create_app(settings: Settings, redis: Redis, tokens: dict[str, bytes]) -> we
         middlewares=[problems.errors, auth.middleware(tokens)], client_max_size=MAX_JSON_BYTES
     )
     app[CLIENT] = Client(settings=settings, redis=redis)
-    app[streams.WAKEUPS] = streams.Wakeups(redis, app[CLIENT].store.keys.events)
+    parts = app[CLIENT].store.keys.parts
+    app[streams.WAKEUPS] = streams.Wakeups(redis, [part.events for part in parts])
     document = openapi_document()
 
     async def openapi(_request: web.Request) -> web.Response:

@@ -111,30 +111,33 @@ def _ended(st: CampaignStatus, until: str) -> bool:
 
 
 class Wakeups:
-    """One reader of the workers' events stream for every open event stream of the
-    process: each waits on an asyncio event, not on a Redis connection of its own."""
+    """One reader of each of the workers' events streams (one a partition, keys.py) for
+    every open event stream of the process: each waits on an asyncio event, not on a Redis
+    connection of its own."""
 
-    def __init__(self, redis: Any, stream: str) -> None:
+    def __init__(self, redis: Any, streams: list[str]) -> None:
         self.redis = redis
-        self.stream = stream
+        self.streams = streams
         self._changed = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def wait(self, seconds: float) -> None:
         """Until the next event, at most ``seconds``."""
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._read(), name="api-events")
+        if not self._tasks or any(t.done() for t in self._tasks):
+            await self.close()
+            self._tasks = [asyncio.create_task(self._read(s), name="api-events")
+                           for s in self.streams]  # fmt: skip
         changed = self._changed
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(changed.wait(), seconds)
 
-    async def _read(self) -> None:
-        last: Any = await self.redis.xrevrange(self.stream, count=1)
+    async def _read(self, stream: str) -> None:
+        last: Any = await self.redis.xrevrange(stream, count=1)
         cursor = as_str(last[0][0]) if last else "0-0"
         while True:
             try:
                 # A second at most: well inside the client's socket timeout.
-                got: Any = await self.redis.xread({self.stream: cursor}, count=1000, block=1000)
+                got: Any = await self.redis.xread({stream: cursor}, count=1000, block=1000)
             except RedisError as exc:
                 log.warning("api: reading the events stream failed (%s); retrying", exc)
                 await asyncio.sleep(1.0)
@@ -146,10 +149,11 @@ class Wakeups:
                 changed.set()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
+        self._tasks = []
 
 
 WAKEUPS = web.AppKey("wakeups", Wakeups)

@@ -67,7 +67,7 @@ async def start(
 ) -> tuple[web.AppRunner, int]:
     """Start on ``host:port`` (0: a free port); returns the runner and the bound port."""
     redis = connect_pooled(redis_url)
-    app = build_app(settings, Tracker(redis, Keys(settings.prefix)))
+    app = build_app(settings, Tracker(redis, Keys.of(settings, redis)))
     # Its own /healthz (the counts) stays; /metrics shows the same counts as pushes.
     counts = app[COUNTS]
     add_routes(app, redis, settings, healthz=False, extra=[lambda: push_families(counts)])

@@ -11,8 +11,11 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from redis.asyncio import Redis
 
 from dispatcher.demo import DEMO_KEY_ENV, start_mock, stop
+from dispatcher.keys import GROUP, Keys, partitions_for
+from dispatcher.runtime import is_cluster_url
 from tests.conftest import (
     MOCK_ACCOUNTS,
     MOCK_KEY,
@@ -50,6 +53,19 @@ class System:
         self.env["DISPATCHER_API_TOKENS"] = f"e2e={API_TOKEN}"
         self.prefix = prefix
         self.workers: list[subprocess.Popen[Any]] = []
+
+    @property
+    def keys(self) -> Keys:
+        """The keys the system's processes use: with partitions on a cluster (keys.py)."""
+        cluster = is_cluster_url(self.env["REDIS_URL"])
+        return Keys(self.prefix, partitions_for(0, cluster))
+
+    async def pending(self, redis: Redis, provider: str) -> int:
+        """Entries leased and not settled in the provider's default lane, every partition."""
+        total = 0
+        for part in self.keys.parts:
+            total += int((await redis.xpending(part.queue(provider), GROUP))["pending"])
+        return total
 
     def write_config(
         self, webhooks: dict[str, Any] | None = None, **providers: dict[str, Any]

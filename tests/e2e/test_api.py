@@ -11,8 +11,12 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 
 from tests.e2e.conftest import API_TOKEN, System
+
+#: Also run against a Redis Cluster by make test-cluster (tests/cluster.py).
+pytestmark = pytest.mark.cluster
 
 N = 20_000
 FIRST = 85261230000  # Hong Kong mobiles, as CloudSMS's seed writes them

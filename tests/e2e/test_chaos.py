@@ -24,8 +24,10 @@ from redis.asyncio import Redis
 
 from dispatcher.client import Client
 from dispatcher.config import load_settings
-from dispatcher.keys import Keys
 from tests.e2e.conftest import System
+
+#: Also run against a Redis Cluster by make test-cluster (tests/cluster.py).
+pytestmark = pytest.mark.cluster
 
 SIZE = os.environ.get("DISPATCHER_CHAOS_RECIPIENTS")
 N_OF = {"cloudaten": 20_000, "ycloud": 20_000, "cloudsms": 50_000, "smsclouds": 50_000}
@@ -40,7 +42,7 @@ CHUNK = {"cloudaten": 100, "ycloud": 100, "cloudsms": 1000, "smsclouds": 2000}
 async def chunk_events(redis: Redis, system: System, cid: str, cursor: Any, count: int) -> Any:
     """Block on the events stream until ``count`` more events of ``cid`` (chunks recorded,
     progress) or its pause."""
-    key = Keys(system.prefix).events
+    key = system.keys.part(cid).events
     seen = 0
     deadline = time.monotonic() + 60
     while seen < count:

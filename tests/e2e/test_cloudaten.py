@@ -9,14 +9,17 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 from redis.asyncio import Redis
 
 from dispatcher.client import Client
 from dispatcher.config import load_settings
-from dispatcher.keys import GROUP, Keys
 from dispatcher.model import Result, Status
 from dispatcher.rows import hmget
 from tests.e2e.conftest import System
+
+#: Also run against a Redis Cluster by make test-cluster (tests/cluster.py).
+pytestmark = pytest.mark.cluster
 
 N = 5000
 
@@ -55,7 +58,7 @@ async def all_results(client: Client, cid: str) -> list[Result]:
 
 async def wait_for_chunks(redis: Redis, system: System, cid: str, count: int) -> None:
     """Block on the events stream until ``count`` chunks of ``cid`` have been recorded."""
-    key = Keys(system.prefix).events
+    key = system.keys.part(cid).events
     cursor: Any = "0-0"
     seen = 0
     deadline = time.monotonic() + 60
@@ -84,7 +87,7 @@ async def test_5000_recipients_one_result_each(
     st = await client.wait(cid, 120)
     assert st.sent and st.counts == {"accepted": N}
     check_exactly_one_result_each(await all_results(client, cid))
-    stored = await hmget(redis, Keys(system.prefix).results(cid), range(N))
+    stored = await hmget(redis, system.keys.results(cid), range(N))
     assert None not in stored and len(stored) == N
     stats = await mock_stats(system)
     assert (stats["accepted"], stats["uids_repeated"]) == (N, 0)
@@ -118,8 +121,7 @@ async def test_sigterm_drains_and_exits_0(system: System, redis: Redis, tmp_path
     await wait_for_chunks(redis, system, cid, 3)
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(10 + 5) == 0  # drain timeout 10 s, and a margin for start-up
-    k = Keys(system.prefix)
-    assert (await redis.xpending(k.queue("cloudaten"), GROUP))["pending"] == 0
+    assert await system.pending(redis, "cloudaten") == 0
     client = Client(settings=load_settings(system.config), redis=redis)
     st = await client.status(cid)
     recorded = st.recorded
@@ -140,8 +142,7 @@ async def test_sigint_behaves_like_sigterm(system: System, redis: Redis, tmp_pat
     await wait_for_chunks(redis, system, cid, 1)
     worker.send_signal(signal.SIGINT)
     assert worker.wait(20) == 0
-    k = Keys(system.prefix)
-    assert (await redis.xpending(k.queue("cloudaten"), GROUP))["pending"] == 0
+    assert await system.pending(redis, "cloudaten") == 0
 
 
 async def test_wrong_api_key_pauses_the_campaign(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from redis.asyncio import Redis
 
 from dispatcher.client import Client
@@ -21,6 +22,9 @@ from dispatcher.config import load_settings
 from dispatcher.demo import stop
 from tests.conftest import MOCK_KEY, eventually, repo_root
 from tests.e2e.conftest import SECRET, System
+
+#: Also run against a Redis Cluster by make test-cluster (tests/cluster.py).
+pytestmark = pytest.mark.cluster
 
 POLL = {"poll_interval_seconds": 0.7, "poll_after_seconds": 0}
 JSON_KEYS = {"time", "level", "logger", "message"}

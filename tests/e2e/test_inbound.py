@@ -11,7 +11,6 @@ import aiohttp
 import orjson
 from redis.asyncio import Redis
 
-from dispatcher.keys import Keys
 from tests.e2e.conftest import SECRET, System
 
 
@@ -37,7 +36,7 @@ async def test_inbound_reaches_the_stream_and_the_cli(system: System, redis: Red
             answer = orjson.loads(await r.read())
     assert answer == {"status": 200, "answer": "Gracias, hemos recibido tu mensaje."}
     # The two pushes are asynchronous: wait on the stream for three entries.
-    key = Keys(system.prefix).inbound
+    key = system.keys.inbound
     deadline = time.monotonic() + 30
     while await redis.xlen(key) < 3:
         assert time.monotonic() < deadline
@@ -66,7 +65,7 @@ async def test_mo_replies_are_read_back_and_stored_once_beside_pushes(
         "enqueue", "--provider", "smsclouds", "--text", "hola", "--recipients", str(listed)
     ).stdout.strip()
     system.worker()
-    key = Keys(system.prefix).inbound
+    key = system.keys.inbound
 
     async def reply(mobile: str, text: str) -> None:
         body = {"provider": "smsclouds", "mobile": mobile, "text": text}
@@ -90,7 +89,7 @@ async def test_mo_replies_are_read_back_and_stored_once_beside_pushes(
     deadline = time.monotonic() + 60
     while len(sent) < 2:
         assert time.monotonic() < deadline
-        await redis.xread({Keys(system.prefix).events: "$"}, block=500)
+        await redis.xread({system.keys.at(0).events: "$"}, block=500)
         sent = await system.mock_get("/_mock/messages?provider=smsclouds")
     await reply("4499157710", "si, gracias")  # nobody pushes it: polling alone finds it
     (first,) = await entries(1)

@@ -17,6 +17,9 @@ from dispatcher.model import Status
 from dispatcher.render import render
 from tests.e2e.conftest import System
 
+#: Also run against a Redis Cluster by make test-cluster (tests/cluster.py).
+pytestmark = pytest.mark.cluster
+
 N = 5000
 # Three names: personalised, and still many numbers per identical text, so CloudSMS can
 # fill its packets (it groups numbers whose rendered text is the same).

@@ -22,6 +22,9 @@ from dispatcher.providers.cloudaten import STATUSES as CLOUDATEN
 from dispatcher.providers.ycloud import STATUSES as YCLOUD
 from tests.e2e.conftest import SECRET, System
 
+#: Also run against a Redis Cluster by make test-cluster (tests/cluster.py).
+pytestmark = pytest.mark.cluster
+
 N = 10_000
 FIRST = {"cloudaten": 447911000000, "ycloud": 447911000000, "cloudsms": 85261000000}
 

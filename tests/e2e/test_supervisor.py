@@ -24,7 +24,6 @@ from redis.asyncio import Redis
 from dispatcher.client import Client
 from dispatcher.config import load_settings
 from dispatcher.demo import stop
-from dispatcher.keys import GROUP, Keys
 from dispatcher.supervisor import DEATH_WINDOW_S, MAX_DEATHS
 from tests.conftest import repo_root
 from tests.e2e.conftest import System
@@ -155,8 +154,7 @@ async def test_sighup_drains_a_single_worker_and_exits_0(
     assert worker.exit_code() == 0
     worker.err.expect(r"SIGHUP received: draining like SIGTERM$")
     worker.err.expect(r"worker \S+ stopped after \d+ chunk\(s\)$")
-    k = Keys(system.prefix)
-    assert (await redis.xpending(k.queue("cloudaten"), GROUP))["pending"] == 0
+    assert await system.pending(redis, "cloudaten") == 0
     st = await Client(settings=load_settings(system.config), redis=redis).status(cid)
     assert st.recorded > 0 and st.counts == {"accepted": st.recorded}
     assert (await mock_stats(system))["accepted"] == st.recorded  # all it sent is recorded

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from dispatcher.client import Client
 from dispatcher.config import load_settings
 from dispatcher.embedded import RedisProcess
-from dispatcher.keys import GROUP, Keys
+from dispatcher.keys import GROUP
 from dispatcher.runtime import connect
 from dispatcher.store import as_str
 from tests.e2e.conftest import SECRET, System
@@ -46,7 +46,7 @@ async def next_events(
 ) -> Any:
     """Block on the events stream until ``count`` more events (of ``kind``, if given); the
     new cursor."""
-    key = Keys(system.prefix).events
+    key = system.keys.at(0).events
     seen, deadline = 0, time.monotonic() + 60
     while seen < count:
         assert time.monotonic() < deadline, "nothing happened for a minute"
@@ -60,7 +60,7 @@ async def next_events(
 
 async def pending_of(redis: Redis, system: System, provider: str, pid: int) -> int:
     """Entries the worker process ``pid`` holds (its consumer name carries the pid)."""
-    stream = Keys(system.prefix).queue(provider)
+    stream = system.keys.at(0).queue(provider)
     consumers: Any = await redis.xinfo_consumers(stream, GROUP)
     return sum(int(c["pending"]) for c in consumers if f"-{pid}-" in as_str(c["name"]))
 
@@ -72,7 +72,7 @@ async def stop_past_the_lease(
     held, then SIGCONT: it wakes with work in hand that is no longer its own."""
     victim.send_signal(signal.SIGSTOP)
     woken = time.monotonic() + 3 * LEASE_S
-    key = Keys(system.prefix).events
+    key = system.keys.at(0).events
     while time.monotonic() < woken or await pending_of(redis, system, provider, victim.pid):
         assert time.monotonic() < woken + 60, "nobody took over the stopped worker's chunks"
         left = max(0.05, min(1.0, woken - time.monotonic()))
@@ -217,7 +217,7 @@ async def test_recovery_never_holds_a_chunk_slot(
     await next_events(redis, system, "0-0", 2, b"progress")  # mid-chunk: it is sending
     victim.send_signal(signal.SIGKILL)
     victim.wait()
-    k = Keys(system.prefix)
+    k = system.keys
     # Someone just called the list API: no scan may settle anything for two minutes.
     await redis.set(k.poll_lock("cloudaten", "default"), 1, px=120_000)
     system.worker()

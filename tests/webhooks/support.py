@@ -79,7 +79,7 @@ async def sent_campaign(
     k = Keys(settings.prefix)
     chunks = int(await redis.hget(k.meta(answer.id), "chunks") or 0)
     assert chunks <= ENQUEUE_ADMITS, "only the chunks an enqueue admits can be read here"
-    q = Queue(redis, k, "w", [k.queue(provider)])
+    q = Queue(redis, k, "w", [k.at(0).queue(provider)])
     await q.setup()
     recorded = 0
     while recorded < chunks:
