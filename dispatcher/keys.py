@@ -3,6 +3,14 @@
 A campaign's keys share the hash tag ``{cid}`` so that they land on one Redis Cluster slot
 (:meth:`Keys.campaign_keys` lists them all: archiving and purging delete them in one call).
 
+That is the layout of one **partition**, a single Redis. On a Redis Cluster the work is
+spread over several (:class:`Part`): a campaign belongs to one by a CRC-32 of its id, and
+its keys are named ``<prefix>{<tag>}:<cid>:meta`` instead, sharing the partition's tag
+with the keys of that partition its scripts touch: the work streams and delayed sets, the
+ready sets and virtual clocks, the in-flight marks, the events stream, and the ``open``,
+``batches``, ``responses`` and ``unknown`` sets, each named ``<prefix>{<tag>}:q:…`` and so
+on. Every script then touches one slot. The table names them as one partition has them.
+
 =========================  ======  ==========================================================
 key                        type    holds
 =========================  ======  ==========================================================

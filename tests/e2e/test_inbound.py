@@ -9,9 +9,13 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 from redis.asyncio import Redis
 
 from tests.e2e.conftest import SECRET, System
+
+#: Also run against a Redis Cluster by make test-cluster (tests/cluster.py).
+pytestmark = pytest.mark.cluster
 
 
 async def test_inbound_reaches_the_stream_and_the_cli(system: System, redis: Redis) -> None:

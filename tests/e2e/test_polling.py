@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from redis.asyncio import Redis
 
 from dispatcher.client import Client
@@ -13,6 +14,9 @@ from dispatcher.config import load_settings
 from dispatcher.providers.smsclouds import STATUSES as SMSCLOUDS
 from dispatcher.providers.ycloud import STATUSES as YCLOUD
 from tests.e2e.conftest import System
+
+#: Also run against a Redis Cluster by make test-cluster (tests/cluster.py).
+pytestmark = pytest.mark.cluster
 
 INTERVAL = 0.5  # the mock's list limit per key
 POLL = {"poll_interval_seconds": INTERVAL + 0.2, "poll_after_seconds": 0}

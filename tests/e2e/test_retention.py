@@ -7,17 +7,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
+import pytest
 from redis.asyncio import Redis
 
 from dispatcher.client import Client
 from dispatcher.config import load_settings
 from dispatcher.demo import stop
-from dispatcher.keys import Keys
 from dispatcher.retention import DAY_MS
 from dispatcher.store import now_ms
 from tests.conftest import eventually
 from tests.e2e.conftest import System
 from tests.test_retention import mentions
+
+#: Also run against a Redis Cluster by make test-cluster (tests/cluster.py).
+pytestmark = pytest.mark.cluster
 
 
 def enqueue(system: System, numbers: Path, n: int, first: int) -> str:
@@ -55,7 +58,7 @@ async def test_archived_by_the_worker_read_back_the_same(
 
     # A day passes for one: the worker's sweep archives it.
     assert (await client.status(swept)).archived_at is None  # one day of retention
-    await redis.hset(Keys(prefix).meta(swept), "done_at", now_ms() - DAY_MS - 1)
+    await redis.hset(system.keys.meta(swept), "done_at", now_ms() - DAY_MS - 1)
     await eventually(lambda: client.status(swept), lambda st: st.archived_at is not None,
                      what="the worker's sweep")  # fmt: skip
     # The other by the command, whatever its retention.
