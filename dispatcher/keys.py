@@ -148,7 +148,9 @@ def partitions_for(configured: int, cluster: bool) -> int:
     """The partitions to use: ``configured``, or (0) one on a single Redis and
     :data:`CLUSTER_PARTITIONS` on a cluster, where one would put every script across slots."""
     if cluster and configured == 1:
-        raise ValueError(
+        from dispatcher.config import ConfigError  # config is the settings' own module
+
+        raise ConfigError(
             "partitions: a Redis Cluster needs more than one (leave it unset for "
             f"{CLUSTER_PARTITIONS})"
         )

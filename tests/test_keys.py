@@ -10,13 +10,16 @@ from redis.asyncio import Redis
 from redis.crc import key_slot
 
 from dispatcher import lua
+from dispatcher.config import ConfigError
 from dispatcher.keys import (
+    CLUSTER_PARTITIONS,
     SLOTS,
     Keys,
     batch_member,
     parse_batch_member,
     parse_unit,
     partition_tags,
+    partitions_for,
     unit,
 )
 from dispatcher.store import as_str
@@ -90,3 +93,11 @@ def test_partition_tags_fall_in_even_shares_of_the_slots() -> None:
     for n in (3, 16):
         slots = [key_slot(f"{{{tag}}}".encode()) for tag in partition_tags(n)]
         assert [s * n // SLOTS for s in slots] == list(range(n))  # one in each share
+
+
+def test_a_cluster_gets_partitions_unless_told_otherwise_and_never_just_one() -> None:
+    assert partitions_for(0, cluster=False) == 1
+    assert partitions_for(0, cluster=True) == CLUSTER_PARTITIONS
+    assert partitions_for(4, cluster=True) == 4
+    with pytest.raises(ConfigError, match=r"^partitions: a Redis Cluster needs more than one"):
+        partitions_for(1, cluster=True)

@@ -13,6 +13,7 @@ from dispatcher.config import Settings
 from dispatcher.keys import GROUP, Keys
 from dispatcher.model import Campaign, CampaignError, Enqueued, Status
 from dispatcher.staging import EnqueueInProgress
+from dispatcher.store import LayoutMismatch, ensure_layout
 
 NUMBERS = [f"+4479110{i:05d}" for i in range(25)]
 
@@ -101,3 +102,11 @@ async def test_chunk_blobs_and_group(redis: Redis, settings: Settings) -> None:
     ]
     groups = await redis.xinfo_groups(k.at(0).queue("cloudaten"))
     assert [g["name"] for g in groups] == [GROUP.encode()]
+
+
+async def test_a_process_with_other_partitions_is_refused(redis: Redis, prefix: str) -> None:
+    await ensure_layout(redis, Keys(prefix, 4))  # the first records its layout
+    await ensure_layout(redis, Keys(prefix, 4))  # the same: fine
+    with pytest.raises(LayoutMismatch, match=r"uses 1 but .* use 4; set partitions = 4$"):
+        await ensure_layout(redis, Keys(prefix))
+    await ensure_layout(redis, Keys(f"{prefix}other:"))  # another prefix has its own
