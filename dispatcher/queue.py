@@ -95,11 +95,11 @@ return #due
     uses=MEMBERS,
 )
 
-#: Refresh the idle time of entries this consumer still owns; return the ones it lost.
 #: With partitions, how long one blocking read waits on one partition before the worker
 #: looks at all of them again (a read may wait on one Redis Cluster slot only).
 PARTITION_BLOCK_MS = 100
 
+#: Refresh the idle time of entries this consumer still owns; return the ones it lost.
 _EXTEND = """
 local lost = {}
 for i = 3, #ARGV do
