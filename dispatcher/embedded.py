@@ -130,15 +130,21 @@ class RedisProcess:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, which the server treats as SHUTDOWN (the AOF is flushed), then wait."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.terminate()
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_server(self.process, timeout)
+
+
+def stop_server(process: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
+    """SIGTERM a valkey-server child (a clean SHUTDOWN), then SIGKILL if it lingers past
+    ``timeout``."""
+    if process is None:
+        return
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def data_dir_from_env() -> Path:

@@ -23,7 +23,7 @@ from types import TracebackType
 from redis import Redis
 from redis.exceptions import RedisError
 
-from dispatcher.embedded import free_port, server_binary
+from dispatcher.embedded import free_port, server_binary, stop_server
 
 #: Hash slots of a Redis Cluster.
 SLOTS = 16384
@@ -88,16 +88,7 @@ class ClusterNode:
         return Redis(host="127.0.0.1", port=self.port, socket_timeout=2, socket_connect_timeout=2)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM (a clean SHUTDOWN), then SIGKILL if it lingers past ``timeout``."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.terminate()
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout)
+        stop_server(self.process, timeout)
 
     def log_tail(self) -> str:
         try:
