@@ -163,6 +163,9 @@ class Admission:
         self.providers = list(providers)
         self._script = redis.register_script(_ADMIT)
         self._turn = 0
+        # Each partition's prefix, and what comes before and after an id in its meta key.
+        self._parts = [(p.base, *f"{p.campaign(CID)}:meta".split(CID), p.events)
+                       for p in self.keys.parts]  # fmt: skip
         self._caps: dict[str, tuple[int, str]] = {}  # provider → its cap, accounts' own caps
         for p in providers:
             ps = settings.provider(p)
@@ -186,13 +189,12 @@ class Admission:
             for p in providers or self.providers:
                 cap, own = self._caps[p]
                 work += [p, lane, "1" if lane == "otp" else "0", cap, own]
-        parts = self.keys.parts
+        parts = self._parts
         self._turn = (self._turn + 1) % len(parts)  # no partition always goes first
         admitted = 0
-        for part in parts[self._turn :] + parts[: self._turn]:
-            meta_pre, meta_post = f"{part.campaign(CID)}:meta".split(CID)
-            args: list[str | int] = [part.base, meta_pre, meta_post, most - admitted, *work]
-            admitted += int(await self._script(keys=[part.events], args=args))
+        for base, meta_pre, meta_post, events in parts[self._turn :] + parts[: self._turn]:
+            args: list[str | int] = [base, meta_pre, meta_post, most - admitted, *work]
+            admitted += int(await self._script(keys=[events], args=args))
             if admitted >= most:
                 break
         return admitted

@@ -145,6 +145,7 @@ class Queue:
         self._promote = redis.register_script(_PROMOTE)
         self._claim_cursor = dict.fromkeys(self.streams, "0-0")
         self._turn = self._wait_turn = 0
+        self._lane_groups: dict[tuple[str, ...], list[list[list[str]]]] = {}
 
     async def setup(self) -> None:
         await ensure_layout(self.redis, self.keys)
@@ -153,7 +154,15 @@ class Queue:
 
     def lane_streams(self, lanes: Sequence[str]) -> list[list[list[str]]]:
         """This consumer's streams, grouped by lane, most urgent first, and within a lane by
-        partition (one read may name the streams of one Redis Cluster slot only)."""
+        partition (one read may name the streams of one Redis Cluster slot only). Worked
+        out once per set of lanes: every read asks."""
+        wanted = tuple(lanes)
+        found = self._lane_groups.get(wanted)
+        if found is None:
+            found = self._lane_groups[wanted] = self._group(wanted)
+        return found
+
+    def _group(self, lanes: Sequence[str]) -> list[list[list[str]]]:
         groups = []
         for lane in LANES:
             if lane in lanes:
