@@ -78,8 +78,9 @@ class Client:
         self.redis = redis
         admission = Admission(redis, self.settings, sorted(self.settings.providers))
         archive = Archive(self.settings.archive_dir, self.settings.prefix)
-        self.store = Store(redis, Keys.of(self.settings, redis), admission, archive)
-        self.control = Control(redis, Keys.of(self.settings, redis))
+        keys = Keys.of(self.settings, redis)
+        self.store = Store(redis, keys, admission, archive)
+        self.control = Control(redis, keys)
         self.retention = Retention(redis, self.settings, self.store)
 
     async def __aenter__(self) -> Client:
