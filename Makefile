@@ -63,9 +63,11 @@ clean:
 chaos: $(VENV)/.installed-test
 	$(PY) -m benchmarks.chaos
 
-# Fair share across accounts and campaigns, measured (about 10 minutes; CI runs it too).
+# Fair share across accounts and campaigns, and rate use (four processes, two providers:
+# ≥ 0.95 of the rate, none over), measured (about 11 minutes; CI runs it too).
 fair: $(VENV)/.installed-test
 	$(PY) -m benchmarks.fair
+	$(PY) -m benchmarks.bench_rate
 
 # The web console in a real browser: Debian's chromium (/usr/bin/chromium), never a
 # downloaded one; fails rather than skips where it is missing (CI installs it).

@@ -103,9 +103,10 @@ class ProviderSettings:
     chunk_size: int = 100
     rate_per_second: float = 50.0  # per provider account, across every worker process
     burst: int = 1  # requests the account may send at once after a quiet spell
-    #: How much later or earlier than scheduled a request may reach the provider (network
-    #: and event-loop jitter): requests are spaced so that even then the provider never
-    #: counts more than the rate in any window of max(1 s, 1/rate).
+    #: The most jitter (how much later than scheduled a request may reach the provider)
+    #: the spacing allows for; below it the jitter is measured (jitter.py), and requests
+    #: are spaced so that the provider never counts more than the rate in any window of
+    #: max(1 s, 1/rate).
     rate_jitter_seconds: float = 0.1
     rate_headroom: float = 0.0  # an extra fraction to stay below the rate, if wanted
     per_number_spacing_seconds: float = 0.0  # e.g. 30: one voice call per number per 30 s

@@ -8,11 +8,15 @@ when requests leave. No slot is ever handed out more than ``HORIZON_MS`` ahead: 
 that dies (or stops) with slots in hand idles the account for at most that long, and an
 OTP never queues behind more than that many reserved slots.
 
-**Jitter.** Requests reach the provider up to ``jitter`` seconds earlier or later than
-scheduled. Counting in windows of W = max(1 s, 1/rate), ``rate·W`` requests spaced
-T = (W + jitter) / (rate·W) apart never fit in one window however they jitter, so the
-provider never counts more than its limit. (At 50/s with 0.1 s that is 0.91 of the rate;
-at 0.4/s, one request every 2.6 s.) Inside a process aiolimiter smooths bursts too.
+**Jitter.** Requests reach the provider later than scheduled by up to some jitter J.
+Counting in windows of W = max(1 s, 1/rate), ``rate·W`` requests spaced
+T = (W + J) / (rate·W) apart never fit in one window however they jitter, so the provider
+never counts more than its limit. J is measured (jitter.py): the largest lateness at
+sending (its 99th percentile) plus the spread of answer times that any process saw lately,
+within [2 ms, ``rate_jitter_seconds``]; the script keeps the largest a process reported.
+(At 50/s: 0.98 of the rate with 20 ms of jitter; 0.91 at the 0.1 s cap.) A request that
+would leave later than its slot allowed for takes a new slot (sender.py). Inside a process
+aiolimiter smooths bursts too.
 
 **Priority.** Requests of the ``otp`` lane are served first for the account's concurrency
 slots.
@@ -31,36 +35,53 @@ import time
 from aiolimiter import AsyncLimiter
 from redis.asyncio import Redis
 
+from dispatcher.jitter import SPAN_S, Jitter
+
 HORIZON_MS = 250.0  # never reserve a slot due further ahead than this
 MAX_BATCH = 256
 MIN_SLEEP_S = 0.0005  # a slot due sooner than this is taken at once
+MEMORY_MS = SPAN_S * 1000  # a process's jitter counts for the account this long
 #: An account's spacing after "too fast" answers (AccountGate.slow_down): from 1 ms,
 #: doubling, at most 2 s; 1% less after each other answer.
 SPACING_MIN_S, SPACING_MAX_S, SPACING_EASE = 0.001, 2.0, 0.99
 SLOW_EVERY_S = 0.05
 
 _GCRA = """
--- KEYS[1]: the account's TAT (ms). ARGV: interval ms, burst, wanted, horizon ms.
--- Returns the delays (ms) of the slots granted, all within the horizon; or, when the next
--- slot lies beyond it, {'wait', ms} until it comes within.
+-- KEYS[1]: the account's schedule, "<TAT ms> <jitter ms> <when that jitter was seen, ms>".
+-- ARGV: interval ms without jitter, window ms, burst, wanted, horizon ms, this process's
+-- jitter ms, how long a jitter is kept in mind (ms).
+-- The spacing allows for the largest jitter a process has reported within that time.
+-- Returns {interval, jitter, delays (ms) of the slots granted, all within the horizon};
+-- or, when the next slot lies beyond it, {interval, jitter, 'wait', ms until it comes within}.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
-local horizon = tonumber(ARGV[4])
+local base, window, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local horizon, mine = tonumber(ARGV[5]), tonumber(ARGV[6])
+local tat, jit, jat = 0, 0, 0
+local raw = redis.call('GET', KEYS[1])
+if raw then
+  local a, b, c = string.match(raw, '^(%S+) (%S+) (%S+)$')
+  if a then tat, jit, jat = tonumber(a), tonumber(b), tonumber(c) else tat = tonumber(raw) or 0 end
+end
+if mine >= jit or now - jat > tonumber(ARGV[7]) then jit, jat = mine, now end
+local interval = base * (1 + jit / window)
 local tau = (burst - 1) * interval
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-local delays = {}
-for i = 1, tonumber(ARGV[3]) do
+local out = {string.format('%.4f', interval), string.format('%.4f', jit)}
+for i = 1, tonumber(ARGV[4]) do
   local at = math.max(now, tat - tau)
   if at - now > horizon then
-    if i == 1 then return {'wait', tostring(at - now - horizon)} end
+    if i == 1 then
+      out[3], out[4] = 'wait', string.format('%.3f', at - now - horizon)
+      return out
+    end
     break
   end
   tat = math.max(tat, at) + interval
-  delays[#delays + 1] = tostring(at - now)
+  out[#out + 1] = string.format('%.3f', at - now)
 end
-redis.call('SET', KEYS[1], tostring(tat), 'PX', math.ceil(tat - now + 60000))
-return delays
+redis.call('SET', KEYS[1], string.format('%.3f %.4f %.3f', tat, jit, jat),
+           'PX', math.ceil(tat - now + 60000))
+return out
 """
 
 _THROTTLE = """
@@ -122,29 +143,51 @@ class GlobalRate:
     ) -> None:
         self.redis = redis
         self.key = key
+        self.window_ms = 1000.0 * max(1.0, 1.0 / rate)
+        self.base_ms = interval_ms(rate, 0.0, headroom)
+        #: The spacing now (ms): it moves with the jitter measured (jitter.Jitter).
         self.interval_ms = interval_ms(rate, jitter_s, headroom)
-        self.rate = 1000.0 / self.interval_ms
+        self.jitter = Jitter(jitter_s)
         self.burst = max(1, burst)
         self._script = redis.register_script(_GCRA)
-        self._slots: collections.deque[float] = collections.deque()  # loop times
+        self._slots: collections.deque[tuple[float, float]] = collections.deque()
         self._fetching: asyncio.Future[None] | None = None
+        self._waiting = 0  # requests in take()
 
     async def _fetch(self) -> None:
-        want = max(1, min(MAX_BATCH, int(self.rate * HORIZON_MS / 1000)))
-        loop = asyncio.get_running_loop()
+        # As many slots as there are requests waiting for one, no more: a slot nobody takes
+        # in time is the account's rate wasted (every process's share is reserved in Redis).
+        want = max(1, min(MAX_BATCH, self._waiting))
+        mine = 1000.0 * self.jitter.allowance(time.monotonic())
         got = await self._script(
-            keys=[self.key], args=[self.interval_ms, self.burst, want, HORIZON_MS]
+            keys=[self.key],
+            args=[self.base_ms, self.window_ms, self.burst, want, HORIZON_MS, mine, MEMORY_MS],
         )
-        if got and got[0] in (b"wait", "wait"):
+        self.interval_ms = float(got[0])
+        jitter_s = float(got[1]) / 1000
+        if got[2] in (b"wait", "wait"):
             # The next slot lies beyond the horizon: come back when it is within.
-            await asyncio.sleep(float(got[1]) / 1000 + MIN_SLEEP_S)
+            await asyncio.sleep(float(got[3]) / 1000 + MIN_SLEEP_S)
             return
-        now = loop.time()
-        self._slots.extend(now + float(d) / 1000 for d in got)
+        # The slots in time.monotonic(), not the loop's clock: uvloop's is read once per
+        # turn of the loop, in whole milliseconds, and would hide how late a request left.
+        now = time.monotonic()
+        self._slots.extend((now + float(d) / 1000, jitter_s) for d in got[2:])
 
-    async def take(self) -> None:
-        """Wait for this request's slot: one Redis round trip per batch of slots."""
-        while not self._slots:
+    async def take(self) -> tuple[float, float]:
+        """Wait for this request's slot: one Redis round trip per batch of slots. The
+        slot's time (time.monotonic()) and the jitter its spacing allows for (seconds)."""
+        self._waiting += 1
+        try:
+            return await self._take()
+        finally:
+            self._waiting -= 1
+
+    async def _take(self) -> tuple[float, float]:
+        while not self._slots or self._stale(self._slots[0]):
+            if self._slots:
+                self._slots.popleft()  # its time has passed: a request on it could be too late
+                continue
             if self._fetching is None:
                 self._fetching = asyncio.get_running_loop().create_future()
                 try:
@@ -154,10 +197,21 @@ class GlobalRate:
                     done.set_result(None)
             else:
                 await asyncio.shield(self._fetching)
-        due = self._slots.popleft()
-        delay = due - asyncio.get_running_loop().time()
+        slot = self._slots.popleft()
+        delay = slot[0] - time.monotonic()
         if delay > MIN_SLEEP_S:
             await asyncio.sleep(delay)
+        return slot
+
+    def _stale(self, slot: tuple[float, float]) -> bool:
+        return time.monotonic() - slot[0] > slot[1] - self.jitter.spread(time.monotonic())
+
+    def too_late(self, slot: tuple[float, float], now: float) -> bool:
+        """Whether a request on ``slot`` leaving at ``now`` could arrive closer to another
+        than the spacing allows for: it should take a new slot instead."""
+        late = now - slot[0]
+        self.jitter.late(late)
+        return late > slot[1] - self.jitter.spread(now)
 
 
 class Gate:
@@ -199,10 +253,11 @@ class AccountGate:
         self._next_at = 0.0
         self._slowed_at = 0.0
 
-    async def enter(self, high: bool = False) -> None:
+    async def enter(self, high: bool = False) -> tuple[float, float]:
+        """Wait for a concurrency slot, then a rate slot (returned: see GlobalRate.take)."""
         await self.slots.enter(high)
         try:
-            await self.rate.take()
+            slot = await self.rate.take()
             await self.local.acquire()
             if self.spacing:
                 now = time.monotonic()
@@ -213,6 +268,7 @@ class AccountGate:
         except BaseException:
             self.slots.leave()
             raise
+        return slot
 
     def leave(self) -> None:
         self.slots.leave()

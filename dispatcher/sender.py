@@ -52,6 +52,9 @@ SERIAL_MAX = 65535
 AHEAD_S = 0.1  # authorise the requests due to leave within this long in one call
 THROTTLED_TRIES = 50  # "too fast" answers to one request before its chunk steps aside
 THROTTLED_DEFER_S = 5.0
+#: New slots a late request takes before it leaves anyway: lateness this persistent is
+#: beyond the cap of the jitter allowed for, and waiting on would only stall the account.
+RETAKES = 8
 
 
 class Sender:
@@ -251,7 +254,7 @@ class Sender:
             if not self._should_send(run):
                 return
             asked = time.perf_counter()
-            await acct.gate.enter(run.urgent)
+            slot = await acct.gate.enter(run.urgent)
             stats.wait.observe(time.perf_counter() - asked)
             try:
                 if not self._should_send(run):
@@ -262,14 +265,15 @@ class Sender:
                 # provider measures it, not where an authorisation waited.
                 if await self._throttled(run, request):
                     return  # not sent: it goes back to the queue
-                sent = time.perf_counter()
+                await self._on_time(acct.gate.rate, slot)
+                sent = time.monotonic()
                 try:
                     status, body = await acct.transport.send(request)
                 except asyncio.CancelledError:
                     self._unknown(run, request, Why.SHUTDOWN, "cut off in flight at shutdown")
                     raise
                 except TransportError as exc:
-                    stats.failed(exc.code, exc.maybe_sent, time.perf_counter() - sent)
+                    stats.failed(exc.code, exc.maybe_sent, time.monotonic() - sent)
                     if exc.maybe_sent:
                         why = Why.TIMEOUT if exc.code == "TIMEOUT" else Why.CONNECTION
                         self._unknown(run, request, why, str(exc))
@@ -277,7 +281,9 @@ class Sender:
                         return
                     outcomes = [transient(exc.code, str(exc))] * len(request.positions)
                 else:
-                    stats.answered(acct.transport.outcome(status), time.perf_counter() - sent)
+                    answered = time.monotonic()
+                    acct.gate.rate.jitter.answered(answered - sent, answered)
+                    stats.answered(acct.transport.outcome(status), answered - sent)
                     outcomes = run.codec.parse(request, status, body)
             finally:
                 acct.gate.leave()
@@ -311,6 +317,15 @@ class Sender:
         for pos, outcome in zip(request.positions, outcomes, strict=True):
             run.outcomes[pos] = outcome
         self._progress(run, request)
+
+    @staticmethod
+    async def _on_time(rate: GlobalRate, slot: tuple[float, float]) -> None:
+        """Take a new slot while this one is too late to leave on (ratelimit.py): a request
+        that left later than its slot allowed for could land too close to another."""
+        for _ in range(RETAKES):
+            if not rate.too_late(slot, time.monotonic()):
+                return
+            slot = await rate.take()
 
     @staticmethod
     def _progress(run: ChunkRun, request: Request) -> None:

@@ -344,11 +344,19 @@ class Worker:
                 self._runs.pop(lease.entry_id, None)
             await self.recording.settle(run)
             self.chunks_done += 1
+            await self._admit_next(lease, meta.provider)
         except asyncio.CancelledError:
             raise
         except Exception:
             # Left pending on purpose: the lease expires and another attempt takes it.
             log.exception("%s: failed; it will be retried after its lease expires", where)
+
+    async def _admit_next(self, lease: Lease, provider: str) -> None:
+        """A settled chunk frees its account's admission (admission.py): admit the next at
+        once, instead of when a worker's blocking read next times out, so that the
+        account's rate never idles between chunks. A read blocked on the stream wakes."""
+        with contextlib.suppress(*REDIS_ERRORS):
+            await self.admission.admit(1, (lease.lane,), (provider,))
 
     def _codec(self, meta: CampaignMeta) -> Codec:
         return account_codec(self.settings, meta.provider, meta.account, meta.kind)

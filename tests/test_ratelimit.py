@@ -8,6 +8,7 @@ import pytest
 from aiolimiter import AsyncLimiter
 from redis.asyncio import Redis
 
+from dispatcher.jitter import FLOOR_S, Jitter
 from dispatcher.ratelimit import (
     HORIZON_MS,
     AccountGate,
@@ -44,7 +45,8 @@ async def test_three_processes_share_one_rate(redis: Redis, prefix: str) -> None
     await asyncio.gather(*(sender(lim, 20) for lim in limiters))
     assert len(times) == 60
     assert most_in_one_second(times) <= rate
-    # …and close to it: 60 sends at 36/s (0.1 s jitter allowance) take about 1.6 s, not 3 × that.
+    # …and close to it: 60 sends take about 1.5 s (at most 1.65 s with the 0.1 s jitter
+    # cap), not 3 × that.
     assert max(times) - min(times) < 60 / (rate * 0.9) * 1.5
 
 
@@ -122,7 +124,7 @@ async def test_no_slot_is_reserved_beyond_the_horizon(redis: Redis, prefix: str)
     try:
         for _ in range(5):  # five requests have gone: the others wait with theirs booked
             await done.get()
-            tat = float(await redis.get(key) or 0)
+            tat = float((await redis.get(key) or b"0").split()[0])
             seconds, micros = await redis.time()
             now = seconds * 1000 + micros / 1000
             assert tat - now <= HORIZON_MS + limiters[0].interval_ms
@@ -144,3 +146,51 @@ async def test_a_local_limiter_below_one_a_second_grants_a_request() -> None:
     limiter = local_limiter(0.4)  # AsyncLimiter(0.4, 1) would refuse every acquire
     await limiter.acquire()
     assert not limiter.has_capacity()
+
+
+async def test_the_spacing_allows_for_the_largest_jitter_any_process_reported(
+    redis: Redis, prefix: str
+) -> None:
+    """One process that measured 50 ms of jitter spaces the account's slots for it, and so
+    does its neighbour that measured none; the figure is forgotten after the memory."""
+    key = f"{prefix}shared-jitter"
+    quiet, jittery = GlobalRate(redis, key, 50.0), GlobalRate(redis, key, 50.0)
+    for _ in range(10):
+        jittery.jitter.late(0.05)
+    await jittery.take()
+    await quiet.take()
+    assert quiet.interval_ms == pytest.approx(interval_ms(50, 0.05))
+    assert jittery.interval_ms == pytest.approx(interval_ms(50, 0.05))
+    # With nothing measured (the floor) the spacing is all but the bare rate.
+    alone = GlobalRate(redis, f"{prefix}alone", 50.0)
+    await alone.take()
+    assert alone.interval_ms == pytest.approx(interval_ms(50, FLOOR_S))
+
+
+async def test_a_slot_too_late_for_its_allowance_is_not_used(redis: Redis, prefix: str) -> None:
+    rate = GlobalRate(redis, f"{prefix}late", 50.0)
+    slot = await rate.take()
+    at, allowed = slot
+    assert allowed == pytest.approx(FLOOR_S)
+    assert not rate.too_late(slot, at + allowed / 2)
+    for _ in range(10):
+        assert rate.too_late(slot, at + allowed * 2)
+    # …and that lateness, seen often, is measured: the next slots allow for it.
+    assert rate.jitter.allowance(at + allowed * 2) == pytest.approx(allowed * 2)
+
+
+def test_jitter_is_lateness_plus_answer_spread_within_its_bounds() -> None:
+    j = Jitter(cap_s=0.1)
+    assert j.allowance(100.0) == FLOOR_S  # nothing seen yet
+    for _ in range(200):
+        j.late(0.004)
+    j.late(0.9)  # one stalled send: the percentile leaves it out (it took a new slot)
+    j.answered(0.010, 100.2)
+    j.answered(0.025, 100.3)
+    assert j.spread(100.3) == pytest.approx(0.015)
+    assert j.allowance(100.3) == pytest.approx(0.019)
+    for _ in range(10):
+        j.late(0.5)  # a loop this late this often: at the cap
+    assert j.allowance(101.0) == 0.1
+    # Five seconds on, the answers' spread is forgotten.
+    assert j.spread(106.5) == 0.0

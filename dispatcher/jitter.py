@@ -1,0 +1,78 @@
+"""How late this process's requests reach a provider, measured, so that the account's rate
+allows for the jitter there is rather than a flat share of the rate (ratelimit.py).
+
+A provider counts requests as they arrive. A request that arrives later than its slot,
+followed by one that is on time, squeezes the two together; the schedule stays safe if the
+spacing allows for the largest such difference. Two things make a request late:
+
+* **here**: the event loop wakes the sender after its slot, or the request waits for an
+  authorisation or a connection; measured as the time from the slot to the send;
+* **on the way**: the network or the provider's own queue; measured, from above, as the
+  spread of answer times (slowest less fastest).
+
+A request that would leave later than its slot allowed for, less the spread, takes a new
+slot instead (sender.py): that, not the estimate, keeps the provider's count within the
+rate, so the lateness is taken at its 99th percentile (a stalled loop's outliers would
+otherwise widen the spacing for seconds; they cost a slot each instead). The spread is
+taken whole, over the last ``SPAN_S`` seconds: it cannot be undone after the fact. The
+allowance is their sum, within [floor, cap]; the account's schedule takes the largest
+allowance of its processes (ratelimit.py).
+"""
+
+from __future__ import annotations
+
+import collections
+
+#: The answer-time spread kept in mind: that of the last this many seconds.
+SPAN_S = 5
+#: Latenesses kept for the percentile: the last this many sends.
+SAMPLES = 512
+QUANTILE = 0.99
+#: Less than this is never allowed for: clocks and loop wake-ups are this coarse.
+FLOOR_S = 0.002
+
+
+class Jitter:
+    """Lateness over the last SAMPLES sends; answer-time spread in one-second buckets over
+    the last SPAN_S."""
+
+    __slots__ = ("_fast", "_late", "_second", "_slow", "cap", "floor")
+
+    def __init__(self, cap_s: float, floor_s: float = FLOOR_S) -> None:
+        self.cap = cap_s
+        self.floor = min(floor_s, cap_s)
+        self._second = 0
+        self._late: collections.deque[float] = collections.deque(maxlen=SAMPLES)
+        self._slow = [0.0] * SPAN_S
+        self._fast = [float("inf")] * SPAN_S
+
+    def _bucket(self, now: float) -> int:
+        second = int(now)
+        if second != self._second:
+            for s in range(max(self._second + 1, second - SPAN_S + 1), second + 1):
+                i = s % SPAN_S
+                self._slow[i], self._fast[i] = 0.0, float("inf")
+            self._second = second
+        return second % SPAN_S
+
+    def late(self, seconds: float) -> None:
+        """A request left ``seconds`` after its slot."""
+        self._late.append(seconds)
+
+    def answered(self, seconds: float, now: float) -> None:
+        """A request's answer came ``seconds`` after it left."""
+        i = self._bucket(now)
+        self._slow[i] = max(self._slow[i], seconds)
+        self._fast[i] = min(self._fast[i], seconds)
+
+    def spread(self, now: float) -> float:
+        """Slowest answer less fastest: how much later than another a request may arrive
+        once it has left."""
+        self._bucket(now)
+        fast = min(self._fast)
+        return max(self._slow) - fast if fast != float("inf") else 0.0
+
+    def allowance(self, now: float) -> float:
+        """The jitter to space requests for: lateness here plus the spread on the way."""
+        late = sorted(self._late)[int(QUANTILE * (len(self._late) - 1))] if self._late else 0.0
+        return max(self.floor, min(self.cap, late + self.spread(now)))
