@@ -10,13 +10,13 @@ spacing allows for the largest such difference. Two things make a request late:
 * **on the way**: the network or the provider's own queue; measured, from above, as the
   spread of answer times (slowest less fastest).
 
-A request that would leave later than its slot allowed for, less the spread, takes a new
-slot instead (sender.py): that, not the estimate, keeps the provider's count within the
-rate, so the lateness is taken at its 99th percentile (a stalled loop's outliers would
-otherwise widen the spacing for seconds; they cost a slot each instead). The spread is
-taken whole, over the last ``SPAN_S`` seconds: it cannot be undone after the fact. The
-allowance is their sum, within [floor, cap]; the account's schedule takes the largest
-allowance of its processes (ratelimit.py).
+A request that would leave later than its slot allowed for, less the spread (but at
+least half of it), takes a new slot instead (sender.py): that, not the estimate, keeps the
+provider's count within the rate, so the lateness is taken at its 99th percentile (a
+stalled loop's outliers would otherwise widen the spacing for seconds; they cost a slot
+each instead). The spread is taken whole, over the last ``SPAN_S`` seconds: it cannot be
+undone after the fact. The allowance is their sum, within [floor, cap]; the account's
+schedule takes the largest allowance of its processes (ratelimit.py).
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ SPAN_S = 5
 #: Latenesses kept for the percentile: the last this many sends.
 SAMPLES = 512
 QUANTILE = 0.99
+#: The figures are worked out again at most this often (seconds): they are read on every
+#: request, and a tenth of a second is well inside the span they cover.
+REFRESH_S = 0.1
 #: Less than this is never allowed for: clocks and loop wake-ups are this coarse.
 FLOOR_S = 0.002
 
@@ -36,7 +39,7 @@ class Jitter:
     """Lateness over the last SAMPLES sends; answer-time spread in one-second buckets over
     the last SPAN_S."""
 
-    __slots__ = ("_fast", "_late", "_second", "_slow", "cap", "floor")
+    __slots__ = ("_fast", "_late", "_second", "_slow", "_spread", "_spread_at", "cap", "floor")
 
     def __init__(self, cap_s: float, floor_s: float = FLOOR_S) -> None:
         self.cap = cap_s
@@ -45,6 +48,8 @@ class Jitter:
         self._late: collections.deque[float] = collections.deque(maxlen=SAMPLES)
         self._slow = [0.0] * SPAN_S
         self._fast = [float("inf")] * SPAN_S
+        self._spread = 0.0
+        self._spread_at = -REFRESH_S
 
     def _bucket(self, now: float) -> int:
         second = int(now)
@@ -68,9 +73,12 @@ class Jitter:
     def spread(self, now: float) -> float:
         """Slowest answer less fastest: how much later than another a request may arrive
         once it has left."""
-        self._bucket(now)
-        fast = min(self._fast)
-        return max(self._slow) - fast if fast != float("inf") else 0.0
+        if now - self._spread_at >= REFRESH_S or now < self._spread_at:
+            self._bucket(now)
+            fast = min(self._fast)
+            self._spread = max(self._slow) - fast if fast != float("inf") else 0.0
+            self._spread_at = now
+        return self._spread
 
     def allowance(self, now: float) -> float:
         """The jitter to space requests for: lateness here plus the spread on the way."""

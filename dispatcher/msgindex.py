@@ -10,7 +10,10 @@ guide), and the shards spread over a cluster's slots like any other keys.
 Entries are written before the record script that writes their results (queue.py,
 unknown.py): the index then never misses a message that has a result, and an entry
 written for a campaign that turned out to be gone only names a campaign nobody finds.
-Every write is an idempotent HSET, so a retry after a crash writes nothing new.
+Every write is an idempotent HSET, so a retry after a crash writes nothing new. On one
+Redis a chunk's entries go in one script call (:data:`ADD`): a pipelined HSET a message
+cost the worker some 15 µs of CPU each, more than the rest of recording the chunk. A
+cluster client spreads the HSETs over the shards' nodes in a pipeline instead.
 """
 
 from __future__ import annotations
@@ -23,13 +26,24 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from dispatcher.keys import Keys
+from dispatcher.keys import Keys, is_cluster_client
 
 #: How many hashes the index of one provider is cut into: 16,384 shards of at most 128
 #: entries (Redis' default ``hash-max-listpack-entries``) hold two million messages.
 SHARDS = 16_384
 #: Shards :meth:`MessageIndex.forget` works on at once.
 FORGET_AT_ONCE = 64
+
+#: KEYS: shards; ARGV: per key, how many entries, then that many message id, ref pairs.
+ADD = """
+local at = 1
+for k = 1, #KEYS do
+  local n = tonumber(ARGV[at])
+  redis.call('HSET', KEYS[k], unpack(ARGV, at + 1, at + 2 * n))
+  at = at + 1 + 2 * n
+end
+return #KEYS
+"""
 
 #: KEYS[1]: a shard; ARGV[1]: cid; ARGV[2..]: message ids. Forget those still naming it.
 FORGET = """
@@ -71,6 +85,8 @@ class MessageIndex:
         self.redis = redis
         self.keys = keys
         self._forget = redis.register_script(FORGET)
+        self._add = redis.register_script(ADD)
+        self._cluster = is_cluster_client(redis)
 
     def key(self, provider: str, message_id: str) -> str:
         return self.keys.message_index(provider, shard(message_id))
@@ -82,10 +98,19 @@ class MessageIndex:
         return grouped
 
     async def add(self, provider: str, entries: Mapping[str, str]) -> None:
-        """Index ``entries`` (message id → :func:`ref`), one HSET per shard, pipelined."""
+        """Index ``entries`` (message id → :func:`ref`): one HSET per shard, in one script
+        call on one Redis, pipelined on a cluster."""
         if not entries:
             return
         grouped = self._by_key(provider, entries)
+        if not self._cluster:
+            args: list[str | int] = []
+            for mids in grouped.values():
+                args.append(len(mids))
+                for mid in mids:
+                    args += (mid, entries[mid])
+            await self._add(keys=list(grouped), args=args)
+            return
         async with self.redis.pipeline(transaction=False) as pipe:
             for key, mids in grouped.items():
                 pipe.hset(key, mapping={mid: entries[mid] for mid in mids})

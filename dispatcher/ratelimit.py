@@ -40,6 +40,7 @@ from dispatcher.jitter import SPAN_S, Jitter
 HORIZON_MS = 250.0  # never reserve a slot due further ahead than this
 MAX_BATCH = 256
 MIN_SLEEP_S = 0.0005  # a slot due sooner than this is taken at once
+FETCH_AHEAD_S = 0.02  # slots fetched beyond those waited for: the rate's 20 ms
 MEMORY_MS = SPAN_S * 1000  # a process's jitter counts for the account this long
 #: An account's spacing after "too fast" answers (AccountGate.slow_down): from 1 ms,
 #: doubling, at most 2 s; 1% less after each other answer.
@@ -153,11 +154,21 @@ class GlobalRate:
         self._slots: collections.deque[tuple[float, float]] = collections.deque()
         self._fetching: asyncio.Future[None] | None = None
         self._waiting = 0  # requests in take()
+        self._batch = 1  # slots to fetch beyond those waited for (see _fetch)
+        self._dropped = 0  # slots gone stale since the last fetch
 
     async def _fetch(self) -> None:
-        # As many slots as there are requests waiting for one, no more: a slot nobody takes
-        # in time is the account's rate wasted (every process's share is reserved in Redis).
-        want = max(1, min(MAX_BATCH, self._waiting))
+        # As many slots as there are requests waiting for one, or more while every slot
+        # fetched is taken in time (doubling, up to what the rate gives in FETCH_AHEAD_S;
+        # halving when some went stale): a slot nobody takes in time is the account's rate
+        # wasted (every process's share is reserved in Redis), and a round trip per few
+        # requests is CPU wasted.
+        ahead = max(1, int(FETCH_AHEAD_S * 1000 / self.interval_ms))
+        if self._dropped:
+            self._batch, self._dropped = max(1, self._batch // 2), 0
+        else:
+            self._batch = min(ahead, self._batch * 2)
+        want = min(MAX_BATCH, max(self._waiting, self._batch))
         mine = 1000.0 * self.jitter.allowance(time.monotonic())
         got = await self._script(
             keys=[self.key],
@@ -187,6 +198,7 @@ class GlobalRate:
         while not self._slots or self._stale(self._slots[0]):
             if self._slots:
                 self._slots.popleft()  # its time has passed: a request on it could be too late
+                self._dropped += 1
                 continue
             if self._fetching is None:
                 self._fetching = asyncio.get_running_loop().create_future()
@@ -203,15 +215,23 @@ class GlobalRate:
             await asyncio.sleep(delay)
         return slot
 
+    def _tolerance(self, allowed: float, now: float) -> float:
+        """How late a request may leave on a slot that allows for ``allowed`` of jitter:
+        what the spread of answers leaves of it, but never less than half. (Answer times
+        that spread wider than the cap say more about how long the provider works on a
+        request than about when it arrives.)"""
+        return max(allowed - self.jitter.spread(now), allowed / 2)
+
     def _stale(self, slot: tuple[float, float]) -> bool:
-        return time.monotonic() - slot[0] > slot[1] - self.jitter.spread(time.monotonic())
+        now = time.monotonic()
+        return now - slot[0] > self._tolerance(slot[1], now)
 
     def too_late(self, slot: tuple[float, float], now: float) -> bool:
         """Whether a request on ``slot`` leaving at ``now`` could arrive closer to another
         than the spacing allows for: it should take a new slot instead."""
         late = now - slot[0]
         self.jitter.late(late)
-        return late > slot[1] - self.jitter.spread(now)
+        return late > self._tolerance(slot[1], now)
 
 
 class Gate:
@@ -222,19 +242,22 @@ class Gate:
         self._waiters = _Waiters()
 
     async def enter(self, high: bool = False) -> None:
-        while self.free <= 0:
-            future = self._waiters.add(high)
-            try:
-                await future
-            except asyncio.CancelledError:
-                if future.done() and not future.cancelled():
-                    self._waiters.wake_one()  # woken, then cancelled: pass the turn on
-                raise
-        self.free -= 1
+        if self.free > 0:
+            self.free -= 1
+            return
+        future = self._waiters.add(high)
+        try:
+            await future  # woken by leave(): the slot is ours
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.leave()  # handed the slot, then cancelled: pass it on
+            raise
 
     def leave(self) -> None:
-        self.free += 1
-        self._waiters.wake_one()
+        # Straight to the next waiter, if any: were it only woken, a task entering
+        # meanwhile would take the slot and the waiter would queue again at the back.
+        if not self._waiters.wake_one():
+            self.free += 1
 
 
 class AccountGate:

@@ -166,6 +166,32 @@ def _float(value: str) -> float | None:
     return float(value) if value else None
 
 
+def _safe(text: str | None) -> bool:
+    return text is None or (text not in ("", SAME) and _UNSAFE.isdisjoint(text))
+
+
+def _number(value: object) -> str | None:
+    """An int or float field as :func:`_compact` writes it; None for another type."""
+    if value is None:
+        return ""
+    if type(value) is int:
+        return str(value)
+    return repr(value) if type(value) is float else None
+
+
+def _accepted_row(code: str, r: Result) -> bytes | None:
+    """:func:`_compact` of a result with no error and no number (what a send mostly
+    returns), some three times faster; None when it does not apply."""
+    mid, batch = r.message_id, r.batch_id
+    if not (_safe(mid) and _safe(batch)):
+        return None
+    segments, price, sent_at = _number(r.segments), _number(r.price), _number(r.sent_at)
+    if segments is None or price is None or sent_at is None:
+        return None
+    text = f"{mid or ''}|||{segments}|{price}|{sent_at}|{batch or ''}".rstrip("|")
+    return (code + text).encode()
+
+
 def pack_row(result: Result, *, with_number: bool = False) -> bytes:
     """A result as stored: its status letter (:data:`CODES`), then ``message_id|error_code|
     error|segments|price|sent_at|batch_id|number`` without the trailing empty ones, e.g.
@@ -173,9 +199,13 @@ def pack_row(result: Result, *, with_number: bool = False) -> bytes:
     is kept only ``with_number`` (an invalid recipient, which no chunk holds). A result
     whose text fields cannot be written so is stored as a JSON list, in the same order."""
     r = result
+    code = CODES.get(r.status)
+    if code and not with_number and r.error_code is None and r.error is None:
+        fast = _accepted_row(code, r)  # the common case, written without the general loop
+        if fast is not None:
+            return fast
     fields = [r.message_id, r.error_code, r.error, r.segments, r.price, r.sent_at, r.batch_id,
               r.number if with_number else None]  # fmt: skip
-    code = CODES.get(r.status)
     packed = _compact(code, fields) if code else None
     return packed if packed is not None else orjson.dumps(_trimmed([r.status, *fields]))
 

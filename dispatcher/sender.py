@@ -17,7 +17,9 @@ import logging
 import math
 import random
 import time
+from collections.abc import Coroutine, Iterator
 from dataclasses import replace
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -55,6 +57,23 @@ THROTTLED_DEFER_S = 5.0
 #: New slots a late request takes before it leaves anyway: lateness this persistent is
 #: beyond the cap of the jitter allowed for, and waiting on would only stall the account.
 RETAKES = 8
+
+
+class _Pullers:
+    """The tasks sending one chunk's requests: at most one per request, and no more than
+    the account's concurrency."""
+
+    def __init__(self, group: asyncio.TaskGroup, requests: int, concurrency: int) -> None:
+        self.group = group
+        self.most = min(requests, concurrency)
+        self.count = 0
+
+    def room(self) -> bool:
+        return self.count < self.most
+
+    def add(self, coro: Coroutine[Any, Any, None]) -> None:
+        self.count += 1
+        self.group.create_task(coro)
 
 
 class Sender:
@@ -131,16 +150,24 @@ class Sender:
         todo = [pos for pos in range(len(run.recipients)) if pos not in run.outcomes]
         built = run.codec.build(job, [run.recipients[p] for p in todo], ctx)
         run.outcomes.update({todo[p]: o for p, o in built.refused.items()})
-        run.requests = [
-            replace(r, positions=tuple(todo[p] for p in r.positions)) for r in built.requests
-        ]
+        if len(todo) == len(run.recipients):  # all of them (as usual): positions agree
+            run.requests = list(built.requests)
+        else:
+            run.requests = [
+                replace(r, positions=tuple(todo[p] for p in r.positions)) for r in built.requests
+            ]
         run._auth_from = 0
         scope = asyncio.timeout(None)
         self.deadlines.add(scope)
+        # One task sends the chunk's requests one after another, and another joins it
+        # while the account has free concurrency: a task (and a gate waiter) per request
+        # cost more than the request's own bookkeeping, and tasks beyond what the account
+        # can have in flight would only wait.
+        pending = iter(run.requests)
         try:
             async with scope, asyncio.TaskGroup() as group:
-                for request in run.requests:
-                    group.create_task(self._send(run, request))
+                pool = _Pullers(group, len(run.requests), acct.provider.concurrency)
+                pool.add(self._send_each(run, pending, pool))
         except TimeoutError:
             pass  # shutdown deadline: what answered is in run.outcomes
         finally:
@@ -243,6 +270,12 @@ class Sender:
         if left:
             run.defer_ms = max(run.defer_ms, float(left))
         return bool(left)
+
+    async def _send_each(self, run: ChunkRun, pending: Iterator[Request], pool: _Pullers) -> None:
+        for request in pending:
+            if run.account.gate.slots.free > 0 and pool.room():
+                pool.add(self._send_each(run, pending, pool))
+            await self._send(run, request)
 
     async def _send(self, run: ChunkRun, request: Request) -> None:
         acct = run.account

@@ -73,6 +73,9 @@ class Transport:
         return aiohttp.ClientSession(
             connector=connector,
             headers=self._headers,
+            # The providers authenticate every request by its header; a jar would only
+            # filter cookies for each request (a few per cent of the worker's CPU).
+            cookie_jar=aiohttp.DummyCookieJar(),
             timeout=self._timeout,
             raise_for_status=False,
             auto_decompress=True,
