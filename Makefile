@@ -21,8 +21,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e . 2>&1 | $(PIP_QUIET)
 	touch $@
 
+# The bench extra (arq, SAQ, matplotlib) too: the tests run the benchmark's peers and plot.
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PY) -m pip install --quiet -e '.[test]' 2>&1 | $(PIP_QUIET)
+	$(PY) -m pip install --quiet -e '.[test,bench]' 2>&1 | $(PIP_QUIET)
 	touch $@
 
 run: $(VENV)/.installed
@@ -42,12 +43,17 @@ test: lint
 test-cluster: $(VENV)/.installed-test
 	DISPATCHER_TEST_CLUSTER=1 $(PY) -m pytest -m cluster
 
-# Throughput against the bare clients, Redis bytes per recipient (1,000,000 recipients,
-# side by side with the layout before rows.py) and streaming enqueue.
+# Throughput against the bare clients and the arq and SAQ peers (3 interleaved rounds),
+# rate use, worker memory over 1,000,000 recipients, Redis bytes per recipient (side by
+# side with the layout before rows.py) and streaming enqueue; then the picture,
+# benchmarks/results/bench.png, beside the JSON.
 bench: $(VENV)/.installed-test
 	$(PY) -m benchmarks.bench_send
+	$(PY) -m benchmarks.bench_rate
+	$(PY) -m benchmarks.bench_memory
 	$(PY) -m benchmarks.bench_storage
 	$(PY) -m benchmarks.bench_enqueue
+	$(PY) -m benchmarks.plot
 
 worker: $(VENV)/.installed
 	$(PY) -m dispatcher worker

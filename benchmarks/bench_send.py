@@ -1,18 +1,25 @@
-"""Dispatcher throughput against the bare-client ceiling, per provider, side by side in one run.
+"""Dispatcher throughput against the bare-client ceiling and against arq and SAQ, per
+provider, side by side in one run.
 
-For each provider (Cloud Aten, YCloud, CloudSMS, Smsclouds, and Smsclouds over SMPP):
+For each provider (Cloud Aten, YCloud, CloudSMS, Smsclouds, and Smsclouds over SMPP), in
+``--rounds`` interleaved rounds (medians reported):
 
-1. ceiling: a bare aiohttp client (uvloop, no queue, no Redis) sends the very requests our
-   codec builds for N recipients to the mock, with the same concurrency; for SMPP, a bare
-   SMPP client (smpp_client.py) sends the codec's ``submit_sm`` PDUs to the mock SMSC with
-   the same window;
-2. dispatcher: N recipients are enqueued and one worker process sends them to the same mock.
+1. ceiling: a bare aiohttp client (uvloop, no queue, no Redis; the same session settings as
+   our transport) sends the very requests our codec builds for N recipients to the mock,
+   with the same concurrency; for SMPP, a bare SMPP client (smpp_client.py) sends the
+   codec's ``submit_sm`` PDUs to the mock SMSC with the same window;
+2. dispatcher: N recipients are enqueued and one worker process sends them to the same mock;
+   end to end, from the enqueue's start to the last result recorded;
+3. peers (Cloud Aten): the same N sent through arq and through SAQ as an expert would
+   (peers.py: jobs of 100, 8 in flight, one session, uvloop), end to end as well.
 
-Both use one client process against the same mock process, so each ratio measures the cost
-of the queue, the rate limiter and the result recording, not the machine. Prints recipients
-per second and the ratios, and writes them as JSON under benchmarks/results/.
+Each uses one process against the same mock process, so each ratio measures the cost of
+the queue, the rate limiter and the result recording, not the machine. CPU per recipient
+is the sending process's (the bare client's, including building its requests; the worker's
+and the peers' workers', from /proc). Prints the figures and ratios, writes them as JSON
+under benchmarks/results/ and draws benchmarks/results/bench.png (plot.py).
 
-    python -m benchmarks.bench_send [--recipients 100000] [--concurrency 64] [--provider …]
+    python -m benchmarks.bench_send [--recipients 100000] [--rounds 3] [--provider …]
 """
 
 from __future__ import annotations
@@ -22,11 +29,13 @@ import asyncio
 import itertools
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +43,7 @@ import aiohttp
 import orjson
 import uvloop
 
+from benchmarks import peers
 from benchmarks.report import save
 from benchmarks.smpp_client import ceiling as smpp_ceiling
 from dispatcher.client import Client
@@ -57,6 +67,7 @@ FIRST_NUMBER = {
 #: The Smsclouds account that sends over SMPP to the mock's SMSC (``smpp`` in the table).
 SMPP_ACCOUNT = {"system_id": "smsclouds", "api_key": "smpppass", "sender_id": "MASMSJ"}
 SMPP_WINDOW = 10
+PEER_PROVIDER = "cloudaten"  # the provider the peers send to (the issue's comparison)
 ACCOUNTS: dict[str, dict[str, Any]] = {
     "cloudaten": {"api_key": "mock-cloudaten-key"},
     "ycloud": {"api_key": "mock-ycloud-key"},
@@ -126,7 +137,9 @@ async def ceiling(mock_url: str, provider: str, n: int, concurrency: int) -> flo
 
     connector = aiohttp.TCPConnector(limit=concurrency)
     headers = codec.headers(account["api_key"])
-    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+    jar = aiohttp.DummyCookieJar()  # as our transport's session (transport.py)
+    session = aiohttp.ClientSession(connector=connector, headers=headers, cookie_jar=jar)
+    async with session:
         started = time.monotonic()
         await asyncio.gather(*(sender(session) for _ in range(concurrency)))
         elapsed = time.monotonic() - started
@@ -139,23 +152,24 @@ async def mock_call(mock_url: str, method: str, path: str) -> Any:
 
 
 async def through_dispatcher(
-    redis_url: str, config: Path, provider: str, n: int
-) -> tuple[float, float]:
-    """(enqueue seconds, recipients per second from the enqueue's commit to the last result)."""
+    redis_url: str, config: Path, provider: str, n: int, worker_pid: int
+) -> dict[str, float]:
+    """Enqueue N recipients and wait for every result: the enqueue's seconds, the whole
+    run's (enqueue to last result) and the worker's CPU seconds meanwhile."""
     client = Client(settings=load_settings(config), redis=connect(redis_url))
     if provider == "smpp":
         campaign = Campaign("smsclouds", TEXT, numbers(provider, n), account="smpp")
     else:
         campaign = Campaign(provider, TEXT, numbers(provider, n))
     try:
-        t0 = time.monotonic()
+        cpu0, t0 = peers.cpu_seconds(worker_pid), time.monotonic()
         answer = await client.enqueue(campaign)
         t1 = time.monotonic()
         st = await client.wait(answer.id, TIME_LIMIT_S)
-        t2 = time.monotonic()
+        t2, cpu = time.monotonic(), peers.cpu_seconds(worker_pid) - cpu0
         if not st.sent or st.counts.get("accepted") != n:
             raise SystemExit(f"{provider}: dispatcher run incomplete: {st.as_dict()}")
-        return t1 - t0, n / (t2 - t1)
+        return {"enqueue_s": t1 - t0, "total_s": t2 - t0, "send_s": t2 - t1, "cpu_s": cpu}
     finally:
         await client.redis.aclose()
 
@@ -180,16 +194,22 @@ def _copy(stream: Any) -> None:
         sys.stderr.write(line)
 
 
-def bare_client(provider: str, n: int, conc: int, mock_url: str, smpp_port: int) -> float:
+def bare_client(
+    provider: str, n: int, conc: int, mock_url: str, smpp_port: int
+) -> tuple[float, float]:
+    """(recipients per second, CPU seconds of this process, requests built included)."""
+    cpu0 = time.process_time()
     if provider != "smpp":
-        return uvloop.run(ceiling(mock_url, provider, n, conc))
-    return uvloop.run(
-        smpp_ceiling(
-            "127.0.0.1", smpp_port, SMPP_ACCOUNT["system_id"], SMPP_ACCOUNT["api_key"],
-            numbers(provider, n), text=TEXT, window=SMPP_WINDOW,
-            sender_id=SMPP_ACCOUNT["sender_id"],
-        )
-    )  # fmt: skip
+        rps = uvloop.run(ceiling(mock_url, provider, n, conc))
+    else:
+        rps = uvloop.run(
+            smpp_ceiling(
+                "127.0.0.1", smpp_port, SMPP_ACCOUNT["system_id"], SMPP_ACCOUNT["api_key"],
+                numbers(provider, n), text=TEXT, window=SMPP_WINDOW,
+                sender_id=SMPP_ACCOUNT["sender_id"],
+            )
+        )  # fmt: skip
+    return rps, time.process_time() - cpu0
 
 
 def mock_stats(mock_url: str, provider: str) -> dict[str, int]:
@@ -203,37 +223,110 @@ def mock_stats(mock_url: str, provider: str) -> dict[str, int]:
             "largest_batch": 1}  # fmt: skip
 
 
-def measure(
-    provider: str, n: int, conc: int, *, mock_url: str, redis_url: str, config: Path,
-    smpp_port: int,
-) -> dict[str, Any]:  # fmt: skip
+@dataclass
+class Run:
+    """What one run of the benchmark needs: the servers, the worker and the peers' workers."""
+
+    n: int
+    conc: int
+    mock_url: str
+    redis_url: str
+    config: Path
+    smpp_port: int
+    worker_pid: int
+    peer_procs: dict[str, subprocess.Popen[str]]
+
+
+def one_round(run: Run, provider: str) -> dict[str, Any]:
+    """The bare client, then the dispatcher, then (Cloud Aten) each peer, on a reset mock."""
+    n = run.n
     print(f"{provider}: bare client …", flush=True)
-    bare = bare_client(provider, n, conc, mock_url, smpp_port)
-    uvloop.run(mock_call(mock_url, "POST", "/_mock/reset"))
+    bare, bare_cpu = bare_client(provider, n, run.conc, run.mock_url, run.smpp_port)
+    uvloop.run(mock_call(run.mock_url, "POST", "/_mock/reset"))
     print(f"{provider}: dispatcher …", flush=True)
-    enqueue_s, rate = uvloop.run(through_dispatcher(redis_url, config, provider, n))
-    stats = mock_stats(mock_url, provider)
-    uvloop.run(mock_call(mock_url, "POST", "/_mock/reset"))
-    return {
-        "bare_client_rps": round(bare, 1),
-        "dispatcher_rps": round(rate, 1),
-        "ratio": round(rate / bare, 3),
-        "enqueue_seconds": round(enqueue_s, 2),
+    got = uvloop.run(through_dispatcher(run.redis_url, run.config, provider, n, run.worker_pid))
+    stats = mock_stats(run.mock_url, provider)
+    uvloop.run(mock_call(run.mock_url, "POST", "/_mock/reset"))
+    out: dict[str, Any] = {
+        "bare_client_rps": bare,
+        "bare_cpu_us": bare_cpu * 1e6 / n,
+        "dispatcher_rps": n / got["total_s"],
+        "dispatcher_send_rps": n / got["send_s"],
+        "dispatcher_cpu_us": got["cpu_s"] * 1e6 / n,
+        "enqueue_seconds": got["enqueue_s"],
         "mock_accepted": stats["accepted"],
         "mock_repeated": stats["mobiles_repeated"],
         "largest_batch": stats["largest_batch"],
+        "peers": {},
     }
+    for peer, proc in run.peer_procs.items():
+        print(f"{provider}: {peer} …", flush=True)
+        r = peers.run_peer(peer, proc, run.redis_url, run.mock_url, provider, n,
+                           FIRST_NUMBER[provider])  # fmt: skip
+        if r["mock_accepted"] != n or r["mock_repeated"]:
+            raise SystemExit(f"{peer}: the mock accepted {r['mock_accepted']} of {n}")
+        out["peers"][peer] = {"rps": r["rps"], "cpu_us": r["cpu_us_per_recipient"],
+                              "enqueue_seconds": r["enqueue_seconds"]}  # fmt: skip
+        uvloop.run(mock_call(run.mock_url, "POST", "/_mock/reset"))
+    return out
+
+
+def medians(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median of each figure over the rounds (the rounds themselves kept beside)."""
+    first = rounds[0]
+    out: dict[str, Any] = {}
+    for key, value in first.items():
+        if key == "peers":
+            out["peers"] = {
+                peer: {k: round(statistics.median(r["peers"][peer][k] for r in rounds), 3)
+                       for k in value[peer]}
+                for peer in value
+            }  # fmt: skip
+        elif key in ("mock_accepted", "mock_repeated", "largest_batch"):
+            out[key] = max(r[key] for r in rounds) if key != "mock_accepted" else min(
+                r[key] for r in rounds)  # fmt: skip
+        else:
+            out[key] = round(statistics.median(r[key] for r in rounds), 3)
+    out["ratio"] = round(out["dispatcher_rps"] / out["bare_client_rps"], 3)
+    out["send_ratio"] = round(out["dispatcher_send_rps"] / out["bare_client_rps"], 3)
+    out["cpu_ratio"] = round(out["dispatcher_cpu_us"] / out["bare_cpu_us"], 3)
+    if out["peers"]:
+        fastest = max(p["rps"] for p in out["peers"].values())
+        out["vs_fastest_peer"] = round(out["dispatcher_rps"] / fastest, 3)
+    out["rounds"] = rounds
+    return out
+
+
+def print_table(n: int, conc: int, rounds: int, report: dict[str, Any]) -> None:
+    print(
+        f"\n{n:,} recipients per provider, concurrency {conc}, one client process each, "
+        f"medians of {rounds} interleaved round(s); end to end (enqueue to last result)"
+    )
+    print(f"{'system':<20}{'recipients/s':>14}{'× bare':>8}{'CPU µs/rcpt':>13}{'× bare':>8}")
+    for provider, r in report.items():
+        bare_rps, bare_cpu = r["bare_client_rps"], r["bare_cpu_us"]
+        ours = r["dispatcher_rps"], r["dispatcher_cpu_us"]
+        rows = [(f"{provider} bare client", bare_rps, bare_cpu), (f"{provider} dispatcher", *ours)]
+        rows += [(f"{provider} {peer}", p["rps"], p["cpu_us"]) for peer, p in r["peers"].items()]
+        for name, rps, cpu in rows:
+            print(
+                f"{name:<20}{rps:>14,.0f}{rps / bare_rps:>8.2f}{cpu:>13.1f}{cpu / bare_cpu:>8.2f}"
+            )
+        if "vs_fastest_peer" in r:
+            print(f"{'':<20}dispatcher / fastest peer: {r['vs_fastest_peer']:.2f}×")
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--recipients", type=int, default=100_000)
     p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--provider", action="append", choices=sorted(FIRST_NUMBER))
+    p.add_argument("--no-peers", action="store_true", help="skip arq and SAQ")
     args = p.parse_args()
     n, conc = args.recipients, args.concurrency
     providers = args.provider or list(FIRST_NUMBER)
-    report: dict[str, Any] = {}
+    rounds: dict[str, list[dict[str, Any]]] = {provider: [] for provider in providers}
     with tempfile.TemporaryDirectory(prefix="dispatcher-bench-") as tmp:
         redis = RedisProcess(Path(tmp) / "redis", free_port())
         redis.start()
@@ -241,6 +334,7 @@ def main() -> int:
                 f"{SMPP_ACCOUNT['system_id']}:{SMPP_ACCOUNT['api_key']}"]  # fmt: skip
         mock, mock_url = start_mock(smpp)
         worker: subprocess.Popen[str] | None = None
+        peer_procs: dict[str, subprocess.Popen[str]] = {}
         try:
             assert mock.stdout is not None
             smpp_port = int(mock.stdout.readline().strip().rsplit(":", 1)[1])
@@ -248,29 +342,34 @@ def main() -> int:
             write_config(config, mock_url, conc, smpp_port)
             env = {**os.environ, "REDIS_URL": redis.url, "DISPATCHER_CONFIG": str(config)}
             worker = start_worker(env)
-            for provider in providers:
-                report[provider] = measure(
-                    provider, n, conc, mock_url=mock_url, redis_url=redis.url, config=config,
-                    smpp_port=smpp_port,
-                )  # fmt: skip
+            run = Run(n, conc, mock_url, redis.url, config, smpp_port, worker.pid, {})
+            for round_ in range(args.rounds):
+                for provider in providers:
+                    run.peer_procs = {}
+                    if provider == PEER_PROVIDER and not args.no_peers:
+                        for peer in peers.PEERS:
+                            if peer not in peer_procs:
+                                peer_procs[peer] = peers.start_peer(
+                                    peer, redis.url, mock_url, provider, conc
+                                )
+                        run.peer_procs = peer_procs
+                    print(f"round {round_ + 1} of {args.rounds}", flush=True)
+                    rounds[provider].append(one_round(run, provider))
         finally:
+            for proc in peer_procs.values():
+                peers.stop_peer(proc)
             if worker is not None:
                 stop(worker)
             stop(mock)
             redis.stop()
-    print(f"\n{n:,} recipients per provider, concurrency {conc}, one client process each")
-    print(f"{'provider':<11}{'bare client/s':>15}{'dispatcher/s':>15}{'ratio':>8}{'repeats':>9}")
-    ok = True
-    for provider, r in report.items():
-        print(
-            f"{provider:<11}{r['bare_client_rps']:>15,.0f}{r['dispatcher_rps']:>15,.0f}"
-            f"{r['ratio']:>8.2f}{r['mock_repeated']:>9}"
-        )
-        ok = ok and r["mock_accepted"] == n and r["mock_repeated"] == 0
+    report = {provider: medians(r) for provider, r in rounds.items()}
+    print_table(n, conc, args.rounds, report)
+    ok = all(r["mock_accepted"] == n and r["mock_repeated"] == 0 for r in report.values())
     summary = {
         "benchmark": "send",
         "recipients": n,
         "concurrency": conc,
+        "rounds": args.rounds,
         "providers": report,
         "python": platform.python_version(),
         "machine": platform.machine(),
@@ -278,6 +377,13 @@ def main() -> int:
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     print(f"written to {save('send', summary)}")
+    try:
+        from benchmarks.plot import plot
+        from benchmarks.report import RESULTS
+
+        print(f"drawn {plot(RESULTS, RESULTS / 'bench.png')}")
+    except ImportError:  # matplotlib comes with the bench extra
+        print("no picture: pip install -e '.[bench]' for matplotlib")
     return 0 if ok else 1
 
 
