@@ -145,7 +145,8 @@ def _drain(stream: IO[str], tail: collections.deque[str]) -> None:
         tail.append(line)
 
 
-def _log(proc: subprocess.Popen[str]) -> str:
+def worker_log(proc: subprocess.Popen[str]) -> str:
+    """The last lines the peer's worker wrote to stderr."""
     tail, drainer = _tails[proc.pid]
     if proc.poll() is not None:
         drainer.join(5)  # its last lines, up to the pipe's end
@@ -179,7 +180,7 @@ def start_peer(
         while not r.exists(ready_key(peer)):
             if proc.poll() is not None or time.monotonic() > deadline:
                 stop_peer(proc)
-                raise RuntimeError(f"{peer} worker did not start:\n{_log(proc)}")
+                raise RuntimeError(f"{peer} worker did not start:\n{worker_log(proc)}")
             time.sleep(0.02)  # polling a child we just spawned: no event to wait on
     return proc
 
@@ -313,7 +314,7 @@ def run_peer(  # noqa: PLR0917 - positional, as bench_send calls it
     try:
         timed = uvloop.run(drive(url, proc.pid, batches))
     except Exception as exc:
-        raise RuntimeError(f"{peer} run failed: {exc!r}\n{_log(proc)}") from exc
+        raise RuntimeError(f"{peer} run failed: {exc!r}\n{worker_log(proc)}") from exc
     indexes = sorted(row[0] for row in timed.rows)
     bad = [row for row in timed.rows if Verdict(row[1]) is not Verdict.OK]
     if indexes != list(range(n)) or bad:

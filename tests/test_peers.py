@@ -10,7 +10,7 @@ import urllib.request
 
 import orjson
 
-from benchmarks.peers import PEERS, run_peer, start_peer, stop_peer
+from benchmarks.peers import PEERS, run_peer, start_peer, stop_peer, worker_log
 from dispatcher.demo import start_mock, stop
 from dispatcher.embedded import RedisProcess
 from tests.conftest import subprocess_env
@@ -35,11 +35,12 @@ def test_each_peer_sends_every_recipient_once(own_redis: RedisProcess) -> None:
                 got = run_peer(peer, proc, own_redis.url, mock_url, "cloudaten", N, FIRST)
             finally:
                 stop_peer(proc)
-            assert proc.returncode == 0, peer  # stopped cleanly, shutdown hook and all
-            assert accepted(mock_url) == (N, 0), peer
-            assert got["jobs"] == 3
-            assert got["mock_accepted"] == N and got["mock_repeated"] == 0
+            # Stopped cleanly on SIGTERM, shutdown hook and all.
+            assert proc.returncode == 0, f"{peer}: {proc.returncode}\n{worker_log(proc)}"
+            assert accepted(mock_url) == (N, 0), (peer, got)
+            assert got["jobs"] == 3, got
+            assert got["mock_accepted"] == N and got["mock_repeated"] == 0, got
             assert got["rps"] > 0 and got["cpu_us_per_recipient"] > 0, got
-            assert 0 < got["enqueue_seconds"] < got["seconds"], got
+            assert 0 <= got["enqueue_seconds"] <= got["seconds"], got
     finally:
         stop(mock)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from aiolimiter import AsyncLimiter
@@ -34,13 +35,15 @@ async def test_three_processes_share_one_rate(redis: Redis, prefix: str) -> None
     """Three limiters on one key (three processes) stay under the rate together."""
     rate = 40.0
     limiters = [GlobalRate(redis, f"{prefix}rate", rate) for _ in range(3)]
-    loop = asyncio.get_running_loop()
     times: list[float] = []
 
     async def sender(limiter: GlobalRate, n: int) -> None:
         for _ in range(n):
-            await limiter.take()
-            times.append(loop.time())
+            # As the sender does: a slot the loop woke us too late for is not used.
+            slot = await limiter.take()
+            while limiter.too_late(slot, time.monotonic()):
+                slot = await limiter.take()
+            times.append(time.monotonic())
 
     await asyncio.gather(*(sender(lim, 20) for lim in limiters))
     assert len(times) == 60
@@ -194,3 +197,25 @@ def test_jitter_is_lateness_plus_answer_spread_within_its_bounds() -> None:
     assert j.allowance(101.0) == 0.1
     # Five seconds on, the answers' spread is forgotten.
     assert j.spread(106.5) == 0.0
+
+
+async def test_gate_hands_a_freed_slot_to_its_waiter() -> None:
+    """A slot given back goes to the task that waited for it: a task entering before the
+    waiter runs does not take it (and the waiter does not queue again at the back)."""
+    gate = Gate(1)
+    await gate.enter()
+    queued = asyncio.Event()
+
+    async def waiter() -> None:
+        queued.set()
+        await gate.enter()
+
+    task = asyncio.create_task(waiter())
+    await queued.wait()
+    gate.leave()
+    assert gate.free == 0  # handed over, not freed for whoever comes first
+    newcomer = asyncio.create_task(gate.enter())
+    await task  # the waiter got in
+    assert not newcomer.done()
+    gate.leave()
+    await newcomer
