@@ -15,8 +15,10 @@ least half of it), takes a new slot instead (sender.py): that, not the estimate,
 provider's count within the rate, so the lateness is taken at its 99th percentile (a
 stalled loop's outliers would otherwise widen the spacing for seconds; they cost a slot
 each instead). The spread is taken whole, over the last ``SPAN_S`` seconds: it cannot be
-undone after the fact. The allowance is their sum, within [floor, cap]; the account's
-schedule takes the largest allowance of its processes (ratelimit.py).
+undone after the fact. The allowance is twice their sum plus a floor, at most the cap: a
+stall a little longer than those seen lately still fits (the mock once counted one request
+over at the bare sum). The account's schedule takes the largest allowance of its
+processes (ratelimit.py).
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ QUANTILE = 0.99
 REFRESH_S = 0.1
 #: Less than this is never allowed for: clocks and loop wake-ups are this coarse.
 FLOOR_S = 0.002
+#: What is measured is what has been seen: the allowance is this many times it (plus the
+#: floor), so a stall a little longer than the longest of the last seconds still fits.
+MARGIN = 2.0
 
 
 class Jitter:
@@ -81,6 +86,7 @@ class Jitter:
         return self._spread
 
     def allowance(self, now: float) -> float:
-        """The jitter to space requests for: lateness here plus the spread on the way."""
+        """The jitter to space requests for: twice the lateness here plus the spread on the
+        way, and the floor; at most the cap."""
         late = sorted(self._late)[int(QUANTILE * (len(self._late) - 1))] if self._late else 0.0
-        return max(self.floor, min(self.cap, late + self.spread(now)))
+        return min(self.cap, MARGIN * (late + self.spread(now)) + self.floor)

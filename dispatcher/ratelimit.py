@@ -11,9 +11,9 @@ OTP never queues behind more than that many reserved slots.
 **Jitter.** Requests reach the provider later than scheduled by up to some jitter J.
 Counting in windows of W = max(1 s, 1/rate), ``rate·W`` requests spaced
 T = (W + J) / (rate·W) apart never fit in one window however they jitter, so the provider
-never counts more than its limit. J is measured (jitter.py): the largest lateness at
-sending (its 99th percentile) plus the spread of answer times that any process saw lately,
-within [2 ms, ``rate_jitter_seconds``]; the script keeps the largest a process reported.
+never counts more than its limit. J is measured (jitter.py): twice the lateness at sending
+(its 99th percentile) plus the spread of answer times that a process saw lately, plus
+2 ms, at most ``rate_jitter_seconds``; the script keeps the largest a process reported.
 (At 50/s: 0.98 of the rate with 20 ms of jitter; 0.91 at the 0.1 s cap.) A request that
 would leave later than its slot allowed for takes a new slot (sender.py). Inside a process
 aiolimiter smooths bursts too.
