@@ -298,7 +298,10 @@ class Sender:
                 # provider measures it, not where an authorisation waited.
                 if await self._throttled(run, request):
                     return  # not sent: it goes back to the queue
-                await self._on_time(acct.gate.rate, slot)
+                if await self._on_time(acct.gate.rate, slot) and not await self._authorised(
+                    run, request
+                ):
+                    return  # waiting for a new slot outlived the authorisation, and not ours
                 sent = time.monotonic()
                 try:
                     status, body = await acct.transport.send(request)
@@ -352,13 +355,16 @@ class Sender:
         self._progress(run, request)
 
     @staticmethod
-    async def _on_time(rate: GlobalRate, slot: tuple[float, float]) -> None:
+    async def _on_time(rate: GlobalRate, slot: tuple[float, float]) -> bool:
         """Take a new slot while this one is too late to leave on (ratelimit.py): a request
-        that left later than its slot allowed for could land too close to another."""
+        that left later than its slot allowed for could land too close to another. Whether
+        it took one: the wait may have outlived the request's authorisation."""
+        took = False
         for _ in range(RETAKES):
             if not rate.too_late(slot, time.monotonic()):
-                return
-            slot = await rate.take()
+                break
+            slot, took = await rate.take(), True
+        return took
 
     @staticmethod
     def _progress(run: ChunkRun, request: Request) -> None:
