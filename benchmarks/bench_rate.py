@@ -33,6 +33,8 @@ MIN_USE = 0.95
 
 
 def most_in_one_second(times: list[float]) -> int:
+    """The most of ``times`` (seconds) in any sliding one-second window."""
+    times = sorted(times)
     best, start = 0, 0
     for end, t in enumerate(times):
         while t - times[start] >= 1.0:

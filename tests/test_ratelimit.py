@@ -9,6 +9,7 @@ import pytest
 from aiolimiter import AsyncLimiter
 from redis.asyncio import Redis
 
+from benchmarks.bench_rate import most_in_one_second
 from dispatcher.jitter import FLOOR_S, Jitter
 from dispatcher.ratelimit import (
     HORIZON_MS,
@@ -19,16 +20,6 @@ from dispatcher.ratelimit import (
     interval_ms,
     local_limiter,
 )
-
-
-def most_in_one_second(times: list[float]) -> int:
-    times = sorted(times)
-    best, start = 0, 0
-    for end, t in enumerate(times):
-        while t - times[start] >= 1.0:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 async def test_three_processes_share_one_rate(redis: Redis, prefix: str) -> None:
