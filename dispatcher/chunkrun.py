@@ -50,6 +50,9 @@ class ChunkRun:
     recipients: list[ChunkRecipient]
     codec: Codec  # the campaign kind's codec (the account's SMS codec for SMS)
     permits: Permits = field(default_factory=lambda: Permits(""))
+    #: Recipients a takeover handed to the unknown-fate machinery (fencing.TakenOver): what
+    #: this entry queues again must not name them.
+    handed: frozenset[int] = frozenset()
     outcomes: dict[int, Outcome] = field(default_factory=dict)
     pause_reason: str = ""
     busy: bool = False  # the provider asked us to come back later: stop sending

@@ -18,18 +18,14 @@ from dispatcher.ranges import LUA_TO_RANGES
 from dispatcher.rows import LUA_BUCKETS
 from dispatcher.store import as_str
 
-#: ``requeue(stream, cid, member)``: queue a held ``chunk[|ranges]`` again as a re-delivery
+#: ``requeue(stream, cid, member)``: queue a held ``chunk[|i[|x]]`` again as a re-delivery
 #: (a=1): the worker then sends only the recipients that have no result yet.
 _REQUEUE = (
     MEMBERS
     + """
 local function requeue(stream, cid, member)
-  local n, only = parse_held(member)
-  if only ~= nil and only ~= '' then
-    redis.call('XADD', stream, '*', 'c', cid, 'n', n, 'a', '1', 'i', only)
-  else
-    redis.call('XADD', stream, '*', 'c', cid, 'n', n, 'a', '1')
-  end
+  local n, only, x = parse_held(member)
+  add_entry(stream, cid, n, '1', only, x)
 end
 """
 )
@@ -99,8 +95,8 @@ local prefix = ARGV[1] .. '|'
 for _, m in ipairs(redis.call('ZRANGE', delayed, 0, -1)) do
   if string.sub(m, 1, #prefix) == prefix then
     redis.call('ZREM', delayed, m)
-    local _, n, _, only = parse_unit(m)
-    requeue(stream, ARGV[1], held_member(n, only))
+    local _, n, _, only, x = parse_unit(m)
+    requeue(stream, ARGV[1], held_member(n, only, x))
     moved = moved + 1
   end
 end

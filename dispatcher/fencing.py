@@ -14,7 +14,10 @@ same script, parks every recipient the previous owner was authorised to send and
 record: the provider may have it (unknown fate, see unknown.py). Such a request could have
 left up to ``AUTH_TTL_S`` after its authorisation and reached the provider up to the
 provider's timeout after that, so that is the window in which the provider's records are
-searched for it.
+searched for it. Everything the previous owner was authorised to send is the unknown-fate
+machinery's from then on, even once it has moved on from parked (held for an operator,
+queued again in an entry of its own): the takeover notes it as the entry's ``x`` and no later
+owner of the entry, nor any entry queued in its place, sends it.
 
 All keys of each script carry the campaign's hash tag.
 """
@@ -31,8 +34,9 @@ from redis.asyncio import Redis
 
 from dispatcher.keys import Keys
 from dispatcher.lua import script
-from dispatcher.ranges import LUA_EACH, encode
+from dispatcher.ranges import LUA_EACH, LUA_TO_RANGES, decode, encode
 from dispatcher.rows import LUA_BUCKETS
+from dispatcher.store import as_str
 
 #: How long an authorisation lets a worker send, on its monotonic clock.
 AUTH_TTL_S = 1.0
@@ -81,13 +85,17 @@ _TAKEOVER = script(
     """
 -- ARGV: entry, token, cid, chunk, skew ms, late ms, wait ms, floor ms (with a list API to
 -- settle them, expiry comes no sooner than this long after the window closed; 0: none).
--- Returns {-1} gone, {-2} already settled, or {parked}.
+-- Returns {-1} gone, {-2} already settled, or {parked, handed}: handed is every recipient
+-- a previous owner of the entry was authorised to send (ranges), kept in the flight hash
+-- as <entry>:x until the entry settles, so that no later owner sends them from it.
 if redis.call('EXISTS', meta) == 0 then return {-1} end
 if redis.call('HGET', owner, ARGV[1]) == 'done' then return {-2} end
 redis.call('HSET', owner, ARGV[1], ARGV[2])
 local marks = redis.call('HGET', flight, ARGV[1])
 redis.call('HDEL', flight, ARGV[1])
-if not marks then return {0} end
+local xfield = ARGV[1] .. ':x'
+local before = redis.call('HGET', flight, xfield) or ''
+if not marks then return {0, before} end
 local skew, late, wait, floor = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]),
   tonumber(ARGV[8])
 local t = redis.call('TIME')
@@ -100,6 +108,13 @@ for ms, ranges in string.gmatch(marks, '(%d+):([^;]*);') do
     if last[i] == nil or at > last[i] then last[i] = at end
   end)
 end
+local handed, all = {}, {}
+each_index(before, function(i) handed[i] = true end)
+for i in pairs(first) do handed[i] = true end
+for i in pairs(handed) do all[#all + 1] = i end
+table.sort(all)
+local x = to_ranges(all)
+redis.call('HSET', flight, xfield, x)
 local n, soonest = 0, nil
 for i, at in pairs(first) do
   local rkey, rfield = bucket(results, i)
@@ -118,11 +133,21 @@ if n > 0 then
   redis.call('HINCRBY', meta, 'parked_ever', n)  -- a running total: never goes down
   redis.call('ZADD', unknown, 'LT', soonest, ARGV[3])
 end
-return {n}
+return {n, x}
 """,
     keys=TakeoverKeys._fields,
-    uses=LUA_EACH + LUA_BUCKETS,
+    uses=LUA_EACH + LUA_TO_RANGES + LUA_BUCKETS,
 )
+
+
+class TakenOver(NamedTuple):
+    """What a takeover came to: the claim, how many recipients it parked, and every
+    recipient a previous owner was authorised to send (parked now or before, or recorded):
+    the new owner sends none of them."""
+
+    claim: Claim
+    parked: int = 0
+    handed: frozenset[int] = frozenset()
 
 
 class Claim(Enum):
@@ -183,9 +208,8 @@ class Fence:
         late_s: float,
         wait_s: float,
         floor_s: float = 0.0,
-    ) -> tuple[Claim, int]:
-        """Own an entry whose lease expired; park what its previous owner may have sent.
-        Returns the claim and how many recipients were parked."""
+    ) -> TakenOver:
+        """Own an entry whose lease expired; park what its previous owner may have sent."""
         k = self.keys
         got = await self._takeover(
             keys=TakeoverKeys(meta=k.meta(cid), owner=k.owner(cid), flight=k.flight(cid),
@@ -195,10 +219,10 @@ class Fence:
         )  # fmt: skip
         code = int(got[0])
         if code == -1:
-            return Claim.GONE, 0
+            return TakenOver(Claim.GONE)
         if code == -2:
-            return Claim.LOST, 0
-        return Claim.OK, code
+            return TakenOver(Claim.LOST)
+        return TakenOver(Claim.OK, code, frozenset(decode(as_str(got[1]))))
 
     async def authorize(
         self, cid: str, entry: str, permits: Permits, positions: dict[int, int]

@@ -18,7 +18,8 @@ key                        type    holds
 ``layout``                 hash    ``partitions``: how many the keys are spread over (below)
 ``idem:<key>``             string  campaign id for an idempotency key (expires)
 ``q:<provider>:<lane>``    stream  work admitted to be sent now: one entry per chunk (fields
-                                   c, n, a, and i: only these recipients, as ranges);
+                                   c, n, a, i: only these recipients, x: never these, as
+                                   ranges);
                                    consumer group ``workers``; the pending list is the lease
 ``ready:<prov>:<lane>``    zset    accounts with chunks waiting to be admitted, scored by when
                                    each was last served: the accounts' round robin
@@ -28,7 +29,7 @@ key                        type    holds
 ``inflight:<prov>:<acct>`` zset    ``cid|chunk`` admitted and not yet done, by admission time:
                                    what the account's rate is busy with (admission.py)
 ``events``                 stream  progress: chunk recorded, campaign done, campaign paused
-``delayed:<prov>:<lane>``  zset    chunks to queue later (``cid|chunk|attempt[|ranges]``:
+``delayed:<prov>:<lane>``  zset    chunks to queue later (``cid|chunk|attempt[|i[|x]]``:
                                    :func:`unit`), by
                                    the time (ms) they are due: "busy" answers, throttled
                                    numbers, campaigns scheduled to start later
@@ -46,7 +47,7 @@ key                        type    holds
                                    the field index % 128, so each stays a small listpack
                                    (rows.py; likewise reports and state)
 ``{cid}:counts``           hash    status → number of results with it
-``{cid}:held``             set     ``chunk[|ranges]`` set aside while the campaign is paused
+``{cid}:held``             set     ``chunk[|i[|x]]`` set aside while the campaign is paused
 ``{cid}:reports:<b>``      hash    recipient index → ``[status, raw, error_code, error,
                                    at_ms, message_id]`` (rows.pack_report): the latest
                                    report, kept apart from the send result
@@ -61,7 +62,9 @@ key                        type    holds
                                    against (fencing.py)
 ``{cid}:flight``           hash    queue entry id → ``ms:ranges;…``: recipients authorised to
                                    be sent, and when; what a successor finds here without a
-                                   result may have reached the provider (unknown fate)
+                                   result may have reached the provider (unknown fate);
+                                   ``<entry>:x`` → ranges: what takeovers handed on, which
+                                   no later owner of the entry sends
 ``{cid}:parked``           hash    recipient index → ``chunk<TAB>from<TAB>until<TAB>expires
                                    <TAB>reason``: unknown fate, waiting to be settled from
                                    what the provider says (unknown.py)
@@ -105,18 +108,23 @@ LANES = ("otp", "transactional", "bulk")
 DEFAULT_LANE = "transactional"
 
 
-def unit(cid: str, chunk: int | str, attempt: int | str, only: str = "") -> str:
-    """A piece of work as the delayed set names it: ``cid|chunk|attempt``, with ``|ranges``
-    when only some of the chunk's recipients are to be sent. The scripts build and read it
-    with lua.MEMBERS, the same format (tests/test_keys.py holds them to it)."""
+def unit(cid: str, chunk: int | str, attempt: int | str, only: str = "", x: str = "") -> str:
+    """A piece of work as the delayed set names it: ``cid|chunk|attempt``, then ``|only``
+    (ranges) when only some of the chunk's recipients are to be sent, and ``|x`` (ranges)
+    when some are excluded: handed to the unknown-fate machinery by an earlier entry of the
+    chunk. The scripts build and read it with lua.MEMBERS, the same format
+    (tests/test_keys.py holds them to it)."""
     base = f"{cid}|{chunk}|{attempt}"
+    if x:
+        return f"{base}|{only}|{x}"
     return f"{base}|{only}" if only else base
 
 
-def parse_unit(member: str) -> tuple[str, int, int, str]:
-    """``(cid, chunk, attempt, only)`` of :func:`unit`."""
+def parse_unit(member: str) -> tuple[str, int, int, str, str]:
+    """``(cid, chunk, attempt, only, x)`` of :func:`unit`."""
     cid, chunk, attempt, *rest = member.split("|")
-    return cid, int(chunk), int(attempt), rest[0] if rest else ""
+    rest += ["", ""]
+    return cid, int(chunk), int(attempt), rest[0], rest[1]
 
 
 def batch_member(batch: str, cid: str, chunk: int | str) -> str:

@@ -71,26 +71,39 @@ def script(body: str, *, keys: Sequence[str] = (), argv: Sequence[str] = (), use
     return render(uses + "\n".join(lines) + "\n" + body)
 
 
-#: ``unit(cid, chunk, attempt, only)`` names a piece of work in the delayed set, as
-#: keys.unit does in Python: ``cid|chunk|attempt``, with ``|ranges`` when only some of the
-#: chunk's recipients are to be sent; ``parse_unit(m)`` gives back cid, chunk, attempt and
-#: only ('' for the whole chunk), or nil. ``held_member(chunk, only)`` names it in a
-#: campaign's held set, ``chunk[|ranges]``; ``parse_held(m)`` gives back chunk and only.
+#: ``unit(cid, chunk, attempt, only, x)`` names a piece of work in the delayed set, as
+#: keys.unit does in Python: ``cid|chunk|attempt``, then ``|only`` when only some of the
+#: chunk's recipients are to be sent, and ``|x`` when some are excluded (handed to the
+#: unknown-fate machinery by an earlier entry of the chunk: never this entry's to send);
+#: ``parse_unit(m)`` gives back cid, chunk, attempt, only and x ('' for none), or nil.
+#: ``held_member(chunk, only, x)`` names it in a campaign's held set, ``chunk[|only[|x]]``;
+#: ``parse_held(m)`` gives back chunk, only and x. ``add_entry(stream, cid, chunk, attempt,
+#: only, x)`` queues it: fields c, n, a, and i (only) and x where not empty.
 MEMBERS = """
-local function unit(cid, chunk, attempt, only)
+local function unit(cid, chunk, attempt, only, x)
   local m = cid .. '|' .. chunk .. '|' .. attempt
-  if only ~= nil and only ~= '' then m = m .. '|' .. only end
+  only, x = only or '', x or ''
+  if x ~= '' then return m .. '|' .. only .. '|' .. x end
+  if only ~= '' then m = m .. '|' .. only end
   return m
 end
 local function parse_unit(m)
-  return string.match(m, '^([^|]+)|(%d+)|(%d+)|?([^|]*)$')
+  return string.match(m, '^([^|]+)|(%d+)|(%d+)|?([^|]*)|?([^|]*)$')
 end
-local function held_member(chunk, only)
-  if only ~= nil and only ~= '' then return chunk .. '|' .. only end
+local function held_member(chunk, only, x)
+  only, x = only or '', x or ''
+  if x ~= '' then return chunk .. '|' .. only .. '|' .. x end
+  if only ~= '' then return chunk .. '|' .. only end
   return chunk
 end
 local function parse_held(m)
-  return string.match(m, '^(%d+)|?(.*)$')
+  return string.match(m, '^(%d+)|?([^|]*)|?([^|]*)$')
+end
+local function add_entry(stream, cid, chunk, attempt, only, x)
+  local f = {'c', cid, 'n', chunk, 'a', attempt}
+  if only ~= nil and only ~= '' then f[#f + 1] = 'i'; f[#f + 1] = only end
+  if x ~= nil and x ~= '' then f[#f + 1] = 'x'; f[#f + 1] = x end
+  return redis.call('XADD', stream, '*', unpack(f))
 end
 """
 

@@ -15,7 +15,7 @@ parked by the same script (unknown.py).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -50,6 +50,8 @@ class Lease:
     lane: str = DEFAULT_LANE
     taken_over: bool = False  # claimed from another worker whose lease expired
     only: str = ""  # ranges: only these recipients of the chunk (see ranges.py)
+    #: ranges: never these (an earlier entry of the chunk handed them to unknown.py)
+    x: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +84,8 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 for _, m in ipairs(due) do
-  local cid, n, a, only = parse_unit(m)
-  if only ~= nil and only ~= '' then
-    redis.call('XADD', KEYS[2], '*', 'c', cid, 'n', n, 'a', a, 'i', only)
-  elseif cid ~= nil then
-    redis.call('XADD', KEYS[2], '*', 'c', cid, 'n', n, 'a', a)
-  end
+  local cid, n, a, only, x = parse_unit(m)
+  if cid ~= nil then add_entry(KEYS[2], cid, n, a, only, x) end
   redis.call('ZREM', KEYS[1], m)
 end
 return #due
@@ -120,17 +118,32 @@ def _lease(
     f = {as_str(a): as_str(b) for a, b in fields.items()}
     attempt = int(f.get("a", 0))
     only = f.get("i", "")
+    x = f.get("x", "")
     return Lease(
         stream=stream,
         entry_id=as_str(entry_id),
         campaign_id=f["c"],
         chunk=int(f["n"]),
         attempt=attempt,
-        redelivered=taken_over or attempt > 0 or bool(only),
+        redelivered=taken_over or attempt > 0 or bool(only) or bool(x),
         lane=keys.parse_queue(stream)[1],
         taken_over=taken_over,
         only=only,
+        x=x,
     )
+
+
+def _excluded(lease: Lease, mode: Settle, handed: Collection[int], parks: Sequence[Park]) -> str:
+    """What an entry queued again in place of ``lease`` must never send: what the lease
+    excluded already, what a takeover of it ``handed`` to the unknown-fate machinery, and
+    what this record parks. Those recipients are the machinery's now: it queues them in an
+    entry of their own when they are to go again, and a second entry naming them would
+    send them twice."""
+    if mode not in (Settle.REQUEUE, Settle.DELAY, Settle.HOLD):
+        return ""
+    if not (handed or parks):
+        return lease.x
+    return ranges.encode({*ranges.decode(lease.x), *handed, *(p.index for p in parks)})
 
 
 class Queue:
@@ -269,6 +282,9 @@ class Queue:
         if lease.only:
             wanted = set(ranges.decode(lease.only))
             recipients = [r for r in recipients if r.index in wanted]
+        if lease.x:
+            handed = set(ranges.decode(lease.x))
+            recipients = [r for r in recipients if r.index not in handed]
         return ChunkData(meta, recipients)
 
     async def unsettled(self, cid: str, recipients: list[ChunkRecipient]) -> list[ChunkRecipient]:
@@ -296,6 +312,7 @@ class Queue:
         track: Track | None = None,
         dead: Sequence[Result] = (),
         parks: Sequence[Park] = (),
+        handed: Collection[int] = (),
     ) -> Recorded:
         """Write ``results``, park ``parks`` and settle the entry per ``mode``, atomically
         (settle.RECORD), after indexing the message ids (msgindex.py).
@@ -332,6 +349,7 @@ class Queue:
             dead_lines="\n".join(f"{r.index}\t{r.error_code or ''}: {r.error or ''}" for r in dead),
             token=token,
             only=lease.only,
+            x=_excluded(lease, mode, handed, parks),
             park_lines="\n".join(p.line() for p in parks),
             park_score=min((p.expires_ms for p in parks), default=0),
         )

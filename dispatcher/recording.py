@@ -148,6 +148,7 @@ class Recording:
             delay_s=how.delay_s,
             track=track(run),
             parks=parks,
+            handed=run.handed,
         )
         provider = run.account.provider.name
         if how.mode == Settle.HOLD and how.reason:

@@ -68,6 +68,7 @@ class RecordArgs(NamedTuple):
     dead_lines: str  # index<TAB>why lines: the dead-letter list
     token: str  # the owner token: only the entry's owner settles it
     only: str  # ranges: the entry is only these recipients of the chunk
+    x: str  # ranges: recipients excluded from what it queues again (unknown.py hands them on)
     park_lines: str  # unknown.Park.line() lines
     park_score: int  # the soonest expiry of those parks
 
@@ -76,7 +77,10 @@ class RecordArgs(NamedTuple):
 #: (:class:`Settle`), atomically. Rows are one string of lines: one argument instead of
 #: three per recipient keeps a 30,000-recipient record cheap (orjson never writes a raw tab
 #: or newline). Parks are ``index<TAB>chunk<TAB>from<TAB>until<TAB>expires<TAB>reason``
-#: lines: recipients whose fate is unknown (unknown.py). Only the entry's owner (its token)
+#: lines: recipients whose fate is unknown (unknown.py); what the entry queues again
+#: (requeue, delay, hold) excludes ``x``, the recipients handed to the unknown-fate machinery
+#: since the chunk was first queued, so that they are never sent again from two entries at
+#: once. Only the entry's owner (its token)
 #: may settle it; anyone else's record is downgraded to ``keep`` and parks nothing.
 #: Returns {-1} if the campaign is gone (nothing written), else {new results, lost, flags}
 #: (store.SENT, DONE, PAUSED: the transitions this call made, for the caller to log).
@@ -125,22 +129,18 @@ if mode ~= 'keep' then
   redis.call('XACK', stream, group, id)
   redis.call('XDEL', stream, id)
   redis.call('HSET', owner, id, 'done')  -- a late former owner finds it settled
-  redis.call('HDEL', flight, id)
+  redis.call('HDEL', flight, id, id .. ':x')
   if mode ~= 'requeue' and only == '' then
     -- done, held or waiting in the delayed set: its account's rate is free of it
     redis.call('ZREM', inflight, cid .. '|' .. chunk)
   end
 end
 if mode == 'requeue' then
-  if only ~= '' then
-    redis.call('XADD', stream, '*', 'c', cid, 'n', chunk, 'a', tonumber(attempt) + 1, 'i', only)
-  else
-    redis.call('XADD', stream, '*', 'c', cid, 'n', chunk, 'a', tonumber(attempt) + 1)
-  end
+  add_entry(stream, cid, chunk, tonumber(attempt) + 1, only, x)
 elseif mode == 'delay' then
-  redis.call('ZADD', delayed, now + delay, unit(cid, chunk, tonumber(attempt) + 1, only))
+  redis.call('ZADD', delayed, now + delay, unit(cid, chunk, tonumber(attempt) + 1, only, x))
 elseif mode == 'hold' then
-  redis.call('SADD', held, held_member(chunk, only))
+  redis.call('SADD', held, held_member(chunk, only, x))
   if reason ~= '' and redis.call('HGET', meta, 'state') ~= 'paused' then
     redis.call('HSET', meta, 'state', 'paused', 'reason', reason)
     redis.call('XADD', events, 'MAXLEN', '~', @MAXLEN@, '*', 'c', cid, 'e', 'paused')

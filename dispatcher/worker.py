@@ -35,7 +35,7 @@ from dispatcher.admission import Admission
 from dispatcher.aio import checkpoint
 from dispatcher.chunkrun import URGENT_LANE, ChunkRun
 from dispatcher.config import ConfigError, Settings
-from dispatcher.fencing import Claim, Permits
+from dispatcher.fencing import Claim, Permits, TakenOver
 from dispatcher.keys import LANES, Keys
 from dispatcher.meta import CampaignMeta
 from dispatcher.model import CampaignState, Result, Status
@@ -249,7 +249,7 @@ class Worker:
 
     # -- one chunk ---------------------------------------------------------------------
 
-    async def _own(self, lease: Lease, meta: CampaignMeta, token: str) -> Claim:
+    async def _own(self, lease: Lease, meta: CampaignMeta, token: str) -> TakenOver:
         """Claim the entry for ``token``: a fresh one if nobody had it, or one taken over,
         parking what its previous owner may have sent (fencing.py)."""
         provider, kind, account = meta.provider, meta.kind, meta.account
@@ -262,9 +262,9 @@ class Worker:
                            f"chunk {lease.chunk} taken by worker {self.queue.consumer}",
                            provider=provider, account=account, kind=kind,
                            lane=lease.lane)  # fmt: skip
-            return got
+            return TakenOver(got)
         ps = self.settings.provider(provider)
-        claim, parked = await self.sender.fence.take_over(
+        took = await self.sender.fence.take_over(
             lease.campaign_id,
             lease.chunk,
             lease.entry_id,
@@ -275,6 +275,7 @@ class Worker:
             wait_s=ps.unknown_wait_seconds,
             floor_s=expiry_floor(ps, isinstance(self._codec(meta), ListPolling)),
         )
+        claim, parked = took.claim, took.parked
         if parked:
             metrics.PARKED.labels(provider, "takeover").inc(parked)
         if claim is Claim.OK:  # else: gone, or settled long ago: nothing was taken over
@@ -286,7 +287,7 @@ class Worker:
                 level=logging.WARNING, provider=provider, account=account, chunk=lease.chunk,
                 parked=parked,
             )  # fmt: skip
-        return claim
+        return took
 
     async def _process(self, lease: Lease) -> None:
         where = f"campaign {lease.campaign_id} chunk {lease.chunk}"
@@ -298,9 +299,9 @@ class Worker:
                 return
             meta = data.meta
             token = f"{self.queue.consumer}:{os.urandom(4).hex()}"
-            claim = await self._own(lease, meta, token)
-            if claim is not Claim.OK:
-                if claim is Claim.GONE or lease.taken_over:  # gone, or settled long ago
+            took = await self._own(lease, meta, token)
+            if took.claim is not Claim.OK:
+                if took.claim is Claim.GONE or lease.taken_over:  # gone, or settled long ago
                     await self.queue.drop(lease)
                 return  # another worker owns it
             if lease.taken_over:
@@ -309,12 +310,17 @@ class Worker:
                     meta.provider,
                     {r.index: r.number for r in data.recipients},
                 )
-            recipients = data.recipients
+            # What a previous owner may have sent is the unknown-fate machinery's now,
+            # wherever it has moved it since (held, queued again): never this entry's.
+            handed = took.handed
+            recipients = [r for r in data.recipients if r.index not in handed]
             if lease.redelivered:
                 recipients = await self.queue.unsettled(lease.campaign_id, recipients)
             track = Track(meta.account)
             if meta.state is CampaignState.PAUSED:
-                await self.recording.record(lease, [], Settle.HOLD, token=token, track=track)
+                await self.recording.record(
+                    lease, [], Settle.HOLD, token=token, track=track, handed=handed
+                )
                 return
             if meta.state is CampaignState.CANCELLED:
                 now = now_ms()
@@ -329,12 +335,13 @@ class Worker:
             except ConfigError as exc:
                 # A missing key or account is mended by an operator, not by retrying.
                 rec = await self.recording.record(
-                    lease, [], Settle.HOLD, token=token, reason=str(exc), track=track
-                )
+                    lease, [], Settle.HOLD, token=token, reason=str(exc), track=track,
+                    handed=handed,
+                )  # fmt: skip
                 account_pause(lease, rec, str(exc), meta.provider, meta.account)
                 return
             codec = self._codec(meta)
-            run = ChunkRun(lease, account, recipients, codec, permits=Permits(token))
+            run = ChunkRun(lease, account, recipients, codec, permits=Permits(token), handed=handed)
             run.on_outcome = lambda batch: self.recording.maybe_flush(run, batch)
             self._runs[lease.entry_id] = run  # its lease is kept alive from here on
             try:

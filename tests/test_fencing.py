@@ -52,10 +52,12 @@ async def test_takeover_parks_what_was_authorised_and_not_recorded(
     assert await fence.authorize(cid, entry, first, {p: p for p in range(6)}) is Claim.OK
     # Recipients 0 and 1 answered and were written; 2-5 may be on their way; 6-9 never left.
     await q.record(lease, [accepted(0), accepted(1)], Settle.KEEP, token="a:1")
-    claim, parked = await fence.take_over(
+    took = await fence.take_over(
         cid, lease.chunk, entry, "b:1", zkey, skew_s=1.0, late_s=10.0, wait_s=60.0
     )
-    assert (claim, parked) == (Claim.OK, 4)
+    # Parked: what may be on its way. Handed: everything the old owner was authorised to
+    # send, recorded or not, so that the successor sends none of it.
+    assert took == (Claim.OK, 4, frozenset(range(6)))
     entries = await UnknownStore(redis, k).entries(cid)
     assert sorted(entries) == [2, 3, 4, 5]
     at = first.granted[2][1]
@@ -85,7 +87,7 @@ async def test_takeover_parks_what_was_authorised_and_not_recorded(
     again = await fence.take_over(
         cid, lease.chunk, entry, "c:1", zkey, skew_s=1.0, late_s=10.0, wait_s=60.0
     )
-    assert again == (Claim.LOST, 0)
+    assert again == (Claim.LOST, 0, frozenset())
 
 
 async def test_a_vanished_campaign_is_written_nothing(redis: Redis, settings: Settings) -> None:
@@ -102,7 +104,7 @@ async def test_a_vanished_campaign_is_written_nothing(redis: Redis, settings: Se
     assert await fence.claim(cid, "1-1", "a:1") is Claim.GONE
     zkey = k.at(0).unknown("cloudaten", "default")
     took = await fence.take_over(cid, 0, entry, "b:1", zkey, skew_s=1, late_s=1, wait_s=1)
-    assert took == (Claim.GONE, 0)
+    assert took == (Claim.GONE, 0, frozenset())
     rec = await q.record(lease, [accepted(0)], Settle.ACK, token="a:1", track=Track("default"))
     assert rec.gone
     assert await redis.keys(f"{settings.prefix}{{{cid}}}:*") == []
@@ -125,3 +127,30 @@ async def test_a_pause_stops_a_running_chunk_at_its_next_authorisation(
     assert await fence.authorize(cid, entry, permits, {1: 1}) is Claim.OK
     assert await client.cancel(cid) >= 0
     assert await fence.authorize(cid, entry, permits, {2: 2}) is Claim.HALTED
+
+
+async def test_a_second_takeover_still_hands_on_what_the_first_owner_may_have_sent(
+    redis: Redis, settings: Settings
+) -> None:
+    """What the first takeover parked may have moved on (held for an operator, queued
+    again) before the successor itself dies: the next owner of the entry must still not
+    send it, nor park it a second time."""
+    lease, q, fence = await first_lease(redis, settings)
+    cid, entry = lease.campaign_id, lease.entry_id
+    k = Keys(settings.prefix)
+    zkey = k.at(0).unknown("cloudaten", "default")
+    store = UnknownStore(redis, k)
+    await fence.claim(cid, entry, "a:1")
+    assert await fence.authorize(cid, entry, Permits("a:1"), {p: p for p in range(6)}) is Claim.OK
+    took = await fence.take_over(cid, 0, entry, "b:1", zkey, skew_s=0, late_s=0, wait_s=0)
+    assert took == (Claim.OK, 6, frozenset(range(6)))
+    held, _paused = await store.hold(cid, (await store.entries(cid)).values(), "for a test")
+    assert held == 6 and await store.entries(cid) == {}  # unparked: set aside for resume
+    assert await Client(settings=settings, redis=redis).resume(cid) == 1  # queued again
+    assert await fence.authorize(cid, entry, Permits("b:1"), {6: 6, 7: 7}) is Claim.OK
+    took = await fence.take_over(cid, 0, entry, "c:1", zkey, skew_s=0, late_s=0, wait_s=0)
+    assert took == (Claim.OK, 2, frozenset(range(8)))  # 6 and 7 parked; 0-5 not again
+    assert sorted(await store.entries(cid)) == [6, 7]
+    # Settled, the entry leaves nothing behind in the flight hash.
+    await q.record(lease, [], Settle.ACK, token="c:1", track=Track("default"))
+    assert await redis.hgetall(k.flight(cid)) == {}

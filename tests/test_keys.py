@@ -24,35 +24,67 @@ from dispatcher.keys import (
 )
 from dispatcher.store import as_str
 
-UNITS = [("c0ffee", 3, 1, ""), ("c0ffee", 12, 4, "0-5,9"), ("ab12", 0, 0, "7")]
+UNITS = [
+    ("c0ffee", 3, 1, "", ""),
+    ("c0ffee", 12, 4, "0-5,9", ""),
+    ("ab12", 0, 0, "7", ""),
+    ("ab12", 2, 1, "", "0-9"),
+    ("ab12", 2, 1, "3-8", "4,6"),
+]
 
 
-@pytest.mark.parametrize(("cid", "chunk", "attempt", "only"), UNITS)
+@pytest.mark.parametrize("fields", UNITS)
 async def test_lua_and_python_units_agree(
-    redis: Redis, cid: str, chunk: int, attempt: int, only: str
+    redis: Redis, fields: tuple[str, int, int, str, str]
 ) -> None:
-    member = unit(cid, chunk, attempt, only)
-    assert parse_unit(member) == (cid, chunk, attempt, only)
+    cid, chunk, attempt, only, x = fields
+    member = unit(cid, chunk, attempt, only, x)
+    assert parse_unit(member) == (cid, chunk, attempt, only, x)
     got: Any = await redis.eval(
         lua.MEMBERS
-        + "local c, n, a, o = parse_unit(ARGV[5])\n"
-        + "return {unit(ARGV[1], ARGV[2], ARGV[3], ARGV[4]), c, n, a, o}",
+        + "local c, n, a, o, x = parse_unit(ARGV[6])\n"
+        + "return {unit(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]), c, n, a, o, x}",
         0,
-        cid, chunk, attempt, only, member,
+        cid, chunk, attempt, only, x, member,
     )  # fmt: skip
-    assert [as_str(x) for x in got] == [member, cid, str(chunk), str(attempt), only]
+    assert [as_str(v) for v in got] == [member, cid, str(chunk), str(attempt), only, x]
 
 
-@pytest.mark.parametrize(("chunk", "only", "member"), [(3, "", "3"), (3, "0-5,9", "3|0-5,9")])
-async def test_held_members_read_back(redis: Redis, chunk: int, only: str, member: str) -> None:
+def test_units_written_before_exclusions_read_the_same() -> None:
+    """Delayed units queued by an older version (no ``x``) still read back."""
+    assert parse_unit("c0ffee|12|4|0-5,9") == ("c0ffee", 12, 4, "0-5,9", "")
+    assert parse_unit("c0ffee|3|1") == ("c0ffee", 3, 1, "", "")
+
+
+@pytest.mark.parametrize(
+    ("chunk", "only", "x", "member"),
+    [(3, "", "", "3"), (3, "0-5,9", "", "3|0-5,9"), (3, "", "1-4", "3||1-4"),
+     (3, "0-5", "2", "3|0-5|2")],
+)  # fmt: skip
+async def test_held_members_read_back(
+    redis: Redis, chunk: int, only: str, x: str, member: str
+) -> None:
     got: Any = await redis.eval(
         lua.MEMBERS
-        + "local n, o = parse_held(ARGV[3])\n"
-        + "return {held_member(ARGV[1], ARGV[2]), n, o}",
+        + "local n, o, x = parse_held(ARGV[4])\n"
+        + "return {held_member(ARGV[1], ARGV[2], ARGV[3]), n, o, x}",
         0,
-        chunk, only, member,
+        chunk, only, x, member,
     )  # fmt: skip
-    assert [as_str(x) for x in got] == [member, str(chunk), only]
+    assert [as_str(v) for v in got] == [member, str(chunk), only, x]
+
+
+async def test_an_entry_carries_only_and_exclusions_where_given(redis: Redis) -> None:
+    stream = "test:add-entry"
+    await redis.delete(stream)
+    for only, x in [("", ""), ("0-5", ""), ("", "1-2"), ("0-5", "3")]:
+        await redis.eval(lua.MEMBERS + "return add_entry(KEYS[1], 'c1', 4, 1, ARGV[1], ARGV[2])",
+                         1, stream, only, x)  # fmt: skip
+    read: Any = await redis.xrange(stream)
+    got = [{as_str(k): as_str(v) for k, v in f.items()} for _, f in read]
+    base = {"c": "c1", "n": "4", "a": "1"}
+    assert got == [base, {**base, "i": "0-5"}, {**base, "x": "1-2"}, {**base, "i": "0-5", "x": "3"}]
+    await redis.delete(stream)
 
 
 def test_batch_members_read_back() -> None:

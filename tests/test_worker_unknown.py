@@ -14,10 +14,13 @@ import pytest
 from redis.asyncio import Redis
 
 from dispatcher.client import Client
+from dispatcher.fencing import Claim, Fence, Permits
+from dispatcher.keys import Keys
 from dispatcher.mock import MockSettings, start
 from dispatcher.model import Campaign, Status
+from dispatcher.queue import Queue
 from dispatcher.webhooks.server import start as start_webhooks
-from tests.conftest import RunningWorker, all_providers
+from tests.conftest import RunningWorker, all_providers, eventually
 
 LIST_INTERVAL = 0.2
 SECRET = "unknown-fate-secret-0123456789"
@@ -142,3 +145,35 @@ async def test_smsclouds_holds_what_it_cannot_know(redis: Redis, prefix: str, mo
     assert st.sent and st.counts == {"accepted": 50}
     assert (await stats(mock, "smsclouds"))["accepted"] == 100
     assert all([r.status == Status.ACCEPTED async for r in client.results(cid)])
+
+
+async def test_what_a_takeover_parked_is_sent_once_after_a_resume(
+    redis: Redis, prefix: str, mock: str
+) -> None:
+    """A worker died once authorised to send a whole chunk, while the campaign was paused
+    (another chunk's unknown fate had held it). Its successor parks the chunk and sets the
+    entry aside; the expiry holds what it parked. A resume queues both: the entry set aside
+    must not bring back the recipients that went to the unknown-fate machinery, or they are
+    sent twice with no park to account for the second."""
+    settings = all_providers(prefix, mock, smsclouds={"chunk_size": 10})  # hold, at once
+    client = Client(settings=settings, redis=redis)
+    numbers = [f"+52449898{i:04d}" for i in range(10)]
+    cid = (await client.enqueue(Campaign("smsclouds", "hola", numbers))).id
+    k = Keys(settings.prefix)
+    dead = Queue(redis, k, "dead", [k.at(0).queue("smsclouds")])
+    await dead.setup()
+    (lease,) = await dead.read(1, 100)
+    fence = Fence(redis, k)
+    assert await fence.claim(cid, lease.entry_id, "dead:1") is Claim.OK
+    every = {p: p for p in range(10)}
+    assert await fence.authorize(cid, lease.entry_id, Permits("dead:1"), every) is Claim.OK
+    assert await client.pause(cid)  # … and the worker dies: its lease runs out
+    async with RunningWorker(redis, settings):
+        # Both set aside: the chunk's entry by its successor, what it parked by the expiry.
+        await eventually(lambda: redis.scard(k.held(cid)), lambda n: n == 2, what="two held")
+        assert (await client.status(cid)).parked == {}
+        assert await client.resume(cid) == 2
+        st = await client.wait(cid, 60)
+    assert st.sent and st.counts == {"accepted": 10}, st.as_dict()
+    s = await stats(mock, "smsclouds")
+    assert (s["accepted"], s["mobiles_repeated"]) == (10, 0)
