@@ -187,16 +187,21 @@ return n
     uses=_UNPARK,
 )
 
-#: KEYS: meta, parked, held, events. ARGV: cid, lines as above, reason. Unpark, set aside
-#: until resume, and pause the campaign with the reason. Returns {how many, 1 if this call
-#: paused it}.
+#: KEYS: meta, parked, held, events, stream. ARGV: cid, lines as above, reason. Unpark, set
+#: aside until resume, and pause the campaign with the reason. A cancelled campaign is never
+#: resumed: there they go to work at once instead, to be recorded cancelled, so that the
+#: campaign still ends. Returns {how many, 1 if this call paused it}.
 _HOLD = script(
     """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local n = unpark_each(ARGV[2], KEYS[2], KEYS[1], function(chunk, only)
-  redis.call('SADD', KEYS[3], held_member(chunk, only))
-end)
 local state, paused = redis.call('HGET', KEYS[1], 'state'), 0
+local n = unpark_each(ARGV[2], KEYS[2], KEYS[1], function(chunk, only)
+  if state == 'cancelled' then
+    add_entry(KEYS[5], ARGV[1], chunk, 1, only, '')
+  else
+    redis.call('SADD', KEYS[3], held_member(chunk, only))
+  end
+end)
 if n > 0 and state ~= 'cancelled' then
   redis.call('HSET', KEYS[1], 'state', 'paused', 'reason', ARGV[3])
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', @MAXLEN@, '*', 'c', ARGV[1], 'e', 'paused')
@@ -296,11 +301,14 @@ class UnknownStore:
         keys = [k.meta(cid), k.parked(cid), stream, k.part(cid).events]
         return int(await self._send_again(keys=keys, args=[cid, by_chunk(parks)]))
 
-    async def hold(self, cid: str, parks: Iterable[Park], reason: str) -> tuple[int, bool]:
+    async def hold(
+        self, cid: str, stream: str, parks: Iterable[Park], reason: str
+    ) -> tuple[int, bool]:
         """Set ``parks`` aside until resume and pause the campaign; how many, and whether
-        this call paused it (it may have been paused already)."""
+        this call paused it (it may have been paused already). In a cancelled campaign they
+        are queued on ``stream`` instead, to be recorded cancelled."""
         k = self.keys
-        keys = [k.meta(cid), k.parked(cid), k.held(cid), k.part(cid).events]
+        keys = [k.meta(cid), k.parked(cid), k.held(cid), k.part(cid).events, stream]
         n, paused = await self._hold(keys=keys, args=[cid, by_chunk(parks), reason])
         return int(n), bool(int(paused))
 
@@ -387,7 +395,8 @@ class Settler:
                 f"and {provider} did not say within {wait:g} s; resume sends them again "
                 "(they may get it twice)"
             )
-            n, paused = await self.store.hold(cid, parks, reason)
+            stream = self.keys.part(cid).queue(provider, lane)
+            n, paused = await self.store.hold(cid, stream, parks, reason)
             metrics.RESOLVED.labels(provider, "held").inc(n)
             if paused:
                 logs.event("paused", cid, reason, level=logging.WARNING, provider=provider,

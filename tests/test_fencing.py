@@ -144,7 +144,8 @@ async def test_a_second_takeover_still_hands_on_what_the_first_owner_may_have_se
     assert await fence.authorize(cid, entry, Permits("a:1"), {p: p for p in range(6)}) is Claim.OK
     took = await fence.take_over(cid, 0, entry, "b:1", zkey, skew_s=0, late_s=0, wait_s=0)
     assert took == (Claim.OK, 6, frozenset(range(6)))
-    held, _paused = await store.hold(cid, (await store.entries(cid)).values(), "for a test")
+    parks = (await store.entries(cid)).values()
+    held, _paused = await store.hold(cid, k.at(0).queue("cloudaten"), parks, "for a test")
     assert held == 6 and await store.entries(cid) == {}  # unparked: set aside for resume
     assert await Client(settings=settings, redis=redis).resume(cid) == 1  # queued again
     assert await fence.authorize(cid, entry, Permits("b:1"), {6: 6, 7: 7}) is Claim.OK

@@ -177,3 +177,23 @@ async def test_what_a_takeover_parked_is_sent_once_after_a_resume(
     assert st.sent and st.counts == {"accepted": 10}, st.as_dict()
     s = await stats(mock, "smsclouds")
     assert (s["accepted"], s["mobiles_repeated"]) == (10, 0)
+
+
+async def test_a_campaign_cancelled_with_recipients_parked_still_ends(
+    redis: Redis, prefix: str, mock: str
+) -> None:
+    """Cancelled while its recipients' fate is unknown: when nothing settles them in time
+    they cannot wait for a resume (a cancelled campaign has none), so they are recorded
+    cancelled and the campaign ends."""
+    await call(mock, "POST", "/_mock/settings", {"faults": [["lost", 1.0]]})
+    settings = all_providers(prefix, mock, smsclouds=quick(chunk_size=50, unknown_wait_seconds=1))
+    client = Client(settings=settings, redis=redis)
+    numbers = [f"+52449898{i:04d}" for i in range(50)]
+    cid = (await client.enqueue(Campaign("smsclouds", "hola", numbers))).id
+    async with RunningWorker(redis, settings):
+        await eventually(lambda: client.status(cid), lambda st: bool(st.parked), what="parks")
+        assert await client.cancel(cid) >= 0
+        st = await client.wait(cid, 60)
+    assert st.sent and st.state == "done" and st.counts == {"cancelled": 50}, st.as_dict()
+    assert await redis.scard(Keys(settings.prefix).held(cid)) == 0
+    assert (await stats(mock, "smsclouds"))["accepted"] == 50  # sent once, never again
