@@ -1,7 +1,8 @@
 """Unknown fate with the worker in-process against the mock: answers lost after the provider
-accepted (the connection closes) or that come too late (a timeout). Nothing is resent
-blindly where the provider can say: Cloud Aten and YCloud are settled from their list API,
-CloudSMS from its delivery reports; Smsclouds, which cannot say, is held."""
+accepted (the connection closes) or that come too late (a timeout), and chunks taken over
+from a worker that died. Nothing is resent blindly where the provider can say: Cloud Aten
+and YCloud are settled from their list API, CloudSMS from its delivery reports; Smsclouds,
+which cannot say, is held, and what is held goes again once, on resume."""
 
 from __future__ import annotations
 
@@ -186,13 +187,15 @@ async def test_a_campaign_cancelled_with_recipients_parked_still_ends(
     they cannot wait for a resume (a cancelled campaign has none), so they are recorded
     cancelled and the campaign ends."""
     await call(mock, "POST", "/_mock/settings", {"faults": [["lost", 1.0]]})
-    settings = all_providers(prefix, mock, smsclouds=quick(chunk_size=50, unknown_wait_seconds=1))
+    # Long enough a wait that the cancel comes first: the parks expire in a cancelled campaign.
+    settings = all_providers(prefix, mock, smsclouds=quick(chunk_size=50, unknown_wait_seconds=3))
     client = Client(settings=settings, redis=redis)
     numbers = [f"+52449898{i:04d}" for i in range(50)]
     cid = (await client.enqueue(Campaign("smsclouds", "hola", numbers))).id
     async with RunningWorker(redis, settings):
         await eventually(lambda: client.status(cid), lambda st: bool(st.parked), what="parks")
         assert await client.cancel(cid) >= 0
+        assert (await client.status(cid)).parked  # cancelled first, still parked
         st = await client.wait(cid, 60)
     assert st.sent and st.state == "done" and st.counts == {"cancelled": 50}, st.as_dict()
     assert await redis.scard(Keys(settings.prefix).held(cid)) == 0
