@@ -177,14 +177,14 @@ _SEND_AGAIN = script(
     """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local n = unpark_each(ARGV[2], KEYS[2], KEYS[1], function(chunk, only)
-  redis.call('XADD', KEYS[3], '*', 'c', ARGV[1], 'n', chunk, 'a', 1, 'i', only)
+  add_entry(KEYS[3], ARGV[1], chunk, 1, only, '')
 end)
 if n > 0 then
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', @MAXLEN@, '*', 'c', ARGV[1], 'e', 'unparked')
 end
 return n
 """,
-    uses=_UNPARK,
+    uses=_UNPARK + MEMBERS,
 )
 
 #: KEYS: meta, parked, held, events, stream. ARGV: cid, lines as above, reason. Unpark, set

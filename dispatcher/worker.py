@@ -313,7 +313,9 @@ class Worker:
             # What a previous owner may have sent is the unknown-fate machinery's now,
             # wherever it has moved it since (held, queued again): never this entry's.
             handed = took.handed
-            recipients = [r for r in data.recipients if r.index not in handed]
+            recipients = data.recipients
+            if handed:
+                recipients = [r for r in recipients if r.index not in handed]
             if lease.redelivered:
                 recipients = await self.queue.unsettled(lease.campaign_id, recipients)
             track = Track(meta.account)
