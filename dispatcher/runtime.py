@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import sys
@@ -87,6 +88,23 @@ def stop_if_cancelled() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+#: Allocations between two young-generation collections once a long-lived process is up
+#: (Python's default is 700). A worker allocates a few objects per recipient and frees
+#: nearly all of them at once when the chunk is recorded: collecting every 700 cost batch
+#: providers some 10-17 % of the worker's CPU (py-spy). The older generations keep their
+#: defaults, so cycles are still found.
+GC_YOUNG = 10_000
+
+
+def settle_heap() -> None:
+    """Once started: move what start-up allocated (modules, settings, codecs) out of the
+    collector's sight, and collect the young generation less often (:data:`GC_YOUNG`)."""
+    gc.collect()
+    gc.freeze()
+    _young, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG, middle, old)
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

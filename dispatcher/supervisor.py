@@ -30,7 +30,7 @@ from types import FrameType
 
 from dispatcher.config import Settings
 from dispatcher.health import WORKER_NUMBER_ENV, serve_worker
-from dispatcher.runtime import connect, early_signals, redis_url, run
+from dispatcher.runtime import connect, early_signals, redis_url, run, settle_heap
 from dispatcher.worker import Worker
 
 log = logging.getLogger("dispatcher.worker")
@@ -81,6 +81,7 @@ async def _one(url: str, settings: Settings, providers: list[str] | None, poll: 
         _drain_on(worker, early, " while starting up")
     # Opt-in (a port to listen on): before "ready", so a bad port fails the start.
     http = await serve_worker(worker) if settings.worker.metrics_port is not None else None
+    settle_heap()
     log.info("worker %s ready", worker.queue.consumer)
     try:
         await worker.run()
