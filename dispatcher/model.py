@@ -311,7 +311,8 @@ ROW_FIELDS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+#: Not frozen, for speed: see providers.base.Outcome.
+@dataclass(slots=True, unsafe_hash=True)
 class Result:
     """One recipient's outcome. Timestamps are Unix milliseconds."""
 
