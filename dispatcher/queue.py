@@ -29,7 +29,7 @@ from dispatcher.meta import CampaignMeta
 from dispatcher.model import Result
 from dispatcher.msgindex import MessageIndex, ref
 from dispatcher.providers.base import ChunkRecipient
-from dispatcher.rows import hmget, pack_row
+from dispatcher.rows import hmget, record_lines
 from dispatcher.settle import RECORD, RecordArgs, RecordKeys, Settle
 from dispatcher.store import PAUSED, REDIS_ERRORS, announce, as_str, ensure_group, ensure_layout
 from dispatcher.unknown import Park
@@ -341,9 +341,7 @@ class Queue:
             attempt=lease.attempt,
             reason=reason,
             delay=int(delay_s * 1000),
-            rows=b"\n".join(
-                b"%d\t%s\t%s" % (r.index, r.status.encode(), pack_row(r)) for r in results
-            ),
+            rows=record_lines(results),
             list_open="1" if track and track.list_open and accepted else "",
             batch_lines="\n".join(sorted(batches)) if track else "",
             dead_lines="\n".join(f"{r.index}\t{r.error_code or ''}: {r.error or ''}" for r in dead),

@@ -41,6 +41,7 @@ __all__ = [
     "hset",
     "pack_report",
     "pack_row",
+    "record_lines",
     "report_fields",
     "unpack_row",
 ]
@@ -208,6 +209,41 @@ def pack_row(result: Result, *, with_number: bool = False) -> bytes:
               r.number if with_number else None]  # fmt: skip
     packed = _compact(code, fields) if code else None
     return packed if packed is not None else orjson.dumps(_trimmed([r.status, *fields]))
+
+
+def _accepted_tail(r: Result) -> str | None:
+    """What follows the message id in :func:`_accepted_row`'s row; None where it does not
+    apply."""
+    if not _safe(r.batch_id):
+        return None
+    segments, price, sent_at = _number(r.segments), _number(r.price), _number(r.sent_at)
+    if segments is None or price is None or sent_at is None:
+        return None
+    return f"|||{segments}|{price}|{sent_at}|{r.batch_id or ''}".rstrip("|")
+
+
+def record_lines(results: Iterable[Result]) -> bytes:
+    """``index<TAB>status<TAB>row`` lines (:func:`pack_row`) for the record script
+    (settle.RECORD). The fields a chunk's results mostly share (segments, price, when sent,
+    batch) are packed once per distinct value, not once per recipient: a batch provider's
+    chunk records tens of thousands of rows that differ only in their message ids."""
+    tails: dict[tuple[Any, ...], str | None] = {}
+    lines: list[bytes] = []
+    for r in results:
+        code = CODES.get(r.status)
+        mid = r.message_id
+        row = None
+        if code and r.error_code is None and r.error is None and (mid is None or _safe(mid)):
+            # the types too: 1 and 1.0 (or True) are one key but are written differently
+            seg, price = r.segments, r.price
+            key = (seg, type(seg), price, type(price), r.sent_at, r.batch_id)
+            tail = tails[key] if key in tails else tails.setdefault(key, _accepted_tail(r))
+            if tail is not None:
+                row = f"{r.index}\t{r.status}\t{code}{mid or ''}{tail}".encode()
+        if row is None:
+            row = b"%d\t%s\t%s" % (r.index, r.status.encode(), pack_row(r))
+        lines.append(row)
+    return b"\n".join(lines)
 
 
 def unpack_row(index: int, number: str | None, blob: bytes) -> Result:

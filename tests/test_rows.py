@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hypothesis import example, given
+from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from dispatcher import rows
@@ -28,6 +30,48 @@ def test_a_row_is_a_status_letter_and_its_fields_without_number_or_trailing_blan
     assert kept == b"i|INVALID_NUMBER|too short|||||12ab"
     assert rows.unpack_row(7, None, kept) == invalid
     assert rows.unpack_row(0, "+1", b"a") == Result(0, "+1", Status.ACCEPTED)
+
+
+_TEXT = (
+    st.none()
+    | st.sampled_from(["", "=", "a|b", "x\ty", "3321913197", "BATCH-9"])
+    | st.text(max_size=8)
+)
+_RESULTS = st.lists(
+    st.builds(
+        Result,
+        index=st.integers(0, 10**6),
+        number=st.just("+447911000005"),
+        status=st.sampled_from(list(Status)),
+        message_id=_TEXT,
+        error_code=st.none() | st.just("E1"),
+        error=st.none() | st.just("no"),
+        segments=st.none() | st.sampled_from([1, 2, True]),
+        price=st.none() | st.sampled_from([0.0087, 1, 1.0, True]),
+        sent_at=st.none() | st.sampled_from([1795998888719, 1795998888720]),
+        batch_id=_TEXT,
+    ),
+    max_size=12,
+)
+
+
+_ALIKE = [
+    Result(i, "+1", Status.ACCEPTED, f"m{i}", segments=seg, price=price, sent_at=5)
+    for i, (seg, price) in enumerate(
+        [(1, 1.0), (True, 1), (True, 1.0), (1, True), (1, 1.0), (1, 1)]
+    )
+]
+
+
+@example(_ALIKE)
+@given(_RESULTS)
+def test_record_lines_write_each_result_as_pack_row_does(results: list[Result]) -> None:
+    """The record's lines share the packing of a chunk's common fields: the rows are still
+    exactly pack_row's, even where 1, 1.0 and True would be one dictionary key."""
+    expected = b"\n".join(
+        b"%d\t%s\t%s" % (r.index, r.status.encode(), rows.pack_row(r)) for r in results
+    )
+    assert rows.record_lines(results) == expected
 
 
 def test_every_status_has_its_own_letter() -> None:
