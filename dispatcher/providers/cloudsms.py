@@ -92,6 +92,16 @@ def number_rule(country: int, national: str) -> Outcome | None:
     return None
 
 
+def _by_number(items: list[Any]) -> dict[tuple[int, str], dict[str, Any]]:
+    """DETAIL_LIST entries by (country code, number): for an answer in another order."""
+    by_number: dict[tuple[int, str], dict[str, Any]] = {}
+    for item in items:
+        if isinstance(item, dict):
+            cc = as_code(item.get("COUNTRY_CODE"))
+            by_number[(cc or 0, str(item.get("DEST_MSISDN", "")))] = item
+    return by_number
+
+
 def as_code(value: Any) -> int | None:
     """RESULT_CODE as an int; the seed writes them in hex, so accept "0x…" strings too."""
     if isinstance(value, int) and not isinstance(value, bool):
@@ -237,14 +247,20 @@ class CloudSmsCodec:
 
     def _per_number(self, request: HttpRequest, details: Any) -> list[Outcome]:
         sent = orjson.loads(request.body or b"{}")["MULTI_MSISDN_LIST"]
-        by_number: dict[tuple[int, str], dict[str, Any]] = {}
-        for item in details if isinstance(details, list) else []:
-            if isinstance(item, dict):
-                cc = as_code(item.get("COUNTRY_CODE"))
-                by_number[(cc or 0, str(item.get("DEST_MSISDN", "")))] = item
+        items = details if isinstance(details, list) else []
+        in_order = len(items) == len(sent)  # as the platform answers: then no lookup
+        by_number: dict[tuple[int, str], dict[str, Any]] | None = None
         outcomes = []
-        for number in sent:
-            item = by_number.get((number["COUNTRY_CODE"], number["DEST_MSISDN"]))
+        for at, number in enumerate(sent):
+            item = items[at] if in_order else None
+            if not (
+                isinstance(item, dict)
+                and item.get("DEST_MSISDN") == number["DEST_MSISDN"]
+                and as_code(item.get("COUNTRY_CODE")) == number["COUNTRY_CODE"]
+            ):
+                if by_number is None:
+                    by_number = _by_number(items)
+                item = by_number.get((number["COUNTRY_CODE"], number["DEST_MSISDN"]))
             if item is None:
                 outcomes.append(
                     Outcome(
