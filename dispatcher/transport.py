@@ -1,4 +1,5 @@
-"""HTTP to the providers: one keep-alive aiohttp session per provider account.
+"""HTTP to the providers: one pool of kept-alive connections per provider account
+(http1.py, a lean HTTP/1.1 client: aiohttp's request path was the worker's largest cost).
 
 The transport knows URLs, headers, timeouts and TLS; it knows no provider's field names.
 """
@@ -8,10 +9,10 @@ from __future__ import annotations
 import asyncio
 import ssl
 
-import aiohttp
 from yarl import URL
 
 from dispatcher.errors import DispatcherError
+from dispatcher.http1 import ConnectFailed, Http1Pool, ResponseFailed
 from dispatcher.providers.base import HttpRequest
 
 
@@ -57,61 +58,51 @@ class Transport:
     ) -> None:
         self._base = base_url.rstrip("/")
         self._headers = headers
-        self._urls: dict[str, URL] = {}
+        self._targets: dict[str, str] = {}
         self._pool_size = pool_size
-        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
+        self._timeout = timeout
+        self._connect_timeout = connect_timeout
         self._ssl = ssl_context
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: Http1Pool | None = None
 
-    def _open(self) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(
-            limit=self._pool_size,
-            limit_per_host=self._pool_size,
-            keepalive_timeout=30,
-            ssl=self._ssl if self._ssl is not None else True,
-        )
-        return aiohttp.ClientSession(
-            connector=connector,
-            headers=self._headers,
-            # The providers authenticate every request by its header; a jar would only
-            # filter cookies for each request (a few per cent of the worker's CPU).
-            cookie_jar=aiohttp.DummyCookieJar(),
-            timeout=self._timeout,
-            raise_for_status=False,
-            auto_decompress=True,
-        )
+    def _open(self) -> Http1Pool:
+        url = URL(self._base)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise TransportError("CONNECTION", f"not an http(s) URL: {url.scheme}://…",
+                                 maybe_sent=False)  # fmt: skip
+        tls = None
+        if url.scheme == "https":
+            tls = self._ssl if self._ssl is not None else ssl.create_default_context()
+        port = url.port or (443 if tls is not None else 80)
+        return Http1Pool(url.host, port, tls=tls, limit=self._pool_size, headers=self._headers)
 
-    def _url(self, path: str) -> URL:
-        if "?" in path:  # a query (list calls): not worth keeping
-            return URL(self._base + path, encoded=False)
-        url = self._urls.get(path)
-        if url is None:
-            url = self._urls[path] = URL(self._base + path, encoded=False)
-        return url
+    def _target(self, path: str) -> str:
+        """The request target (path and query, percent-encoded) of ``path`` under the base
+        URL's path."""
+        target = self._targets.get(path)
+        if target is None:
+            target = URL(self._base + path, encoded=False).raw_path_qs
+            if "?" not in path:  # a query (list calls): not worth keeping
+                self._targets[path] = target
+        return target
 
     async def send(self, request: HttpRequest) -> tuple[int, bytes]:
         """The status and body of the answer, or TransportError if none came."""
-        if self._session is None:
-            self._session = self._open()
+        if self._pool is None:
+            self._pool = self._open()
         try:
-            async with self._session.request(
-                request.method, self._url(request.path), data=request.body
-            ) as resp:
-                return resp.status, await resp.read()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                # We were cancelled (shutdown): aiohttp may report that as a timeout, but it
-                # must stay a cancellation or the caller would carry on as if nothing happened.
-                raise asyncio.CancelledError from None
-            if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
-                # No connection was made: nothing left, so trying again is safe.
-                raise TransportError(
-                    "CONNECTION", f"{type(exc).__name__}: {exc}", maybe_sent=False
-                ) from None
-            if isinstance(exc, TimeoutError):
-                raise TransportError("TIMEOUT", "no answer within the timeout") from None
-            raise TransportError("CONNECTION", f"{type(exc).__name__}: {exc}") from None
+            async with asyncio.timeout(self._timeout):
+                return await self._pool.request(
+                    request.method, self._target(request.path), request.body,
+                    connect_timeout=self._connect_timeout,
+                )  # fmt: skip
+        except ConnectFailed as exc:
+            # No connection was made: nothing left, so trying again is safe.
+            raise TransportError("CONNECTION", str(exc), maybe_sent=False) from None
+        except TimeoutError:
+            raise TransportError("TIMEOUT", "no answer within the timeout") from None
+        except ResponseFailed as exc:
+            raise TransportError("CONNECTION", str(exc)) from None
 
     @staticmethod
     def outcome(status: int) -> str:
@@ -119,9 +110,9 @@ class Transport:
         return f"{status // 100}xx"
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
 
 async def close_all(transports: list[Transport]) -> None:

@@ -122,4 +122,4 @@ async def test_close_closes_the_sessions_it_opened(redis: Redis, prefix: str, mo
     assert b"amount" in await poller.get("cloudaten", "default", "/v1/account/balance")
     [transport] = poller._transports.values()
     await poller.close()
-    assert poller._transports == {} and transport._session is None
+    assert poller._transports == {} and transport._pool is None
