@@ -4,10 +4,13 @@ provider, side by side in one run.
 For each provider (Cloud Aten, YCloud, CloudSMS, Smsclouds, and Smsclouds over SMPP), in
 ``--rounds`` interleaved rounds (medians reported):
 
-1. ceiling: a bare aiohttp client (uvloop, no queue, no Redis; the same session settings as
-   our transport) sends the very requests our codec builds for N recipients to the mock,
-   with the same concurrency; for SMPP, a bare SMPP client (smpp_client.py) sends the
-   codec's ``submit_sm`` PDUs to the mock SMSC with the same window;
+1. ceiling: a bare aiohttp client (uvloop, no queue, no Redis; the session settings our
+   transport had when it was aiohttp) sends the very requests our codec builds for N
+   recipients to the mock, with the same concurrency; for SMPP, a bare SMPP client
+   (smpp_client.py) sends the codec's ``submit_sm`` PDUs to the mock SMSC with the same
+   window. This is the issue's reference ("× bare"). Beside it, for HTTP, the same bare
+   client on our own lean HTTP/1.1 pool (http1.py, what the worker now sends with): the
+   ceiling of our transport, so that ``× lean`` is the cost of the queue alone;
 2. dispatcher: N recipients are enqueued and one worker process sends them to the same mock;
    end to end, from the enqueue's start to the last result recorded (and send only, from
    the enqueue's commit: ``send_ratio``);
@@ -45,6 +48,7 @@ from typing import Any
 import aiohttp
 import orjson
 import uvloop
+from yarl import URL
 
 from benchmarks import peers
 from benchmarks.report import save
@@ -54,6 +58,7 @@ from dispatcher.client import Client
 from dispatcher.config import load_settings
 from dispatcher.demo import start_mock, stop
 from dispatcher.embedded import RedisProcess, free_port
+from dispatcher.http1 import Http1Pool
 from dispatcher.model import Campaign
 from dispatcher.providers import CODECS
 from dispatcher.providers.base import BuildContext, ChunkRecipient, SendJob, Verdict
@@ -111,8 +116,11 @@ def write_config(path: Path, mock_url: str, concurrency: int, smpp_port: int) ->
     path.write_text("\n".join(lines) + "\n")
 
 
-async def ceiling(mock_url: str, provider: str, n: int, concurrency: int) -> float:
-    """Recipients per second of a bare aiohttp client sending what the codec builds."""
+async def ceiling(
+    mock_url: str, provider: str, n: int, concurrency: int, *, lean: bool = False
+) -> float:
+    """Recipients per second of a bare client sending what the codec builds: aiohttp, or
+    with ``lean`` our own HTTP/1.1 pool (http1.py)."""
     codec = CODECS[provider]
     account = ACCOUNTS[provider]
     options = {k: v for k, v in account.items() if k != "api_key"}
@@ -139,8 +147,10 @@ async def ceiling(mock_url: str, provider: str, n: int, concurrency: int) -> flo
                 outcomes = codec.parse(request, r.status, await r.read())
                 assert all(o.verdict is Verdict.OK for o in outcomes), outcomes[0]
 
-    connector = aiohttp.TCPConnector(limit=concurrency)
     headers = codec.headers(account["api_key"])
+    if lean:
+        return await lean_ceiling(base, requests, codec, headers, conc=concurrency, n=n)
+    connector = aiohttp.TCPConnector(limit=concurrency)
     jar = aiohttp.DummyCookieJar()  # as our transport's session (transport.py)
     session = aiohttp.ClientSession(connector=connector, headers=headers, cookie_jar=jar)
     async with session:
@@ -148,6 +158,34 @@ async def ceiling(mock_url: str, provider: str, n: int, concurrency: int) -> flo
         await asyncio.gather(*(sender(session) for _ in range(concurrency)))
         elapsed = time.monotonic() - started
     return n / elapsed
+
+
+async def lean_ceiling(
+    base: str, requests: list[Any], codec: Any, headers: dict[str, str], *, conc: int, n: int
+) -> float:
+    """:func:`ceiling` on our HTTP/1.1 pool: what the transport costs without the queue."""
+    url = URL(base)
+    assert url.host is not None and url.port is not None
+    pool = Http1Pool(url.host, url.port, tls=None, limit=conc, headers=headers)
+    pending = iter(requests)
+    deadline = time.monotonic() + TIME_LIMIT_S
+
+    async def sender() -> None:
+        for request in pending:
+            if time.monotonic() > deadline:
+                return
+            status, body = await pool.request(
+                request.method, url.raw_path + request.path, request.body, connect_timeout=5
+            )
+            outcomes = codec.parse(request, status, body)
+            assert all(o.verdict is Verdict.OK for o in outcomes), outcomes[0]
+
+    started = time.monotonic()
+    try:
+        await asyncio.gather(*(sender() for _ in range(conc)))
+    finally:
+        pool.close()
+    return n / (time.monotonic() - started)
 
 
 async def mock_call(mock_url: str, method: str, path: str) -> Any:
@@ -199,12 +237,12 @@ def _copy(stream: Any) -> None:
 
 
 def bare_client(
-    provider: str, n: int, conc: int, mock_url: str, smpp_port: int
+    provider: str, n: int, conc: int, mock_url: str, smpp_port: int, *, lean: bool = False
 ) -> tuple[float, float]:
     """(recipients per second, CPU seconds, requests built included), from a fresh process:
     this one has run rounds before, and its heap (a bigger one for the collector to walk at
     each pass) once made the bare client slower every round."""
-    args = [provider, str(n), str(conc), mock_url, str(smpp_port)]
+    args = [provider, str(n), str(conc), mock_url, str(smpp_port), "lean" if lean else "aiohttp"]
     out = subprocess.run(
         [sys.executable, "-m", "benchmarks.bench_send", "--bare", *args],
         check=True, stdout=subprocess.PIPE, text=True, timeout=TIME_LIMIT_S,
@@ -213,11 +251,13 @@ def bare_client(
     return float(got["rps"]), float(got["cpu_s"])
 
 
-def bare_here(provider: str, n: int, conc: int, mock_url: str, smpp_port: int) -> None:
+def bare_here(
+    provider: str, n: int, conc: int, mock_url: str, smpp_port: int, *, lean: bool
+) -> None:
     """The bare client's run in this process (``--bare``): its figures as one JSON line."""
     cpu0 = time.process_time()
     if provider != "smpp":
-        rps = uvloop.run(ceiling(mock_url, provider, n, conc))
+        rps = uvloop.run(ceiling(mock_url, provider, n, conc, lean=lean))
     else:
         rps = uvloop.run(
             smpp_ceiling(
@@ -258,6 +298,12 @@ def run_bare(run: Run, provider: str, out: dict[str, Any]) -> None:
     print(f"{provider}: bare client …", flush=True)
     bare, bare_cpu = bare_client(provider, run.n, run.conc, run.mock_url, run.smpp_port)
     out["bare_client_rps"], out["bare_cpu_us"] = bare, bare_cpu * 1e6 / run.n
+
+
+def run_bare_lean(run: Run, provider: str, out: dict[str, Any]) -> None:
+    print(f"{provider}: bare client on our HTTP/1.1 pool …", flush=True)
+    bare, bare_cpu = bare_client(provider, run.n, run.conc, run.mock_url, run.smpp_port, lean=True)
+    out["bare_lean_rps"], out["bare_lean_cpu_us"] = bare, bare_cpu * 1e6 / run.n
 
 
 def run_dispatcher(run: Run, provider: str, out: dict[str, Any]) -> None:
@@ -305,6 +351,7 @@ def one_round(run: Run, provider: str, turn: int) -> dict[str, Any]:
     out: dict[str, Any] = {"peers": {}}
     steps: list[Callable[[], None]] = [
         lambda: run_bare(run, provider, out),
+        *([partial(run_bare_lean, run, provider, out)] if provider != "smpp" else []),
         lambda: run_dispatcher(run, provider, out),
         *(partial(run_peer, run, provider, peer, out) for peer in list(run.peer_procs)),
     ]
@@ -317,8 +364,8 @@ def one_round(run: Run, provider: str, turn: int) -> dict[str, Any]:
 
 def main() -> int:
     if sys.argv[1:2] == ["--bare"]:  # bare_client's own process
-        name, count, width, url, port = sys.argv[2:7]
-        bare_here(name, int(count), int(width), url, int(port))
+        name, count, width, url, port, client = sys.argv[2:8]
+        bare_here(name, int(count), int(width), url, int(port), lean=client == "lean")
         return 0
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--recipients", type=int, default=100_000)

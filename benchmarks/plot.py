@@ -22,7 +22,11 @@ from matplotlib.figure import Figure  # no pyplot: no global state, no display, 
 from benchmarks.report import RESULTS
 
 PANELS = ("send", "memory", "rate")
-BASE_SYSTEMS = {"bare client": "bare_client_rps", "dispatcher": "dispatcher_rps"}
+BASE_SYSTEMS = {
+    "bare client": "bare_client_rps",
+    "bare, our HTTP pool": "bare_lean_rps",  # HTTP providers only
+    "dispatcher": "dispatcher_rps",
+}
 
 
 def latest(results_dir: Path, name: str) -> dict[str, Any] | None:

@@ -32,6 +32,9 @@ def medians(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     out["ratio"] = round(out["dispatcher_rps"] / out["bare_client_rps"], 3)
     out["send_ratio"] = round(out["dispatcher_send_rps"] / out["bare_client_rps"], 3)
     out["cpu_ratio"] = round(out["dispatcher_cpu_us"] / out["bare_cpu_us"], 3)
+    if "bare_lean_rps" in out:  # the same bare client on our own HTTP/1.1 pool
+        out["lean_ratio"] = round(out["dispatcher_rps"] / out["bare_lean_rps"], 3)
+        out["lean_cpu_ratio"] = round(out["dispatcher_cpu_us"] / out["bare_lean_cpu_us"], 3)
     if any("rps" in p for p in out["peers"].values()):
         fastest = max(p["rps"] for p in out["peers"].values() if "rps" in p)
         out["vs_fastest_peer"] = round(out["dispatcher_rps"] / fastest, 3)
@@ -48,7 +51,10 @@ def print_table(n: int, conc: int, rounds: int, report: dict[str, Any]) -> None:
     for provider, r in report.items():
         bare_rps, bare_cpu = r["bare_client_rps"], r["bare_cpu_us"]
         ours = r["dispatcher_rps"], r["dispatcher_cpu_us"]
-        rows = [(f"{provider} bare client", bare_rps, bare_cpu), (f"{provider} dispatcher", *ours)]
+        rows = [(f"{provider} bare client", bare_rps, bare_cpu)]
+        if "bare_lean_rps" in r:
+            rows.append((f"{provider} bare, lean", r["bare_lean_rps"], r["bare_lean_cpu_us"]))
+        rows.append((f"{provider} dispatcher", *ours))
         rows += [(f"{provider} {peer}", p["rps"], p["cpu_us"])
                  for peer, p in r["peers"].items() if "rps" in p]  # fmt: skip
         for name, rps, cpu in rows:
@@ -58,5 +64,8 @@ def print_table(n: int, conc: int, rounds: int, report: dict[str, Any]) -> None:
         for peer, p in r["peers"].items():
             if p["failed_rounds"]:
                 print(f"{'':<20}{peer}: {p['failed_rounds']} round(s) failed (see the JSON)")
+        if "lean_ratio" in r:
+            print(f"{'':<20}dispatcher / bare on our HTTP pool: {r['lean_ratio']:.2f}× "
+                  f"(CPU {r['lean_cpu_ratio']:.2f}×)")  # fmt: skip
         if "vs_fastest_peer" in r:
             print(f"{'':<20}dispatcher / fastest peer: {r['vs_fastest_peer']:.2f}×")
