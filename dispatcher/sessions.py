@@ -1,5 +1,5 @@
 """One transport per provider account, chosen by the account's settings: an HTTP session
-(aiohttp, ``transport.py``) for most, an SMPP session (``smpp.py``) for accounts with
+(``transport.py`` on ``http1.py``) for most, an SMPP session (``smpp.py``) for accounts with
 ``transport = "smpp"``. The sender and the poller only ``send`` and ``close``.
 
 Delivery receipts that come back on an SMPP session are stored here, through the same

@@ -1,9 +1,10 @@
 """SMPP 3.4 to a provider's SMSC: the transport of accounts with ``transport = "smpp"``.
 
-It plays the part aiohttp's session plays for HTTP accounts: one bound session per account
-and process (``bind_transceiver`` by default, so delivery receipts come back on it), each
-request's PDUs numbered and sent, their responses matched by sequence number. It knows
-SMPP, not any provider: the codec builds the ``submit_sm`` PDUs and reads the receipts.
+It plays the part the HTTP connection pool (transport.py) plays for HTTP accounts: one
+bound session per account and process (``bind_transceiver`` by default, so delivery
+receipts come back on it), each request's PDUs numbered and sent, their responses matched
+by sequence number. It knows SMPP, not any provider: the codec builds the ``submit_sm``
+PDUs and reads the receipts.
 
 * **Window.** At most ``window`` requests wait for their response at once, across every
   chunk the process sends through the account; the SMSC's own window is not overrun.
