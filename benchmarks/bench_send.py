@@ -151,7 +151,7 @@ async def ceiling(
     if lean:
         return await lean_ceiling(base, requests, codec, headers, conc=concurrency, n=n)
     connector = aiohttp.TCPConnector(limit=concurrency)
-    jar = aiohttp.DummyCookieJar()  # as our transport's session (transport.py)
+    jar = aiohttp.DummyCookieJar()  # as our transport's aiohttp session had
     session = aiohttp.ClientSession(connector=connector, headers=headers, cookie_jar=jar)
     async with session:
         started = time.monotonic()

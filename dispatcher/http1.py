@@ -195,16 +195,18 @@ class Http1Pool:
             try:
                 status, answer, keep = await conn.exchange(data)
             except BaseException:
-                conn.close()  # a late answer would be read as the next request's
-                self._live.discard(conn)
+                self._drop(conn)  # a late answer would be read as the next request's
                 raise
             if keep:
                 conn.idle_since = time.monotonic()
                 self._idle.append(conn)
             else:
-                conn.close()
-                self._live.discard(conn)
+                self._drop(conn)
             return status, answer
+
+    def _drop(self, conn: _Conn) -> None:
+        conn.close()
+        self._live.discard(conn)
 
     async def _connection(self, connect_timeout: float) -> _Conn:
         now = time.monotonic()
@@ -212,8 +214,7 @@ class Http1Pool:
             conn = self._idle.pop()
             if not conn.closed and now - conn.idle_since < KEEPALIVE_S:
                 return conn
-            conn.close()
-            self._live.discard(conn)
+            self._drop(conn)
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(connect_timeout):
@@ -227,7 +228,7 @@ class Http1Pool:
         except TimeoutError:
             raise ConnectFailed(f"no connection to {self.host}:{self.port} within "
                                 f"{connect_timeout:g} s") from None  # fmt: skip
-        except (OSError, ssl.SSLError) as exc:
+        except OSError as exc:  # refused, unreachable, or a TLS handshake refused (SSLError)
             raise ConnectFailed(f"{type(exc).__name__}: {exc}") from None
         self._live.add(conn)
         return conn

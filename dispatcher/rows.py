@@ -183,14 +183,20 @@ def _number(value: object) -> str | None:
 def _accepted_row(code: str, r: Result) -> bytes | None:
     """:func:`_compact` of a result with no error and no number (what a send mostly
     returns), some three times faster; None when it does not apply."""
-    mid, batch = r.message_id, r.batch_id
-    if not (_safe(mid) and _safe(batch)):
+    mid = r.message_id
+    tail = _accepted_tail(r) if _safe(mid) else None
+    return None if tail is None else f"{code}{mid or ''}{tail}".encode()
+
+
+def _accepted_tail(r: Result) -> str | None:
+    """What follows the message id in :func:`_accepted_row`'s row (every field but the
+    message id, trailing empty ones left out); None where it does not apply."""
+    if not _safe(r.batch_id):
         return None
     segments, price, sent_at = _number(r.segments), _number(r.price), _number(r.sent_at)
     if segments is None or price is None or sent_at is None:
         return None
-    text = f"{mid or ''}|||{segments}|{price}|{sent_at}|{batch or ''}".rstrip("|")
-    return (code + text).encode()
+    return f"|||{segments}|{price}|{sent_at}|{r.batch_id or ''}".rstrip("|")
 
 
 def pack_row(result: Result, *, with_number: bool = False) -> bytes:
@@ -209,17 +215,6 @@ def pack_row(result: Result, *, with_number: bool = False) -> bytes:
               r.number if with_number else None]  # fmt: skip
     packed = _compact(code, fields) if code else None
     return packed if packed is not None else orjson.dumps(_trimmed([r.status, *fields]))
-
-
-def _accepted_tail(r: Result) -> str | None:
-    """What follows the message id in :func:`_accepted_row`'s row; None where it does not
-    apply."""
-    if not _safe(r.batch_id):
-        return None
-    segments, price, sent_at = _number(r.segments), _number(r.price), _number(r.sent_at)
-    if segments is None or price is None or sent_at is None:
-        return None
-    return f"|||{segments}|{price}|{sent_at}|{r.batch_id or ''}".rstrip("|")
 
 
 def record_lines(results: Iterable[Result]) -> bytes:

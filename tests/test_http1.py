@@ -82,6 +82,25 @@ def pool(port: int, limit: int = 4, tls: ssl.SSLContext | None = None) -> Http1P
     return Http1Pool("127.0.0.1", port, tls=tls, limit=limit, headers={"X-API-Key": "k"})
 
 
+def transport(
+    port: int,
+    *,
+    scheme: str = "http",
+    path: str = "",
+    pool_size: int = 2,
+    timeout: float = 2,
+    ssl_context: ssl.SSLContext | None = None,
+) -> Transport:
+    return Transport(
+        f"{scheme}://127.0.0.1:{port}{path}",
+        {},
+        pool_size=pool_size,
+        timeout=timeout,
+        connect_timeout=1,
+        ssl_context=ssl_context,
+    )
+
+
 async def test_requests_share_a_kept_alive_connection_and_carry_the_headers() -> None:
     async with serving(echo_ok) as server:
         p = pool(server.port)
@@ -132,12 +151,11 @@ async def test_no_connection_is_a_connect_failure_nothing_left() -> None:
     p = pool(free_port())
     with pytest.raises(ConnectFailed):
         await p.request("POST", "/x", b"{}", connect_timeout=1)
-    transport = Transport(f"http://127.0.0.1:{free_port()}", {}, pool_size=2, timeout=2,
-                          connect_timeout=1)  # fmt: skip
+    refused = transport(free_port())
     with pytest.raises(TransportError) as err:
-        await transport.send(HttpRequest("POST", "/x", b"{}", (0,)))
+        await refused.send(HttpRequest("POST", "/x", b"{}", (0,)))
     assert (err.value.code, err.value.maybe_sent) == ("CONNECTION", False)
-    await transport.close()
+    await refused.close()
 
 
 async def test_a_request_read_then_dropped_may_have_left() -> None:
@@ -148,11 +166,10 @@ async def test_a_request_read_then_dropped_may_have_left() -> None:
         p = pool(server.port)
         with pytest.raises(ResponseFailed):
             await p.request("POST", "/x", b"{}", connect_timeout=1)
-        transport = Transport(f"http://127.0.0.1:{server.port}", {}, pool_size=2, timeout=2,
-                              connect_timeout=1)  # fmt: skip
+        dropped = transport(server.port)
         with pytest.raises(TransportError) as err:
-            await transport.send(HttpRequest("POST", "/x", b"{}", (0,)))
-        await transport.close()
+            await dropped.send(HttpRequest("POST", "/x", b"{}", (0,)))
+        await dropped.close()
         p.close()
     assert (err.value.code, err.value.maybe_sent) == ("CONNECTION", True)
     assert len(server.requests) == 2
@@ -169,14 +186,13 @@ async def test_a_late_answer_is_never_read_as_the_next_requests() -> None:
             writer.write(answer(b"fresh"))
 
     async with serving(slow_first) as server:
-        transport = Transport(f"http://127.0.0.1:{server.port}", {}, pool_size=1, timeout=0.3,
-                              connect_timeout=1)  # fmt: skip
+        one = transport(server.port, pool_size=1, timeout=0.3)
         with pytest.raises(TransportError) as err:
-            await transport.send(HttpRequest("GET", "/slow", None, (0,)))
+            await one.send(HttpRequest("GET", "/slow", None, (0,)))
         assert (err.value.code, err.value.maybe_sent) == ("TIMEOUT", True)
         release.set()
-        assert await transport.send(HttpRequest("GET", "/next", None, (0,))) == (200, b"fresh")
-        await transport.close()
+        assert await one.send(HttpRequest("GET", "/next", None, (0,))) == (200, b"fresh")
+        await one.close()
     assert server.connections == 2  # the timed-out connection was closed, not reused
 
 
@@ -219,12 +235,10 @@ async def test_https_with_a_private_ca() -> None:
     client_tls = ssl.create_default_context()
     ca.configure_trust(client_tls)
     async with serving(echo_ok, tls=server_tls) as server:
-        transport = Transport(f"https://127.0.0.1:{server.port}/api", {}, pool_size=2, timeout=2,
-                              connect_timeout=1, ssl_context=client_tls)  # fmt: skip
-        status, body = await transport.send(HttpRequest("POST", "/sms", b"{}", (0,)))
-        await transport.close()
-        untrusted = Transport(f"https://127.0.0.1:{server.port}", {}, pool_size=1, timeout=2,
-                              connect_timeout=1)  # fmt: skip
+        trusted = transport(server.port, scheme="https", path="/api", ssl_context=client_tls)
+        status, body = await trusted.send(HttpRequest("POST", "/sms", b"{}", (0,)))
+        await trusted.close()
+        untrusted = transport(server.port, scheme="https", pool_size=1)
         with pytest.raises(TransportError) as err:  # the system's CAs do not know ours
             await untrusted.send(HttpRequest("POST", "/sms", b"{}", (0,)))
         await untrusted.close()
