@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from functools import lru_cache
 from typing import Any, ClassVar
 
 import orjson
@@ -26,6 +27,22 @@ from dispatcher.mock.segments import segments
 from dispatcher.mock.state import MockState
 
 E164 = re.compile(r"\A\+[1-9][0-9]{6,14}\Z")
+
+
+@lru_cache(maxsize=1 << 17)
+def number_check(mobile: str) -> tuple[str, str | None]:
+    """(region, problem): "invalid" when not an E.164 number, "unverified" when no
+    number plan has it. Kept per number: a campaign's numbers come back, and parsing one
+    cost the mock a tenth of its time a request."""
+    if not E164.match(mobile):
+        return "ZZ", "invalid"
+    try:
+        number = phonenumbers.parse(mobile, None)
+    except phonenumbers.NumberParseException:
+        return "ZZ", "invalid"
+    if not phonenumbers.is_valid_number(number):
+        return "ZZ", "unverified"
+    return phonenumbers.region_code_for_number(number) or "ZZ", None
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -56,6 +73,10 @@ class OneMobileMock:
             web.get(f"{self.prefix}/v1/account/balance", self.balance),
             web.get(f"{self.prefix}/v1/sms/list", self.list_messages),
         ]
+
+    def front_routes(self) -> dict[str, Any]:
+        """The send endpoint, for the lean front (mock/front.py) to answer itself."""
+        return {f"{self.prefix}/v1/sms/send_messages": self.send_message}
 
     def authorised(self, request: web.Request) -> bool:
         raise NotImplementedError
@@ -143,15 +164,9 @@ class OneMobileMock:
         body = self.parse_body(raw, declared_json)
         self.check_fields(body)
         mobile: str = body["mobile"]
-        if not E164.match(mobile):
-            raise Refusal(2, "BAD_ARGUMENT The mobile is invalid")
-        try:
-            number = phonenumbers.parse(mobile, None)
-        except phonenumbers.NumberParseException:
-            raise Refusal(2, "BAD_ARGUMENT The mobile is invalid") from None
-        if not phonenumbers.is_valid_number(number):
-            raise Refusal(2, "BAD_ARGUMENT The mobile is unverified")
-        region = phonenumbers.region_code_for_number(number) or "ZZ"
+        region, problem = number_check(mobile)
+        if problem:
+            raise Refusal(2, f"BAD_ARGUMENT The mobile is {problem}")
         self.check_extra(body, region)
         text = self.text_of(body)
         settings = self.state.settings

@@ -25,6 +25,7 @@ from aiohttp import web
 from dispatcher.mock.cloudaten import CloudAten
 from dispatcher.mock.cloudaten_voice import CloudAtenVoice
 from dispatcher.mock.cloudsms import CloudSms
+from dispatcher.mock.front import FrontSite, Handler
 from dispatcher.mock.reports import ListLimiter, Pusher, get_query, post_json
 from dispatcher.mock.smsc import Smsc
 from dispatcher.mock.smsclouds import Smsclouds
@@ -40,6 +41,8 @@ SMSCLOUDS_MO = web.AppKey("smsclouds_mo", SmscloudsResponses)
 #: The SMPP SMSC, present when ``settings.smpp_port`` is not None; listening (``.port``) once
 #: the app has started: ``runner.app[SMSC].port`` after :func:`start`.
 SMSC = web.AppKey("smsc", Smsc)
+#: Paths the lean front answers itself (see mock/front.py), with their handlers.
+FRONT_ROUTES = web.AppKey("front_routes", dict[str, Handler])
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -187,7 +190,9 @@ def build_app(settings: MockSettings) -> web.Application:
     state.pusher = Pusher(state)
     state.limiter = ListLimiter(state)
     cloudsms, smsclouds = CloudSms(state), Smsclouds(state)
-    providers = (CloudAten(state), YCloud(state), cloudsms, smsclouds, CloudAtenVoice(state))
+    cloudaten, ycloud = CloudAten(state), YCloud(state)
+    providers = (cloudaten, ycloud, cloudsms, smsclouds, CloudAtenVoice(state))
+    app[FRONT_ROUTES] = {**cloudaten.front_routes(), **ycloud.front_routes()}
     app.add_routes(SmscloudsMore(state, smsclouds).routes())
     smsclouds_mo = SmscloudsResponses(state, smsclouds)
     app.add_routes(smsclouds_mo.routes())
@@ -220,14 +225,15 @@ async def start(settings: MockSettings) -> tuple[web.AppRunner, int]:
     """Serve on loopback; returns the runner (``await runner.cleanup()``) and the bound port."""
     runner = web.AppRunner(build_app(settings), access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(
-        runner, settings.host, settings.port, backlog=1024, ssl_context=server_tls(settings)
+    site = FrontSite(
+        runner,
+        settings.host,
+        settings.port,
+        runner.app[FRONT_ROUTES],
+        ssl_context=server_tls(settings),
     )
     await site.start()
-    server = site._server
-    assert server is not None
-    port = int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
-    return runner, port
+    return runner, site.port
 
 
 def server_tls(settings: MockSettings) -> ssl.SSLContext | None:
