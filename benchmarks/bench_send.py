@@ -355,6 +355,12 @@ def one_round(run: Run, provider: str, turn: int) -> dict[str, Any]:
         lambda: run_dispatcher(run, provider, out),
         *(partial(run_peer, run, provider, peer, out) for peer in list(run.peer_procs)),
     ]
+    if turn == 0 and provider in ("cloudaten", "ycloud"):
+        # The mock checks a number once and keeps the verdict (mock/onemobile.py): a pass
+        # nobody measures, so that no system meets it cold and the rest warm.
+        print(f"{provider}: warming the mock …", flush=True)
+        bare_client(provider, run.n, run.conc, run.mock_url, run.smpp_port, lean=True)
+        uvloop.run(mock_call(run.mock_url, "POST", "/_mock/reset"))
     turn %= len(steps)
     for step in steps[turn:] + steps[:turn]:
         step()
