@@ -91,11 +91,10 @@ class Transport:
         if self._pool is None:
             self._pool = self._open()
         try:
-            async with asyncio.timeout(self._timeout):
-                return await self._pool.request(
-                    request.method, self._target(request.path), request.body,
-                    connect_timeout=self._connect_timeout,
-                )  # fmt: skip
+            return await self._pool.request(
+                request.method, self._target(request.path), request.body,
+                connect_timeout=self._connect_timeout, within=self._timeout,
+            )  # fmt: skip
         except ConnectFailed as exc:
             # No connection was made: nothing left, so trying again is safe.
             raise TransportError("CONNECTION", str(exc), maybe_sent=False) from None

@@ -196,6 +196,31 @@ async def test_a_late_answer_is_never_read_as_the_next_requests() -> None:
     assert server.connections == 2  # the timed-out connection was closed, not reused
 
 
+async def test_the_timeout_covers_the_wait_for_a_connection() -> None:
+    """A request waiting behind a full pool times out too, and gives its place back."""
+    release = asyncio.Event()
+
+    async def held(request: bytes, writer: asyncio.StreamWriter) -> None:
+        if b"/slow" in request:
+            await release.wait()
+        writer.write(answer(b"ok"))
+
+    async with serving(held) as server:
+        one = transport(server.port, pool_size=1, timeout=5)
+        slow = asyncio.create_task(one.send(HttpRequest("GET", "/slow", None, (0,))))
+        await server.got.wait()  # the only connection is taken
+        hurried = transport(server.port, pool_size=1, timeout=0.2)
+        hurried._pool = one._pool  # the same pool, a shorter timeout
+        with pytest.raises(TransportError) as err:
+            await hurried.send(HttpRequest("GET", "/next", None, (0,)))
+        assert err.value.code == "TIMEOUT"
+        assert [r for r in server.requests if b"/next" in r] == []  # it never left
+        release.set()
+        assert await slow == (200, b"ok")
+        assert await one.send(HttpRequest("GET", "/after", None, (0,))) == (200, b"ok")
+        await one.close()
+
+
 async def test_no_more_connections_than_the_limit() -> None:
     gate = asyncio.Event()
 
