@@ -15,6 +15,7 @@ import orjson
 import phonenumbers
 from aiohttp import web
 
+from dispatcher.mock.front import Handler
 from dispatcher.mock.reports import (
     answered,
     decide,
@@ -33,7 +34,7 @@ E164 = re.compile(r"\A\+[1-9][0-9]{6,14}\Z")
 def number_check(mobile: str) -> tuple[str, str | None]:
     """(region, problem): "invalid" when not an E.164 number, "unverified" when no
     number plan has it. Kept per number: a campaign's numbers come back, and parsing one
-    cost the mock a tenth of its time a request."""
+    costs some 35 µs, a fifth of what the whole request used to cost the mock."""
     if not E164.match(mobile):
         return "ZZ", "invalid"
     try:
@@ -74,7 +75,7 @@ class OneMobileMock:
             web.get(f"{self.prefix}/v1/sms/list", self.list_messages),
         ]
 
-    def front_routes(self) -> dict[str, Any]:
+    def front_routes(self) -> dict[str, Handler]:
         """The send endpoint, for the lean front (mock/front.py) to answer itself."""
         return {f"{self.prefix}/v1/sms/send_messages": self.send_message}
 
