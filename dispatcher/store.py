@@ -32,6 +32,9 @@ ENQUEUE_ADMITS = 4  # chunks an enqueue admits itself
 #: Bits a script returns for the transitions it made (lua.PROGRESS and the record script),
 #: so that the one process whose call made a transition logs it (logs.py).
 SENT, DONE, PAUSED = 1, 2, 4
+#: Events that say a chunk's results were counted (lua.PROGRESS, unknown.py): alone they
+#: never end a wait, since the one that crosses a total is named ``sent`` or ``done``.
+PROGRESS_EVENTS = frozenset({"chunk", "progress", "settled"})
 
 
 def now_ms() -> int:
@@ -47,6 +50,16 @@ def as_str(value: Any) -> str:
     if value is None:
         return ""
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _may_end(fields: dict[Any, Any], cid: str) -> bool:
+    """Whether an events entry (bytes or, from a decoding client, str) is one of ``cid``'s
+    that can end a wait."""
+
+    def get(name: str) -> str:
+        return as_str(fields.get(name.encode(), fields.get(name)))
+
+    return get("c") == cid and get("e") not in PROGRESS_EVENTS
 
 
 async def ensure_group(redis: Redis, stream: str) -> None:
@@ -241,7 +254,11 @@ class Store:
 
         Reads the events stream from the id seen *before* checking the status, so an event
         that lands between the check and the read is not missed. Each read blocks at most a
-        second, well inside the client's socket timeout.
+        second, well inside the client's socket timeout. The status is read again only on
+        an event of this campaign that can end the wait, or once a second: a chunk's
+        progress event cannot, and reading the status on each of them (a campaign of
+        100,000 one-mobile recipients records 1,000 chunks) cost the waiting app about as
+        much CPU as a tenth of the worker's.
         """
         deadline = time.monotonic() + seconds
         events = self.keys.part(cid).events
@@ -249,16 +266,22 @@ class Store:
         cursor = as_str(last[0][0]) if last else "0-0"
         while True:
             st = await self.status(cid)
+            checked = time.monotonic()
             if st is None or st.done or st.state == CampaignState.PAUSED:
                 return st
             if st.sent and not final:
                 return st
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return st
-            got: Any = await self.redis.xread(
-                {events: cursor}, count=1000, block=max(1, int(min(left, 1.0) * 1000))
-            )
-            for _stream, entries in got:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return st
+                got: Any = await self.redis.xread(
+                    {events: cursor}, count=1000, block=max(1, int(min(left, 1.0) * 1000))
+                )
+                entries = [e for _stream, batch in got for e in batch]
                 if entries:
                     cursor = as_str(entries[-1][0])
+                if time.monotonic() - checked >= 1.0 or any(
+                    _may_end(fields, cid) for _id, fields in entries
+                ):
+                    break

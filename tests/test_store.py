@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from typing import Any
 
 import orjson
 import pytest
@@ -11,7 +13,7 @@ from redis.asyncio import Redis
 from dispatcher.client import CampaignNotFound, Client
 from dispatcher.config import Settings
 from dispatcher.keys import GROUP, Keys
-from dispatcher.model import Campaign, CampaignError, Enqueued, Status
+from dispatcher.model import Campaign, CampaignError, CampaignStatus, Enqueued, Status
 from dispatcher.staging import EnqueueInProgress
 from dispatcher.store import LayoutMismatch, ensure_layout
 
@@ -71,6 +73,75 @@ async def test_all_invalid_campaign_is_done_at_once(redis: Redis, settings: Sett
     answer = await client.enqueue(Campaign("cloudaten", "hi", ["nope", "+44"]))
     st = await client.wait(answer.id, 5)
     assert st.done and st.state == "done" and st.counts == {"invalid": 2}
+
+
+class Watched:
+    """Counts a client's status reads and tells when its waiter got events: hooks on the
+    client's own methods, the Redis server being real."""
+
+    def __init__(self, client: Client) -> None:
+        self.reads = 0
+        self.read = asyncio.Event()
+        self.woke = asyncio.Event()
+        status, xread = client.store.status, client.store.redis.xread
+
+        async def counted(cid: str) -> CampaignStatus | None:
+            self.reads += 1
+            self.read.set()
+            return await status(cid)
+
+        async def watched(*args: Any, **kwargs: Any) -> Any:
+            got = await xread(*args, **kwargs)
+            if got:
+                self.woke.set()
+            return got
+
+        client.store.status = counted  # type: ignore[method-assign]
+        client.store.redis.xread = watched  # type: ignore[method-assign]
+
+
+async def test_wait_reads_the_status_only_when_an_event_can_end_it(
+    redis: Redis, settings: Settings
+) -> None:
+    """Chunks' progress events, and another campaign's ``sent``, do not make the waiter
+    read the status (it did once per event: 1,000 reads for 100,000 one-mobile
+    recipients); this campaign's ``sent`` event ends the wait."""
+    client = Client(settings=settings, redis=redis)
+    answer = await client.enqueue(Campaign("cloudaten", "hi", NUMBERS[:3]))
+    k = Keys(settings.prefix)
+    events = k.part(answer.id).events
+    seen = Watched(client)
+    t0 = time.monotonic()
+    waiting = asyncio.create_task(client.wait(answer.id, 60))
+    await seen.read.wait()
+    for n in range(40):  # each event on its own: the waiter wakes for each
+        seen.woke.clear()
+        await redis.xadd(events, {"c": answer.id, "e": "chunk", "n": n % 3})
+        await asyncio.wait_for(seen.woke.wait(), 10)
+        seen.woke.clear()
+        await redis.xadd(events, {"c": "another", "e": "sent", "n": 0})
+        await asyncio.wait_for(seen.woke.wait(), 10)
+    assert not waiting.done()
+    await redis.hset(k.counts(answer.id), "accepted", 3)
+    await redis.xadd(events, {"c": answer.id, "e": "sent", "n": 2})
+    st = await asyncio.wait_for(waiting, 30)
+    assert st.sent and st.counts == {"accepted": 3}
+    # the first read, the one the sent event asked for, and one a second at most
+    assert seen.reads <= 2 + int(time.monotonic() - t0) + 1
+
+
+async def test_wait_notices_a_change_no_event_tells(redis: Redis, settings: Settings) -> None:
+    """A campaign removed under a waiter (no event says so) ends the wait at the next
+    once-a-second read of the status."""
+    client = Client(settings=settings, redis=redis)
+    answer = await client.enqueue(Campaign("cloudaten", "hi", NUMBERS[:3]))
+    seen = Watched(client)
+    waiting = asyncio.create_task(client.wait(answer.id, 60))
+    await seen.read.wait()
+    await redis.delete(Keys(settings.prefix).meta(answer.id))
+    with pytest.raises(CampaignNotFound):
+        await asyncio.wait_for(waiting, 30)
+    assert seen.reads == 2
 
 
 async def test_results_in_index_order_with_pending(redis: Redis, settings: Settings) -> None:
