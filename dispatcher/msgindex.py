@@ -34,13 +34,12 @@ SHARDS = 16_384
 #: Shards :meth:`MessageIndex.forget` works on at once.
 FORGET_AT_ONCE = 64
 
-#: KEYS: shards; ARGV: per key, how many entries, then that many message id, ref pairs.
+#: KEYS: shards; ARGV[1]: one ``k<TAB>message id<TAB>ref`` line an entry, ``k`` the number
+#: of its shard in KEYS. One argument, not three an entry: redis-py packs each argument on
+#: its own, some 0.65 µs, which for a chunk of 100 entries cost more than the script.
 ADD = """
-local at = 1
-for k = 1, #KEYS do
-  local n = tonumber(ARGV[at])
-  redis.call('HSET', KEYS[k], unpack(ARGV, at + 1, at + 2 * n))
-  at = at + 1 + 2 * n
+for k, mid, ref in string.gmatch(ARGV[1], '(%d+)\\t([^\\t\\n]+)\\t([^\\n]+)') do
+  redis.call('HSET', KEYS[tonumber(k)], mid, ref)
 end
 return #KEYS
 """
@@ -62,6 +61,11 @@ return n
 def shard(message_id: str) -> int:
     """The shard of ``message_id``: the same in every process and every release."""
     return zlib.crc32(message_id.encode()) % SHARDS
+
+
+def _plain(text: str) -> bool:
+    """Whether ``text`` can stand in an :data:`ADD` line: not empty, no tab, no newline."""
+    return bool(text) and "\t" not in text and "\n" not in text
 
 
 def ref(cid: str, index: int) -> str:
@@ -103,13 +107,13 @@ class MessageIndex:
         if not entries:
             return
         grouped = self._by_key(provider, entries)
-        if not self._cluster:
-            args: list[str | int] = []
-            for mids in grouped.values():
-                args.append(len(mids))
-                for mid in mids:
-                    args += (mid, entries[mid])
-            await self._add(keys=list(grouped), args=args)
+        if not self._cluster and all(_plain(m) and _plain(entries[m]) for m in entries):
+            lines = [
+                f"{k}\t{mid}\t{entries[mid]}"
+                for k, mids in enumerate(grouped.values(), 1)
+                for mid in mids
+            ]
+            await self._add(keys=list(grouped), args=["\n".join(lines)])
             return
         async with self.redis.pipeline(transaction=False) as pipe:
             for key, mids in grouped.items():

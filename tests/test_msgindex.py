@@ -33,9 +33,22 @@ async def test_entries_are_found_where_they_were_written(redis: Redis, prefix: s
     assert await index.get_many("cloudaten", ["mid-3", "nope", "mid-499"]) == [
         ("camp", 3), None, ("camp", 499),
     ]  # fmt: skip
+    assert await index.get_many("cloudaten", list(entries)) == [("camp", i) for i in range(500)]
     key = Keys(prefix).message_index("cloudaten", shard("mid-42"))
     assert await redis.hget(key, "mid-42") == b"camp.42"
     assert await redis.object("encoding", key) == b"listpack"  # a few entries a shard
+
+
+async def test_any_message_id_is_indexed_as_given(redis: Redis, prefix: str) -> None:
+    """Ids are written as one line each (msgindex.ADD); ids a line cannot hold (a tab, a
+    newline) go the other way, and a chunk holding one still indexes every entry."""
+    index = MessageIndex(redis, Keys(prefix))
+    odd = ["a b|c", "ünï-çødé", "*1234*", "x" * 300, "9" * 20]
+    await index.add("cloudsms", {mid: ref("camp", i) for i, mid in enumerate(odd)})
+    assert await index.get_many("cloudsms", odd) == [("camp", i) for i in range(len(odd))]
+    mixed = ["tab\there", "line\nbreak", "plain"]
+    await index.add("cloudsms", {mid: ref("other", i) for i, mid in enumerate(mixed)})
+    assert await index.get_many("cloudsms", mixed) == [("other", 0), ("other", 1), ("other", 2)]
 
 
 async def test_forget_leaves_an_id_that_names_another_campaign(redis: Redis, prefix: str) -> None:
