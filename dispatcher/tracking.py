@@ -45,6 +45,11 @@ SEEN_TTL_S = 5 * 24 * 3600
 #: An inbound message is claimed this long before it is stored: if storing fails, the
 #: provider's next push (a minute later at the soonest) is not taken for a repeat.
 CLAIM_TTL_S = 30
+#: Recipients the chunk cache holds at most (some 110 bytes each, 140 once a chunk has its
+#: number map): reports come in about the order messages went out, so the latest chunks
+#: serve nearly all of them. Bounded in recipients, not chunks: the 256 chunks it held
+#: before would have been a gigabyte at Smsclouds' 30,000 a chunk.
+CACHED_RECIPIENTS = 100_000
 
 
 class ApplyKeys(NamedTuple):
@@ -120,30 +125,42 @@ class Target:
     sent_id: str | None = None  # the message id of its send result, if it has one
 
 
-@dataclass(frozen=True, slots=True)
 class _Chunk:
-    indexes: list[int]  # ascending, as enqueued
-    numbers: list[str]
-    by_number: dict[str, int]
+    """One chunk's recipients, as enqueued: indexes ascending, and their numbers."""
+
+    __slots__ = ("_by_number", "indexes", "numbers")
+
+    def __init__(self, indexes: list[int], numbers: list[str]) -> None:
+        self.indexes = indexes
+        self.numbers = numbers
+        self._by_number: dict[str, int] | None = None
 
     def number_of(self, index: int) -> str | None:
         at = bisect_left(self.indexes, index)
         found = at < len(self.indexes) and self.indexes[at] == index
         return self.numbers[at] if found else None
 
+    def index_of(self, number: str) -> int | None:
+        """The recipient sent ``number``: a map built on first use, since only reports that
+        name no recipient need it, and it is the biggest part of a 30,000-number chunk."""
+        if self._by_number is None:
+            self._by_number = dict(zip(self.numbers, self.indexes, strict=True))
+        return self._by_number.get(number)
 
-_NO_CHUNK = _Chunk([], [], {})
+
+_NO_CHUNK = _Chunk([], [])
 
 
 class Tracker:
-    def __init__(self, redis: Redis, keys: Keys, chunk_cache: int = 256) -> None:
+    def __init__(self, redis: Redis, keys: Keys, cached: int = CACHED_RECIPIENTS) -> None:
         self.redis = redis
         self.keys = keys
         self.unknown = UnknownStore(redis, keys)
         self.index = self.unknown.index
         self._apply = redis.register_script(_APPLY)
         self._chunks: OrderedDict[tuple[str, int], _Chunk] = OrderedDict()
-        self._chunk_cache = chunk_cache
+        self._cached = cached  # recipients the chunk cache may hold
+        self._cached_now = 0
 
     async def _chunk(self, cid: str, chunk: int) -> _Chunk:
         """One chunk's recipients (cached: reports come per SMS_UID; a miss is not)."""
@@ -156,12 +173,12 @@ class Tracker:
         if not blob:
             return _NO_CHUNK
         members = orjson.loads(blob)
-        found = _Chunk(
-            [m[0] for m in members], [m[1] for m in members], {m[1]: m[0] for m in members}
-        )
+        found = _Chunk([m[0] for m in members], [m[1] for m in members])
         self._chunks[key] = found
-        if len(self._chunks) > self._chunk_cache:
-            self._chunks.popitem(last=False)
+        self._cached_now += len(found.indexes)
+        while self._cached_now > self._cached and len(self._chunks) > 1:
+            _key, old = self._chunks.popitem(last=False)
+            self._cached_now -= len(old.indexes)
         return found
 
     async def sent_to(self, cid: str, index: int) -> str | None:
@@ -216,7 +233,7 @@ class Tracker:
             return report.campaign_id, report.index
         if report.campaign_id is not None and report.chunk is not None and report.number:
             found = await self._chunk(report.campaign_id, report.chunk)
-            index = found.by_number.get(report.number)
+            index = found.index_of(report.number)
             return (report.campaign_id, index) if index is not None else None
         if report.message_id:
             return await self.index.get(provider, report.message_id)
@@ -247,7 +264,7 @@ class Tracker:
         if index is None:  # CUSTOMER_BODY: the campaign's chunk, and the number in it
             if report.chunk is None or not report.number:
                 return Applied.WRONG_RECIPIENT
-            index = (await self._chunk(cid, report.chunk)).by_number.get(report.number)
+            index = (await self._chunk(cid, report.chunk)).index_of(report.number)
             if index is None:
                 return Applied.WRONG_NUMBER  # not a number that chunk sent to
             async with self.redis.pipeline(transaction=False) as pipe:

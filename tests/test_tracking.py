@@ -125,6 +125,22 @@ async def test_reports_found_by_message_id_and_by_chunk(redis: Redis, settings: 
     assert await tracker.apply("cloudaten", by_sid) is Applied.APPLIED
 
 
+async def test_the_chunk_cache_is_bounded_in_recipients(redis: Redis, prefix: str) -> None:
+    """Four chunks of ten, a cache of 25 recipients: at most two chunks stay (the latest
+    always), and a recipient of an evicted chunk is read again, right."""
+    settings = make_settings(prefix)  # chunks of 10
+    numbers = [f"+4479110{i:05d}" for i in range(40)]
+    answer = await Client(settings=settings, redis=redis).enqueue(
+        Campaign("cloudaten", "hi", numbers)
+    )
+    tracker = Tracker(redis, Keys(prefix), cached=25)
+    for index in (0, 15, 25, 35, 5, 39):
+        assert await tracker.sent_to(answer.id, index) == numbers[index]
+        held = [len(c.indexes) for c in tracker._chunks.values()]
+        assert sum(held) <= 25 and len(held) <= 2
+    assert list(tracker._chunks) == [(answer.id, 0), (answer.id, 3)]  # least recent out
+
+
 async def test_inbound_is_stored_once_and_linked(redis: Redis, settings: Settings) -> None:
     cid, q, tracker = await campaign(redis, settings)
     await send_all(q)
