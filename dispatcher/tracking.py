@@ -18,23 +18,21 @@ dropped (the provider would otherwise push it again for days).
 from __future__ import annotations
 
 import logging
-from bisect import bisect_left
-from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
 
-import orjson
 from redis.asyncio import Redis
 
-from dispatcher.keys import Keys
+from dispatcher.keys import Keys, is_cluster_client
 from dispatcher.lua import script
 from dispatcher.model import Result, Status, rank
 from dispatcher.msgindex import ref
 from dispatcher.providers.base import Inbound, Report
 from dispatcher.providers.common import same_number
 from dispatcher.rows import LUA_BUCKETS, bucket, pack_report, unpack_row
+from dispatcher.sent import CACHED_RECIPIENTS, SentNumbers
 from dispatcher.store import DONE, announce, as_str
 from dispatcher.unknown import Park, UnknownStore
 
@@ -45,11 +43,8 @@ SEEN_TTL_S = 5 * 24 * 3600
 #: An inbound message is claimed this long before it is stored: if storing fails, the
 #: provider's next push (a minute later at the soonest) is not taken for a repeat.
 CLAIM_TTL_S = 30
-#: Recipients the chunk cache holds at most (some 110 bytes each, 140 once a chunk has its
-#: number map): reports come in about the order messages went out, so the latest chunks
-#: serve nearly all of them. Bounded in recipients, not chunks: the 256 chunks it held
-#: before would have been a gigabyte at Smsclouds' 30,000 a chunk.
-CACHED_RECIPIENTS = 100_000
+#: Reports :meth:`Tracker.apply_many` checks and applies in one batch.
+BATCH = 256
 
 
 class ApplyKeys(NamedTuple):
@@ -125,30 +120,9 @@ class Target:
     sent_id: str | None = None  # the message id of its send result, if it has one
 
 
-class _Chunk:
-    """One chunk's recipients, as enqueued: indexes ascending, and their numbers."""
-
-    __slots__ = ("_by_number", "indexes", "numbers")
-
-    def __init__(self, indexes: list[int], numbers: list[str]) -> None:
-        self.indexes = indexes
-        self.numbers = numbers
-        self._by_number: dict[str, int] | None = None
-
-    def number_of(self, index: int) -> str | None:
-        at = bisect_left(self.indexes, index)
-        found = at < len(self.indexes) and self.indexes[at] == index
-        return self.numbers[at] if found else None
-
-    def index_of(self, number: str) -> int | None:
-        """The recipient sent ``number``: a map built on first use, since only reports that
-        name no recipient need it, and it is the biggest part of a 30,000-number chunk."""
-        if self._by_number is None:
-            self._by_number = dict(zip(self.numbers, self.indexes, strict=True))
-        return self._by_number.get(number)
-
-
-_NO_CHUNK = _Chunk([], [])
+def _by_id(report: Report) -> bool:
+    """Whether :meth:`Tracker.locate` finds ``report`` by its message id alone."""
+    return report.campaign_id is None and bool(report.message_id)
 
 
 class Tracker:
@@ -157,82 +131,33 @@ class Tracker:
         self.keys = keys
         self.unknown = UnknownStore(redis, keys)
         self.index = self.unknown.index
+        self.sent = SentNumbers(redis, keys, cached)
         self._apply = redis.register_script(_APPLY)
-        self._chunks: OrderedDict[tuple[str, int], _Chunk] = OrderedDict()
-        self._cached = cached  # recipients the chunk cache may hold
-        self._cached_now = 0
-
-    async def _chunk(self, cid: str, chunk: int) -> _Chunk:
-        """One chunk's recipients (cached: reports come per SMS_UID; a miss is not)."""
-        key = (cid, chunk)
-        found = self._chunks.get(key)
-        if found is not None:
-            self._chunks.move_to_end(key)
-            return found
-        blob = await self.redis.hget(self.keys.chunks(cid), str(chunk))
-        if not blob:
-            return _NO_CHUNK
-        members = orjson.loads(blob)
-        found = _Chunk([m[0] for m in members], [m[1] for m in members])
-        self._chunks[key] = found
-        self._cached_now += len(found.indexes)
-        while self._cached_now > self._cached and len(self._chunks) > 1:
-            _key, old = self._chunks.popitem(last=False)
-            self._cached_now -= len(old.indexes)
-        return found
 
     async def sent_to(self, cid: str, index: int) -> str | None:
         """The number recipient ``index`` of campaign ``cid`` was sent to (its chunk's)."""
-        entries, chunks = await self.redis.hmget(self.keys.meta(cid), ["entries", "chunks"])
-        return await self._sent_number(
-            cid, index, int(chunks or 0), int(entries or 0), hint=None, parked=None
-        )
+        return await self.sent.number(cid, index)
 
-    async def _sent_number(
-        self, cid: str, index: int, chunks: int, entries: int, *, hint: int | None, parked: Any
-    ) -> str | None:
-        """The number recipient ``index`` was sent to, from its chunk: the chunk the report
-        or the parking names, else the one its position suggests (chunks are about equal),
-        else the one found by bisection (chunks hold ascending indexes)."""
-        for chunk in (hint, Park.parse(index, as_str(parked)).chunk if parked else None):
-            if chunk is not None and (number := (await self._chunk(cid, chunk)).number_of(index)):
-                return number
-        lo, hi = 0, chunks - 1
-        guess = min(hi, index * chunks // entries) if entries > 0 else 0
-        while lo <= hi:
-            mid = guess if guess >= 0 else (lo + hi) // 2
-            guess = -1
-            found = await self._chunk(cid, mid)
-            if not found.indexes:
-                return None
-            if index < found.indexes[0]:
-                hi = mid - 1
-            elif index > found.indexes[-1]:
-                lo = mid + 1
-            else:
-                return found.number_of(index)
-        return None
-
-    async def _settle_parked(self, provider: str, target: Target, report: Report) -> bool:
+    async def _settle_parked(self, provider: str, target: Target, report: Report) -> None:
         """A report about a recipient whose fate was unknown proves the provider has its
         message: record it accepted, with the report's message id. Only when the report
         names a number (checked to be the one we sent by :meth:`check`)."""
         raw = await self.redis.hget(self.keys.parked(target.cid), str(target.index))
         if raw is None or not report.number:
-            return False
+            return
         park = Park.parse(target.index, as_str(raw))
         result = Result(
             target.index, target.number, Status.ACCEPTED, report.message_id, sent_at=report.at,
             error=f"fate was unknown ({park.reason}); a report shows {provider} has it",
         )  # fmt: skip
-        return await self.unknown.found(target.cid, provider, [result]) > 0
+        await self.unknown.found(target.cid, provider, [result])
 
     async def locate(self, provider: str, report: Report) -> tuple[str, int] | None:
         """The campaign and recipient index a report names, or None (not checked)."""
         if report.campaign_id is not None and report.index is not None:
             return report.campaign_id, report.index
         if report.campaign_id is not None and report.chunk is not None and report.number:
-            found = await self._chunk(report.campaign_id, report.chunk)
+            found = await self.sent.chunk(report.campaign_id, report.chunk)
             index = found.index_of(report.number)
             return (report.campaign_id, index) if index is not None else None
         if report.message_id:
@@ -244,7 +169,6 @@ class Tracker:
         sent; else UNKNOWN (no campaign or message of ours) or the refusal (in
         :data:`REFUSED`). The campaign's provider is checked before its recipients, so a
         push naming another provider's campaign is refused whatever else it says."""
-        k = self.keys
         cid, index = report.campaign_id, report.index
         if cid is None:
             where = await self.locate(provider, report)  # by message id: a list record
@@ -252,11 +176,25 @@ class Tracker:
                 return Applied.UNKNOWN
             cid, index = where
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(k.meta(cid), ["provider", "entries", "chunks"])
-            if index is not None:
-                pipe.hget(*bucket(k.results(cid), index))
-                pipe.hget(k.parked(cid), str(index))
-            (owner, entries, chunks), *rest = await pipe.execute()
+            self._read(pipe, cid, index)
+            got = await pipe.execute()
+        return await self._decide(provider, report, cid, index, got)
+
+    def _read(self, pipe: Any, cid: str, index: int | None) -> None:
+        """Queue what :meth:`_decide` needs: the campaign's provider and size, and the
+        recipient's send result and parking (when the report names the recipient)."""
+        k = self.keys
+        pipe.hmget(k.meta(cid), ["provider", "entries", "chunks"])
+        if index is not None:
+            pipe.hget(*bucket(k.results(cid), index))
+            pipe.hget(k.parked(cid), str(index))
+
+    async def _decide(
+        self, provider: str, report: Report, cid: str, index: int | None, got: list[Any]
+    ) -> Target | Applied:
+        """:meth:`check`'s verdict from what :meth:`_read` read."""
+        k = self.keys
+        (owner, entries, chunks), *rest = got
         if owner is None:
             return Applied.UNKNOWN
         if as_str(owner) != provider:
@@ -264,7 +202,7 @@ class Tracker:
         if index is None:  # CUSTOMER_BODY: the campaign's chunk, and the number in it
             if report.chunk is None or not report.number:
                 return Applied.WRONG_RECIPIENT
-            index = (await self._chunk(cid, report.chunk)).index_of(report.number)
+            index = (await self.sent.chunk(cid, report.chunk)).index_of(report.number)
             if index is None:
                 return Applied.WRONG_NUMBER  # not a number that chunk sent to
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -280,8 +218,9 @@ class Tracker:
         # no chunk holds: the chunk is read only when the number is needed.
         number = stored.number if stored else ""
         if stored is None or (report.number is not None and not number):
-            found = await self._sent_number(
-                cid, index, int(chunks or 0), int(entries), hint=report.chunk, parked=parked
+            park = Park.parse(index, as_str(parked)).chunk if parked else None
+            found = await self.sent.number(
+                cid, index, int(chunks or 0), int(entries), hints=(report.chunk, park)
             )
             if found is None:
                 return Applied.WRONG_RECIPIENT  # a duplicate, or never in a chunk
@@ -297,23 +236,35 @@ class Tracker:
     ) -> Applied:
         """Apply a report :meth:`check` placed; with ``index_message``, also remember its
         message id (for MO responses that name the message they answer)."""
-        cid, index = target.cid, target.index
-        k = self.keys
         if index_message and report.message_id:
-            await self.index.add(provider, {report.message_id: ref(cid, index)})
-        blob = pack_report(report, sent_id=target.sent_id)
+            await self.index.add(provider, {report.message_id: ref(target.cid, target.index)})
+        keys, args = self._apply_call(report, target)
+        return await self._applied(
+            provider, report, target, int(await self._apply(keys=keys, args=args))
+        )
+
+    def _apply_call(self, report: Report, target: Target) -> tuple[ApplyKeys, list[Any]]:
+        k, cid = self.keys, target.cid
         keys = ApplyKeys(
             meta=k.meta(cid), state=k.state(cid), reports=k.reports(cid), finals=k.finals(cid),
             events=k.part(cid).events, parked=k.parked(cid),
         )  # fmt: skip
-        args: list[Any] = [cid, index, rank(report.status), report.status, blob]
-        got = int(await self._apply(keys=keys, args=args))
+        blob = pack_report(report, sent_id=target.sent_id)
+        return keys, [cid, target.index, rank(report.status), report.status, blob]
+
+    async def _applied(self, provider: str, report: Report, target: Target, got: int) -> Applied:
+        """What the apply script's answer ``got`` comes to: a recipient whose fate was
+        unknown is settled by the report, then the report applied again; a campaign the
+        report finished is announced."""
         if got == 2:
-            if not await self._settle_parked(provider, target, report):
-                return Applied.UNKNOWN
+            # Settled here, or meanwhile by another report (one earlier in the same batch):
+            # either way the report applies now. Still parked (it names no number to prove
+            # the provider has the message): 2 again, unknown.
+            await self._settle_parked(provider, target, report)
+            keys, args = self._apply_call(report, target)
             got = int(await self._apply(keys=keys, args=args))
         if got == 3:
-            await announce(self.redis, k, cid, DONE)
+            await announce(self.redis, self.keys, target.cid, DONE)
             got = 1
         return {1: Applied.APPLIED, 0: Applied.STALE}.get(got, Applied.UNKNOWN)
 
@@ -328,10 +279,61 @@ class Tracker:
         self, provider: str, reports: Sequence[Report], *, index_messages: bool = False
     ) -> dict[Applied, int]:
         tally: dict[Applied, int] = {}
-        for report in reports:
-            outcome = await self.apply(provider, report, index_message=index_messages)
-            tally[outcome] = tally.get(outcome, 0) + 1
+        for at in range(0, len(reports), BATCH):
+            part = reports[at : at + BATCH]
+            for outcome in await self.apply_batch(provider, part, index_messages=index_messages):
+                tally[outcome] = tally.get(outcome, 0) + 1
         return tally
+
+    async def apply_batch(
+        self, provider: str, reports: Sequence[Report], *, index_messages: bool = False
+    ) -> list[Applied]:
+        """:meth:`apply` of each report, in their order, in a few round trips rather than
+        three a report: the ids looked up in one pipeline, the checks' reads in one, the
+        apply scripts in one (each script still checks the recipient's rank and parking
+        itself, so two reports of one recipient apply as they would one after the other).
+        A cluster client runs no script in a pipeline: there, one report after another."""
+        if is_cluster_client(self.redis):
+            return [await self.apply(provider, r, index_message=index_messages) for r in reports]
+        wanted = [r.message_id or "" for r in reports if _by_id(r)]
+        found = iter(await self.index.get_many(provider, wanted))
+        places = [
+            next(found)
+            if _by_id(r)
+            else None
+            if r.campaign_id is None
+            else (r.campaign_id, r.index)
+            for r in reports
+        ]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for place in places:
+                if place is not None:
+                    self._read(pipe, *place)
+            got = iter(await pipe.execute())
+        verdicts: list[Target | Applied] = []
+        for r, place in zip(reports, places, strict=True):
+            if place is None:
+                verdicts.append(Applied.UNKNOWN)
+                continue
+            cid, index = place
+            read = [next(got)] + ([next(got), next(got)] if index is not None else [])
+            verdicts.append(await self._decide(provider, r, cid, index, read))
+        targets = [(r, v) for r, v in zip(reports, verdicts, strict=True) if isinstance(v, Target)]
+        if index_messages:
+            await self.index.add(
+                provider, {r.message_id: ref(t.cid, t.index) for r, t in targets if r.message_id}
+            )
+        answers: Iterator[Any] = iter(())
+        if targets:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for r, t in targets:
+                    keys, args = self._apply_call(r, t)
+                    await self._apply(keys=keys, args=args, client=pipe)
+                answers = iter(await pipe.execute())
+        return [
+            v if isinstance(v, Applied) else await self._applied(provider, r, v, int(next(answers)))
+            for r, v in zip(reports, verdicts, strict=True)
+        ]
 
     async def link(self, message: Inbound) -> tuple[str, Applied | None]:
         """The recipient (``cid.index``, or "") an inbound message answers, and the refusal

@@ -18,6 +18,8 @@ from dispatcher.queue import Queue, Settle, Track
 from dispatcher.store import now_ms
 from dispatcher.tracking import REFUSED, Applied, Tracker
 from tests.conftest import make_settings
+from tests.test_unknown import NUMBERS as PARKED
+from tests.test_unknown import park_all
 
 NUMBERS = [f"+4479110{i:05d}" for i in range(5)]
 
@@ -123,22 +125,6 @@ async def test_reports_found_by_message_id_and_by_chunk(redis: Redis, settings: 
     by_chunk = Report(Status.DELIVERED, "DELIVERED", campaign_id=cid, chunk=0, number=NUMBERS[4])
     assert await tracker.locate("cloudsms", by_chunk) == (cid, 4)
     assert await tracker.apply("cloudaten", by_sid) is Applied.APPLIED
-
-
-async def test_the_chunk_cache_is_bounded_in_recipients(redis: Redis, prefix: str) -> None:
-    """Four chunks of ten, a cache of 25 recipients: at most two chunks stay (the latest
-    always), and a recipient of an evicted chunk is read again, right."""
-    settings = make_settings(prefix)  # chunks of 10
-    numbers = [f"+4479110{i:05d}" for i in range(40)]
-    answer = await Client(settings=settings, redis=redis).enqueue(
-        Campaign("cloudaten", "hi", numbers)
-    )
-    tracker = Tracker(redis, Keys(prefix), cached=25)
-    for index in (0, 15, 25, 35, 5, 39):
-        assert await tracker.sent_to(answer.id, index) == numbers[index]
-        held = [len(c.indexes) for c in tracker._chunks.values()]
-        assert sum(held) <= 25 and len(held) <= 2
-    assert list(tracker._chunks) == [(answer.id, 0), (answer.id, 3)]  # least recent out
 
 
 async def test_inbound_is_stored_once_and_linked(redis: Redis, settings: Settings) -> None:
@@ -251,3 +237,93 @@ def test_any_order_any_repeats(redis_url: str, sequence: list[Status]) -> None:
 @pytest.mark.parametrize("status", list(Status))
 def test_every_status_has_a_rank(status: Status) -> None:
     assert rank(status) in (0, 1, 2, 3)
+
+
+async def sent_campaign(redis: Redis, settings: Settings, tag: str) -> str:
+    """Five recipients sent, their message ids ``<tag><i>``."""
+    cid, q, _tracker = await campaign(redis, settings)
+    [lease] = await q.read(1, 100)
+    results = [Result(i, n, Status.ACCEPTED, f"{tag}{i}", sent_at=1) for i, n in enumerate(NUMBERS)]
+    await q.record(lease, results, Settle.ACK, track=Track("default", True, True))
+    return cid
+
+
+def mixed_reports(cid: str, tag: str) -> list[Report]:
+    """Every way a report names a recipient, refusals, repeats in one batch, and the report
+    that finishes the campaign."""
+    return [
+        report(cid, 0, Status.SENT),
+        report(cid, 0, Status.DELIVERED),
+        report(cid, 0, Status.SENT, "late"),  # stale: 0 is final already
+        Report(Status.UNDELIVERED, "undelivered", message_id=f"{tag}3"),  # by id alone
+        Report(Status.DELIVERED, "delivered", message_id="nobody"),  # not ours
+        Report(Status.DELIVERED, "DELIVRD", campaign_id=cid, chunk=0, number=NUMBERS[4]),
+        named(cid, 1, NUMBERS[2], f"{tag}1"),  # wrong number
+        named(cid, 1, NUMBERS[1], f"{tag}2"),  # wrong message id
+        named(cid, 7, NUMBERS[1]),  # no such recipient
+        Report(Status.EXPIRED, "expired", campaign_id="gone", index=0),
+        named(cid, 1, NUMBERS[1], f"{tag}1"),
+        report(cid, 2, Status.EXPIRED),  # the last open one: the campaign is done
+        report(cid, 2, Status.EXPIRED),
+    ]
+
+
+async def test_a_batch_applies_as_one_report_after_another(
+    redis: Redis, settings: Settings
+) -> None:
+    """apply_batch (a few round trips) and apply (three a report) agree on every outcome,
+    and leave the two campaigns alike."""
+    one, batch = (
+        await sent_campaign(redis, settings, "a"),
+        await sent_campaign(redis, settings, "b"),
+    )
+    tracker = Tracker(redis, Keys(settings.prefix))
+    alone = [await tracker.apply("cloudaten", r) for r in mixed_reports(one, "a")]
+    together = await tracker.apply_batch("cloudaten", mixed_reports(batch, "b"))
+    assert together == alone
+    assert alone == [
+        Applied.APPLIED, Applied.APPLIED, Applied.STALE, Applied.APPLIED, Applied.UNKNOWN,
+        Applied.APPLIED, Applied.WRONG_NUMBER, Applied.WRONG_MESSAGE, Applied.WRONG_RECIPIENT,
+        Applied.UNKNOWN, Applied.APPLIED, Applied.APPLIED, Applied.STALE,
+    ]  # fmt: skip
+    client = Client(settings=settings, redis=redis)
+    st_one, st_batch = await client.status(one), await client.status(batch)
+    assert st_batch.done and st_batch.state == "done"
+    assert (st_batch.counts, st_batch.finals) == (st_one.counts, st_one.finals)
+    rows_one = [(r.index, r.status, r.raw_status) async for r in client.results(one)]
+    rows_batch = [(r.index, r.status, r.raw_status) async for r in client.results(batch)]
+    assert rows_batch == rows_one
+    # the same reports again: nothing moves (apply_many goes by batches)
+    assert await tracker.apply_many("cloudaten", mixed_reports(batch, "b")) == {
+        Applied.STALE: 8, Applied.UNKNOWN: 2, Applied.WRONG_NUMBER: 1,
+        Applied.WRONG_MESSAGE: 1, Applied.WRONG_RECIPIENT: 1,
+    }  # fmt: skip
+
+
+async def test_a_batch_settles_parked_recipients_as_one_report_would(
+    redis: Redis, prefix: str
+) -> None:
+    """A report for a recipient whose fate was unknown settles it, then applies: in a
+    batch as alone (two campaigns under two prefixes, each fully parked)."""
+    outcomes, states = [], []
+    for n, use_batch in enumerate((False, True)):
+        settings = make_settings(f"{prefix}{n}:")
+        cid = await park_all(redis, settings)
+        tracker = Tracker(redis, Keys(settings.prefix))
+        reports = [
+            named(cid, 3, PARKED[3]),
+            named(cid, 4, PARKED[4]),
+            named(cid, 4, PARKED[4]),
+            named(cid, 5, PARKED[6]),
+        ]
+        if use_batch:
+            outcomes.append(await tracker.apply_batch("cloudaten", reports))
+        else:
+            outcomes.append([await tracker.apply("cloudaten", r) for r in reports])
+        st_ = await Client(settings=settings, redis=redis).status(cid)
+        states.append((st_.counts, st_.finals, st_.parked))
+    assert outcomes[0] == outcomes[1] == [
+        Applied.APPLIED, Applied.APPLIED, Applied.STALE, Applied.WRONG_NUMBER,
+    ]  # fmt: skip
+    assert states[0] == states[1]
+    assert states[1][2] == {"takeover": 23}  # two settled by their reports
