@@ -289,22 +289,24 @@ class Tracker:
         self, provider: str, reports: Sequence[Report], *, index_messages: bool = False
     ) -> list[Applied]:
         """:meth:`apply` of each report, in their order, in a few round trips rather than
-        three a report: the ids looked up in one pipeline, the checks' reads in one, the
-        apply scripts in one (each script still checks the recipient's rank and parking
-        itself, so two reports of one recipient apply as they would one after the other).
-        A cluster client runs no script in a pipeline: there, one report after another."""
+        three a report (:meth:`check_many`, then :meth:`write_many`)."""
+        verdicts = await self.check_many(provider, reports)
+        return await self.write_many(provider, list(zip(reports, verdicts, strict=True)),
+                                     index_messages=index_messages)  # fmt: skip
+
+    async def check_many(self, provider: str, reports: Sequence[Report]) -> list[Target | Applied]:
+        """:meth:`check` of each report, in two pipelines: the ids looked up, then the
+        checks' reads (one at a time on a cluster client, as for :meth:`write_many`)."""
         if is_cluster_client(self.redis):
-            return [await self.apply(provider, r, index_message=index_messages) for r in reports]
+            return [await self.check(provider, r) for r in reports]
         wanted = [r.message_id or "" for r in reports if _by_id(r)]
         found = iter(await self.index.get_many(provider, wanted))
-        places = [
-            next(found)
-            if _by_id(r)
-            else None
-            if r.campaign_id is None
-            else (r.campaign_id, r.index)
-            for r in reports
-        ]
+        places: list[tuple[str, int | None] | None] = []
+        for r in reports:
+            if _by_id(r):
+                places.append(next(found))
+            else:
+                places.append(None if r.campaign_id is None else (r.campaign_id, r.index))
         async with self.redis.pipeline(transaction=False) as pipe:
             for place in places:
                 if place is not None:
@@ -318,7 +320,27 @@ class Tracker:
             cid, index = place
             read = [next(got)] + ([next(got), next(got)] if index is not None else [])
             verdicts.append(await self._decide(provider, r, cid, index, read))
-        targets = [(r, v) for r, v in zip(reports, verdicts, strict=True) if isinstance(v, Target)]
+        return verdicts
+
+    async def write_many(
+        self,
+        provider: str,
+        placed: Sequence[tuple[Report, Target | Applied]],
+        *,
+        index_messages: bool = False,
+    ) -> list[Applied]:
+        """:meth:`write` of each report :meth:`check_many` placed (a verdict that is not a
+        target is its own outcome), the apply scripts in one pipeline. Each script still
+        checks the recipient's rank and parking itself, so two reports of one recipient
+        apply as they would one after the other. A cluster client runs no script in a
+        pipeline: there, one after another."""
+        targets = [(r, v) for r, v in placed if isinstance(v, Target)]
+        if is_cluster_client(self.redis):
+            return [
+                v if isinstance(v, Applied)
+                else await self.write(provider, r, v, index_message=index_messages)
+                for r, v in placed
+            ]  # fmt: skip
         if index_messages:
             await self.index.add(
                 provider, {r.message_id: ref(t.cid, t.index) for r, t in targets if r.message_id}
@@ -332,7 +354,7 @@ class Tracker:
                 answers = iter(await pipe.execute())
         return [
             v if isinstance(v, Applied) else await self._applied(provider, r, v, int(next(answers)))
-            for r, v in zip(reports, verdicts, strict=True)
+            for r, v in placed
         ]
 
     async def link(self, message: Inbound) -> tuple[str, Applied | None]:

@@ -44,7 +44,7 @@ from dispatcher.config import Settings
 from dispatcher.providers import KINDS
 from dispatcher.providers.base import BadPush, Inbound, Report
 from dispatcher.providers.capabilities import PushContext, Pushes, PushRoute, capability
-from dispatcher.tracking import REFUSED, Applied, Target, Tracker
+from dispatcher.tracking import REFUSED, Applied, Tracker
 
 log = logging.getLogger("dispatcher.webhooks")
 TRACKER = web.AppKey("tracker", Tracker)
@@ -111,19 +111,14 @@ def _count(request: web.Request, what: str) -> None:
 async def _land(request: web.Request, provider: str, reports: Sequence[Report]) -> None:
     """Check every report, then write them: a packet is applied whole or not at all."""
     tracker = request.app[TRACKER]
-    placed: list[tuple[Report, Target | Applied]] = []
-    for report in reports:
-        target = await tracker.check(provider, report)
-        if isinstance(target, Applied) and target in REFUSED:
-            raise Refused.contradicts(target, report)
-        placed.append((report, target))
-    for report, target in placed:
-        if isinstance(target, Applied):
-            outcome = target  # UNKNOWN: answered, not stored
-        else:
-            outcome = await tracker.write(provider, report, target)
+    verdicts = await tracker.check_many(provider, reports)
+    for report, verdict in zip(reports, verdicts, strict=True):
+        if isinstance(verdict, Applied) and verdict in REFUSED:
+            raise Refused.contradicts(verdict, report)
+    placed = list(zip(reports, verdicts, strict=True))
+    for outcome in await tracker.write_many(provider, placed):
         _count(request, f"{provider}.{outcome}")
-        if outcome is Applied.UNKNOWN:
+        if outcome is Applied.UNKNOWN:  # answered, not stored
             log.info("%s report for an unknown message; answered, not stored", provider)
 
 
