@@ -208,7 +208,11 @@ async def test_recovery_never_holds_a_chunk_slot(
     """One chunk slot per worker, and the account's list call taken for the next two
     minutes: a chunk taken over from a killed worker parks what it may have sent and frees
     its slot, so a second campaign and an OTP go out while the first still waits."""
-    system.write_config(cloudaten={"rate_per_second": 200, "chunk_size": 100})
+    # One chunk of 1,000 at 200/s: five seconds of sending. With chunks of 100 (half a
+    # second each) the kill below sometimes came as a chunk ended, everything it had sent
+    # already recorded by its progress writes: nothing to park, and the test waited for
+    # parked recipients that never came.
+    system.write_config(cloudaten={"rate_per_second": 200, "chunk_size": 1000})
     await system.mock_settings(latency_ms=5)
     config = system.config.read_text().replace("chunks_in_flight = 4", "chunks_in_flight = 1")
     system.config.write_text(config)
