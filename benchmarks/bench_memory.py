@@ -40,6 +40,7 @@ from benchmarks.bench_send import (
     start_worker,
     write_config,
 )
+from benchmarks.peers import proc_status_mb
 from benchmarks.report import save
 from dispatcher.client import CampaignNotFound, Client
 from dispatcher.config import load_settings
@@ -53,14 +54,6 @@ FLATNESS_LIMIT = 0.10
 WARMUP_SHARE = 0.10  # warm-up lasts until this share of the recipients is recorded
 SAMPLE_S = 1.0
 TIME_LIMIT_S = 1800.0
-
-
-def proc_status_mb(pid: int, field: str) -> float:
-    """``field`` (VmRSS, VmHWM) of /proc/<pid>/status in MB; no psutil needed."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024  # kB
-    raise RuntimeError(f"no {field} for pid {pid}")
 
 
 def enqueue_blocking(redis_url: str, config: Path, provider: str, n: int) -> Enqueued:

@@ -314,11 +314,17 @@ def run_dispatcher(run: Run, provider: str, out: dict[str, Any]) -> None:
     n = run.n
     print(f"{provider}: dispatcher …", flush=True)
     got = uvloop.run(through_dispatcher(run.redis_url, run.config, provider, n, run.worker_pid))
+    # What the worker still does once every result is in (SMPP: the receipts), and its RSS.
+    cpu = peers.cpu_seconds(run.worker_pid)
+    wait_quiet(run.worker_pid)
+    after = peers.cpu_seconds(run.worker_pid) - cpu
     stats = mock_stats(run.mock_url, provider)
     out.update({
         "dispatcher_rps": n / got["total_s"],
         "dispatcher_send_rps": n / got["send_s"],
         "dispatcher_cpu_us": got["cpu_s"] * 1e6 / n,
+        "dispatcher_after_cpu_us": after * 1e6 / n,
+        "worker_rss_mb": peers.proc_status_mb(run.worker_pid, "VmRSS"),
         "enqueue_seconds": got["enqueue_s"],
         "mock_accepted": stats["accepted"],
         "mock_repeated": stats["mobiles_repeated"],

@@ -139,6 +139,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def proc_status_mb(pid: int, field: str) -> float:
+    """``field`` (VmRSS, VmHWM) of /proc/<pid>/status in MB; no psutil needed."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError(f"no {field} for pid {pid}")
+
+
 #: The last lines each worker wrote to stderr (pid → lines, drainer), for error messages.
 _tails: dict[int, tuple[collections.deque[str], threading.Thread]] = {}
 

@@ -69,3 +69,6 @@ def print_table(n: int, conc: int, rounds: int, report: dict[str, Any]) -> None:
                   f"(CPU {r['lean_cpu_ratio']:.2f}×)")  # fmt: skip
         if "vs_fastest_peer" in r:
             print(f"{'':<20}dispatcher / fastest peer: {r['vs_fastest_peer']:.2f}×")
+        if "dispatcher_after_cpu_us" in r:
+            print(f"{'':<20}worker once all sent: {r['dispatcher_after_cpu_us']:.1f} µs/rcpt "
+                  f"more CPU, RSS {r['worker_rss_mb']:.0f} MB")  # fmt: skip
