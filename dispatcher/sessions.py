@@ -20,14 +20,11 @@ from dispatcher.account_api import account_transport
 from dispatcher.config import Settings
 from dispatcher.providers.base import Codec, Report
 from dispatcher.providers.capabilities import SessionReports, capability
-from dispatcher.tracking import Applied, Tracker
+from dispatcher.tracking import BATCH, Applied, Tracker
 
 log = logging.getLogger("dispatcher.sessions")
 #: Waits before each try of a receipt whose message is not recorded yet (seconds).
 RECEIPT_TRIES = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
-#: Receipts stored in one batch, per account and process: an SMSC may deliver thousands
-#: in a burst.
-RECEIPT_BATCH = 256
 #: How long a receipt waits for others to share its batch. While a campaign is sent they
 #: come one by one, some 3,000 a second: alone, each paid four round trips.
 RECEIPT_GATHER_S = 0.005
@@ -75,7 +72,7 @@ class _Batches:
     """Receipts stored a batch at a time (Tracker.apply_batch: a few Redis round trips for
     a batch, where one receipt alone took three). One batch is stored at a time, after
     :data:`RECEIPT_GATHER_S` for others to join it; what arrives meanwhile waits for the
-    next, and a burst of thousands goes in batches of :data:`RECEIPT_BATCH`."""
+    next, and a burst of thousands goes in batches of :data:`tracking.BATCH`."""
 
     def __init__(self, tracker: Tracker, provider: str) -> None:
         self.tracker = tracker
@@ -94,10 +91,10 @@ class _Batches:
         batch: list[tuple[Report, asyncio.Future[Applied]]] = []
         try:
             while self.waiting:
-                if len(self.waiting) < RECEIPT_BATCH:
+                if len(self.waiting) < BATCH:
                     await asyncio.sleep(RECEIPT_GATHER_S)
                 batch, self.waiting = (
-                    self.waiting[:RECEIPT_BATCH], self.waiting[RECEIPT_BATCH:]
+                    self.waiting[:BATCH], self.waiting[BATCH:]
                 )  # fmt: skip
                 try:
                     got = await self.tracker.apply_batch(self.provider, [r for r, _ in batch])

@@ -43,7 +43,8 @@ SEEN_TTL_S = 5 * 24 * 3600
 #: An inbound message is claimed this long before it is stored: if storing fails, the
 #: provider's next push (a minute later at the soonest) is not taken for a repeat.
 CLAIM_TTL_S = 30
-#: Reports :meth:`Tracker.apply_many` checks and applies in one batch.
+#: Reports :meth:`Tracker.apply_many` (and an SMPP session's receipts, sessions.py) checks
+#: and applies in one batch.
 BATCH = 256
 
 
@@ -121,7 +122,8 @@ class Target:
 
 
 def _by_id(report: Report) -> bool:
-    """Whether :meth:`Tracker.locate` finds ``report`` by its message id alone."""
+    """Whether ``report`` names its recipient by the provider's message id alone (a list
+    record): the message index finds it."""
     return report.campaign_id is None and bool(report.message_id)
 
 
@@ -152,33 +154,13 @@ class Tracker:
         )  # fmt: skip
         await self.unknown.found(target.cid, provider, [result])
 
-    async def locate(self, provider: str, report: Report) -> tuple[str, int] | None:
-        """The campaign and recipient index a report names, or None (not checked)."""
-        if report.campaign_id is not None and report.index is not None:
-            return report.campaign_id, report.index
-        if report.campaign_id is not None and report.chunk is not None and report.number:
-            found = await self.sent.chunk(report.campaign_id, report.chunk)
-            index = found.index_of(report.number)
-            return (report.campaign_id, index) if index is not None else None
-        if report.message_id:
-            return await self.index.get(provider, report.message_id)
-        return None
-
     async def check(self, provider: str, report: Report) -> Target | Applied:
         """The recipient ``report`` is about, if everything it names agrees with what we
         sent; else UNKNOWN (no campaign or message of ours) or the refusal (in
         :data:`REFUSED`). The campaign's provider is checked before its recipients, so a
         push naming another provider's campaign is refused whatever else it says."""
-        cid, index = report.campaign_id, report.index
-        if cid is None:
-            where = await self.locate(provider, report)  # by message id: a list record
-            if where is None:
-                return Applied.UNKNOWN
-            cid, index = where
-        async with self.redis.pipeline(transaction=False) as pipe:
-            self._read(pipe, cid, index)
-            got = await pipe.execute()
-        return await self._decide(provider, report, cid, index, got)
+        [verdict] = await self.check_many(provider, [report])
+        return verdict
 
     def _read(self, pipe: Any, cid: str, index: int | None) -> None:
         """Queue what :meth:`_decide` needs: the campaign's provider and size, and the
@@ -295,10 +277,9 @@ class Tracker:
                                      index_messages=index_messages)  # fmt: skip
 
     async def check_many(self, provider: str, reports: Sequence[Report]) -> list[Target | Applied]:
-        """:meth:`check` of each report, in two pipelines: the ids looked up, then the
-        checks' reads (one at a time on a cluster client, as for :meth:`write_many`)."""
-        if is_cluster_client(self.redis):
-            return [await self.check(provider, r) for r in reports]
+        """:meth:`check` of each report, in two pipelines: the ids of those named by a
+        message id alone (a list record) looked up, then the checks' reads. Reads only: a
+        cluster client pipelines them across slots as well."""
         wanted = [r.message_id or "" for r in reports if _by_id(r)]
         found = iter(await self.index.get_many(provider, wanted))
         places: list[tuple[str, int | None] | None] = []

@@ -15,8 +15,8 @@ from dispatcher.keys import Keys
 from dispatcher.model import Campaign, Result, Status
 from dispatcher.providers.base import Report
 from dispatcher.queue import Queue, Settle, Track
-from dispatcher.sessions import RECEIPT_BATCH, _Batches
-from dispatcher.tracking import Applied, Tracker
+from dispatcher.sessions import _Batches
+from dispatcher.tracking import BATCH, Applied, Tracker
 from tests.conftest import make_settings
 
 N = 400  # four chunks of 100: what an enqueue admits at once (store.ENQUEUE_ADMITS)
@@ -61,9 +61,9 @@ async def test_a_burst_is_stored_in_a_few_batches(redis: Redis, prefix: str) -> 
     receipts.append(Report(Status.DELIVERED, "DELIVRD", message_id="not-ours"))
     got = await asyncio.gather(*(batches.apply(r) for r in receipts))
     assert got == [Applied.APPLIED] * N + [Applied.UNKNOWN]
-    # the first alone (nothing else waited yet), then the rest at most RECEIPT_BATCH a time
-    assert sum(tracker.sizes) == N + 1 and max(tracker.sizes) <= RECEIPT_BATCH
-    assert len(tracker.sizes) <= 2 + N // RECEIPT_BATCH
+    # the first alone (nothing else waited yet), then the rest at most BATCH a time
+    assert sum(tracker.sizes) == N + 1 and max(tracker.sizes) <= BATCH
+    assert len(tracker.sizes) <= 2 + N // BATCH
     st = await Client(settings=settings, redis=redis).status(cid)
     assert st.done and st.finals == {"delivered": N}
     assert batches.storing is None and not batches.waiting

@@ -16,7 +16,7 @@ from dispatcher.model import Campaign, Result, Status, rank
 from dispatcher.providers.base import Inbound, Report
 from dispatcher.queue import Queue, Settle, Track
 from dispatcher.store import now_ms
-from dispatcher.tracking import REFUSED, Applied, Tracker
+from dispatcher.tracking import REFUSED, Applied, Target, Tracker
 from tests.conftest import make_settings
 from tests.test_unknown import NUMBERS as PARKED
 from tests.test_unknown import park_all
@@ -121,9 +121,11 @@ async def test_reports_found_by_message_id_and_by_chunk(redis: Redis, settings: 
     cid, q, tracker = await campaign(redis, settings)
     await send_all(q)
     by_sid = Report(Status.UNDELIVERED, "undelivered", message_id="sid3")
-    assert await tracker.locate("cloudaten", by_sid) == (cid, 3)
+    found = await tracker.check("cloudaten", by_sid)
+    assert isinstance(found, Target) and (found.cid, found.index) == (cid, 3)
     by_chunk = Report(Status.DELIVERED, "DELIVERED", campaign_id=cid, chunk=0, number=NUMBERS[4])
-    assert await tracker.locate("cloudsms", by_chunk) == (cid, 4)
+    found = await tracker.check("cloudaten", by_chunk)
+    assert isinstance(found, Target) and (found.cid, found.index) == (cid, 4)
     assert await tracker.apply("cloudaten", by_sid) is Applied.APPLIED
 
 
