@@ -19,7 +19,7 @@ import re
 from collections.abc import Sequence
 
 from dispatcher.model import FINAL, Rank
-from dispatcher.rows import LUA_BUCKETS
+from dispatcher.rows import BUCKET, LUA_BUCKETS, LUA_WORDS
 from dispatcher.store import DONE, EVENTS_MAXLEN, PAUSED, SENT
 
 #: What ``@NAME@`` stands for in every script: ``MAXLEN`` (the events stream's approximate
@@ -107,87 +107,126 @@ local function add_entry(stream, cid, chunk, attempt, only, x)
 end
 """
 
-#: ``write_rows(rows, k)``: ``rows`` is ``index<TAB>status<TAB>row json`` lines; ``k`` holds
-#: the key names results, counts, meta, state, finals, parked (results and state are
-#: bucketed: rows.py). Returns new, final_new. It brings ``bucket`` (rows.LUA_BUCKETS).
+#: ``write_rows(rows, k[, keep])``: ``rows`` as rows.record_lines writes them (``=<index>``
+#: lines, and a row a line for the next index); ``k`` holds the key names results, counts,
+#: meta, state, finals, parked (results and state are bucketed: rows.py); ``keep(index)``,
+#: if given, says which rows to write. Returns new, final_new. It brings ``bucket``
+#: (rows.LUA_BUCKETS).
 #:
 #: It works a bucket at a time: one HMGET finds which rows are new, one HSET writes them,
 #: one HMGET and one HSET move their ranks, so a chunk costs a few calls per 128 recipients
 #: rather than four per recipient (those calls were most of Redis' CPU at batch providers'
-#: rates). A row is written only where none is (what HSETNX did one at a time), the first
-#: of two for the same recipient wins, and the parked hash is read only when it has entries.
+#: rates). A bucket that does not exist yet (a chunk's first record) needs no HMGET: an
+#: EXISTS says so, asked only of a bucket with many rows to write. A row is written only
+#: where none is (what HSETNX did one at a time), the first of two for the same recipient
+#: wins, and the parked hash is read only when it has entries.
 WRITE_ROWS = LUA_BUCKETS + render(
     """
 local FINAL = @FINAL@
-local function write_bucket(k, rkey, b, tally, final_tally, any_parked)
-  local have = redis.call('HMGET', rkey, unpack(b.fields))
-  local set, fields, statuses, indexes, seen = {}, {}, {}, {}, {}
-  for i = 1, #b.fields do
-    local field = b.fields[i]
-    if not have[i] and not seen[field] then
-      seen[field] = true
-      set[#set + 1] = field
-      set[#set + 1] = b.rows[i]
-      fields[#fields + 1] = field
-      statuses[#statuses + 1] = b.statuses[i]
-      indexes[#indexes + 1] = b.indexes[i]
-      tally[b.statuses[i]] = (tally[b.statuses[i]] or 0) + 1
+local WORD = @WORDS@
+local function read_new(key, names, n)  -- the values of names, {} when surely none
+  if n >= @FEW@ and redis.call('EXISTS', key) == 0 then return {} end
+  return redis.call('HMGET', key, unpack(names, 1, n))
+end
+local function write_bucket(k, b, name, tally, final_tally, any_parked)
+  local n, fields, rows, words = b.n, b.fields, b.rows, b.words
+  local names = {}
+  for i = 1, n do names[i] = name(fields[i]) end
+  local rkey = k.results .. ':' .. b.b
+  local have = read_new(rkey, names, n)
+  local set, new, seen, m = {}, {}, {}, 0
+  for i = 1, n do
+    local f = fields[i]
+    if not have[i] and not seen[f] then
+      seen[f] = true
+      set[2 * m + 1], set[2 * m + 2] = names[i], rows[i]
+      m = m + 1
+      new[m] = i
+      tally[words[i]] = (tally[words[i]] or 0) + 1
     end
   end
-  if #fields == 0 then return 0, 0 end
+  if m == 0 then return 0, 0 end
   redis.call('HSET', rkey, unpack(set))
   if any_parked then  -- their fates were unknown: now they are known
+    local indexes = {}
+    for j = 1, m do indexes[j] = tostring(b.b * @BUCKET@ + fields[new[j]]) end
     local parked = redis.call('HMGET', k.parked, unpack(indexes))
-    for i = 1, #indexes do
-      if parked[i] then
-        redis.call('HDEL', k.parked, indexes[i])
-        redis.call('HINCRBY', k.meta, 'u:' .. string.match(parked[i], '([^\\t]*)$'), -1)
+    for j = 1, m do
+      if parked[j] then
+        redis.call('HDEL', k.parked, indexes[j])
+        redis.call('HINCRBY', k.meta, 'u:' .. string.match(parked[j], '([^\\t]*)$'), -1)
       end
     end
   end
   -- a report may have come first: the rank only moves up, and a final counts once
-  local skey = bucket(k.state, indexes[1])
-  local ranks = redis.call('HMGET', skey, unpack(fields))
-  local moved, final_new = {}, 0
-  for i = 1, #fields do
-    local rank = FINAL[statuses[i]] and @RANK_FINAL@ or @RANK_ACCEPTED@
-    if rank > tonumber(ranks[i] or '@RANK_NONE@') then
-      moved[#moved + 1] = fields[i]
-      moved[#moved + 1] = rank
+  local asked = {}
+  for j = 1, m do asked[j] = names[new[j]] end
+  local skey = k.state .. ':' .. b.b
+  local ranks = read_new(skey, asked, m)
+  local moved, final_new, q = {}, 0, 0
+  for j = 1, m do
+    local word = words[new[j]]
+    local rank = FINAL[word] and @RANK_FINAL@ or @RANK_ACCEPTED@
+    if rank > tonumber(ranks[j] or '@RANK_NONE@') then
+      moved[q + 1], moved[q + 2] = asked[j], rank
+      q = q + 2
       if rank == @RANK_FINAL@ then
-        final_tally[statuses[i]] = (final_tally[statuses[i]] or 0) + 1
+        final_tally[word] = (final_tally[word] or 0) + 1
         final_new = final_new + 1
       end
     end
   end
-  if #moved > 0 then redis.call('HSET', skey, unpack(moved)) end
-  return #fields, final_new
+  if q > 0 then redis.call('HSET', skey, unpack(moved)) end
+  return m, final_new
 end
-local function write_rows(rows, k)
-  local buckets, order = {}, {}
-  for index, status, row in string.gmatch(rows, '([^\\t\\n]+)\\t([^\\t\\n]+)\\t([^\\n]+)') do
-    local rkey, field = bucket(k.results, index)
-    local b = buckets[rkey]
-    if not b then
-      b = {fields = {}, rows = {}, statuses = {}, indexes = {}}
-      buckets[rkey] = b
-      order[#order + 1] = rkey
+local function write_rows(rows, k, keep)
+  local buckets, order, names = {}, {}, {}
+  local function name(f)  -- a field's name, made once a call
+    local s = names[f]
+    if not s then s = tostring(f); names[f] = s end
+    return s
+  end
+  -- index, its field in its bucket, and that bucket's rows (nil: look it up)
+  local index, f, cur = 0, 0, nil
+  for line in string.gmatch(rows, '[^\\n]+') do
+    local c = string.byte(line)
+    if c == 61 then  -- '=<index>': the next row's
+      index = tonumber(string.sub(line, 2))
+      f, cur = index % @BUCKET@, nil
+    else
+      if not keep or keep(index) then
+        if not cur then
+          local bn = (index - f) / @BUCKET@
+          cur = buckets[bn]
+          if not cur then
+            cur = {b = bn, n = 0, fields = {}, rows = {}, words = {}}
+            buckets[bn] = cur
+            order[#order + 1] = bn
+          end
+        end
+        local n = cur.n + 1
+        cur.n, cur.fields[n], cur.rows[n] = n, f, line
+        cur.words[n] = WORD[c] or cjson.decode(line)[1]  -- a JSON row starts with its status
+      end
+      index, f = index + 1, f + 1
+      if f == @BUCKET@ then f, cur = 0, nil end
     end
-    local n = #b.fields + 1
-    b.fields[n], b.rows[n], b.statuses[n], b.indexes[n] = field, row, status, index
   end
   local new, final_new = 0, 0
   local tally, final_tally = {}, {}
   local any_parked = redis.call('EXISTS', k.parked) == 1
-  for _, rkey in ipairs(order) do
-    local n, f = write_bucket(k, rkey, buckets[rkey], tally, final_tally, any_parked)
-    new, final_new = new + n, final_new + f
+  for _, bn in ipairs(order) do
+    local n, fn = write_bucket(k, buckets[bn], name, tally, final_tally, any_parked)
+    new, final_new = new + n, final_new + fn
   end
   for status, n in pairs(tally) do redis.call('HINCRBY', k.counts, status, n) end
   for status, n in pairs(final_tally) do redis.call('HINCRBY', k.finals, status, n) end
   return new, final_new
 end
-"""
+""",
+    WORDS=LUA_WORDS,
+    BUCKET=BUCKET,
+    FEW=16,
 )
 
 #: ``progress(meta, events, cid, new, final_new, event, chunk)``: count the new results and

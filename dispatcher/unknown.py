@@ -42,7 +42,7 @@ from dispatcher.keys import DEFAULT_LANE, Keys
 from dispatcher.lua import MEMBERS, PROGRESS, WRITE_ROWS, script
 from dispatcher.model import Result, Status
 from dispatcher.msgindex import MessageIndex, ref
-from dispatcher.rows import hmget, pack_row, report_fields
+from dispatcher.rows import hmget, record_lines, report_fields
 from dispatcher.store import announce, as_str
 
 log = logging.getLogger("dispatcher.unknown")
@@ -150,19 +150,14 @@ class FoundKeys(NamedTuple):
     events: str
 
 
-#: ARGV: cid, rows (``index<TAB>status<TAB>row`` lines). Only recipients still parked are
-#: written (their message ids are indexed before: msgindex.py). Returns {how many,
-#: store.SENT/DONE flags}.
+#: ARGV: cid, rows (rows.record_lines). Only recipients still parked are written (their
+#: message ids are indexed before: msgindex.py). Returns {how many, store.SENT/DONE flags}.
 _FOUND = script(
     """
 if redis.call('EXISTS', meta) == 0 then return {0, 0} end  -- gone: nothing written
-local keep = {}
-for line in string.gmatch(ARGV[2], '[^\\n]+') do
-  local index = string.match(line, '^([^\\t]+)')
-  if redis.call('HEXISTS', parked, index) == 1 then keep[#keep + 1] = line end
-end
-local new, final_new = write_rows(table.concat(keep, '\\n'), {results=results, counts=counts,
-  meta=meta, state=state, finals=finals, parked=parked})
+local function still_parked(index) return redis.call('HEXISTS', parked, index) == 1 end
+local new, final_new = write_rows(ARGV[2], {results=results, counts=counts, meta=meta,
+  state=state, finals=finals, parked=parked}, still_parked)
 local flags = 0
 if new > 0 then flags = progress(meta, events, ARGV[1], new, final_new, 'settled', '') end
 return {new, flags}
@@ -257,7 +252,7 @@ class UnknownStore:
         if not results:
             return 0
         k = self.keys
-        rows = "\n".join(f"{r.index}\t{r.status}\t{pack_row(r).decode()}" for r in results)
+        rows = record_lines(results)
         await self.index.add(
             provider, {r.message_id: ref(cid, r.index) for r in results if r.message_id}
         )

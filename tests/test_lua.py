@@ -3,12 +3,15 @@ placeholder is left, no events length is written by hand, and every script compi
 
 from __future__ import annotations
 
+import random
 import re
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
-from dispatcher import control, fencing, lua, queue, settle, tracking, unknown
+from dispatcher import control, fencing, lua, queue, rows, settle, tracking, unknown
+from dispatcher.model import FINAL, Rank, Result, Status
 from dispatcher.settle import RecordArgs, RecordKeys, Settle
 from dispatcher.store import EVENTS_MAXLEN, PAUSED
 
@@ -72,3 +75,104 @@ def test_the_record_script_knows_exactly_the_settle_modes() -> None:
     assigned = set(re.findall(r"mode(?:, lost)? = '(\w+)'", settle.RECORD))
     assert compared | assigned <= {m.value for m in Settle}
     assert {Settle.KEEP, Settle.HOLD, Settle.REQUEUE, Settle.DELAY} <= compared
+
+
+#: write_rows alone: ARGV[1] the rows, ARGV[2] the indexes ``keep`` lets through ('' all).
+_WRITE = (
+    lua.WRITE_ROWS
+    + """
+local keep = nil
+if ARGV[2] ~= '' then
+  local only = {}
+  for i in string.gmatch(ARGV[2], '%d+') do only[tonumber(i)] = true end
+  keep = function(i) return only[i] end
+end
+local k = {results=KEYS[1], counts=KEYS[2], meta=KEYS[3], state=KEYS[4], finals=KEYS[5],
+  parked=KEYS[6]}
+return {write_rows(ARGV[1], k, keep)}
+"""
+)
+_KEYS = [f"w:{{t}}:{name}" for name in ("results", "counts", "meta", "state", "finals", "parked")]
+
+
+class _Model:
+    """What write_rows should leave, worked out one row at a time as HSETNX would."""
+
+    def __init__(self) -> None:
+        self.results: dict[int, bytes] = {}
+        self.ranks: dict[int, int] = {}
+        self.counts: dict[str, int] = {}
+        self.finals: dict[str, int] = {}
+
+    def write(self, results: list[Result], keep: set[int] | None) -> tuple[int, int]:
+        new = final_new = 0
+        for r in results:
+            if (keep is not None and r.index not in keep) or r.index in self.results:
+                continue
+            self.results[r.index] = rows.pack_row(r)
+            self.counts[r.status] = self.counts.get(r.status, 0) + 1
+            new += 1
+            rank = Rank.FINAL if r.status in FINAL else Rank.ACCEPTED
+            if rank > self.ranks.get(r.index, Rank.NONE):
+                self.ranks[r.index] = rank
+                if rank == Rank.FINAL:
+                    self.finals[r.status] = self.finals.get(r.status, 0) + 1
+                    final_new += 1
+        return new, final_new
+
+
+_Stored = tuple[dict[int, bytes], dict[int, int], dict[str, int], dict[str, int]]
+
+
+async def _stored(redis: Redis) -> _Stored:
+    """The results and ranks by index, the counts and the finals, as stored."""
+    got: list[dict[int, bytes]] = []
+    for base in (_KEYS[0], _KEYS[3]):
+        values: dict[int, bytes] = {}
+        for b in range(-(-600 // rows.BUCKET)):
+            hashed: dict[Any, Any] = await redis.hgetall(f"{base}:{b}")
+            for field, value in hashed.items():
+                values[b * rows.BUCKET + int(field)] = value
+        got.append(values)
+    results, ranks = got[0], {i: int(v) for i, v in got[1].items()}
+    counts: dict[Any, Any] = await redis.hgetall(_KEYS[1])
+    finals: dict[Any, Any] = await redis.hgetall(_KEYS[4])
+    return (
+        results,
+        ranks,
+        {k.decode(): int(v) for k, v in counts.items()},
+        {k.decode(): int(v) for k, v in finals.items()},
+    )
+
+
+async def test_write_rows_writes_each_new_row_once_as_hsetnx_would(redis: Redis) -> None:
+    """Calls over runs, gaps, indexes out of order and repeated, bucket edges, JSON rows,
+    buckets that exist already (asked by HMGET) and new ones (by EXISTS), ranks a report
+    set first, and ``keep``: the same rows, counts and ranks as one HSETNX a row."""
+    rng = random.Random(15)
+    model = _Model()
+    await redis.delete(*_KEYS)
+    reported = rng.sample(range(600), 40)  # a report came first: some final, some not
+    for i in reported:
+        rank = rng.choice([Rank.ACCEPTED, Rank.FINAL])
+        await redis.hset(*rows.bucket(_KEYS[3], i), str(int(rank)))
+        model.ranks[i] = rank
+    statuses = [Status.ACCEPTED] * 6 + [Status.FAILED, Status.DELIVERED, Status.REJECTED]
+    for call in range(12):
+        indexes: list[int] = []
+        while len(indexes) < rng.randint(1, 300):
+            start = rng.randrange(600)
+            indexes += range(start, min(600, start + rng.randint(1, 150)))
+        indexes += rng.sample(indexes, min(5, len(indexes)))  # twice in one call
+        results = [
+            Result(i, "+1", rng.choice(statuses), f"m{i}-{call}",
+                   error="a|b" if rng.random() < 0.05 else None, sent_at=call)
+            for i in indexes
+        ]  # fmt: skip
+        keep = set(rng.sample(range(600), 300)) if call % 4 == 3 else None
+        expected = model.write(results, keep)
+        only = " ".join(map(str, sorted(keep))) if keep is not None else ""
+        got = await redis.eval(_WRITE, len(_KEYS), *_KEYS, rows.record_lines(results), only)
+        assert tuple(got) == expected, call
+    assert any(v.startswith(b"[") for v in model.results.values())  # JSON rows were written
+    assert await _stored(redis) == (model.results, model.ranks, model.counts, model.finals)

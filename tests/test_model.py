@@ -163,4 +163,4 @@ def test_the_scripts_ranks_and_final_statuses_come_from_the_table() -> None:
     table = lua.render("@FINAL@")
     assert sorted(table.strip("{}").split(", ")) == sorted(f"['{s.value}']=1" for s in FINAL)
     # the send result's rank in write_rows: FINAL for a final status, else ACCEPTED
-    assert f"FINAL[statuses[i]] and {Rank.FINAL:d} or {Rank.ACCEPTED:d}" in lua.WRITE_ROWS
+    assert f"FINAL[word] and {Rank.FINAL:d} or {Rank.ACCEPTED:d}" in lua.WRITE_ROWS

@@ -68,10 +68,19 @@ _ALIKE = [
 def test_record_lines_write_each_result_as_pack_row_does(results: list[Result]) -> None:
     """The record's lines share the packing of a chunk's common fields: the rows are still
     exactly pack_row's, even where 1, 1.0 and True would be one dictionary key."""
-    expected = b"\n".join(
-        b"%d\t%s\t%s" % (r.index, r.status.encode(), rows.pack_row(r)) for r in results
-    )
-    assert rows.record_lines(results) == expected
+    lines, expect = [], -1
+    for r in results:
+        if r.index != expect:  # where the run of indexes breaks, the next index is named
+            lines.append(b"=%d" % r.index)
+        lines.append(rows.pack_row(r))
+        expect = r.index + 1
+    assert rows.record_lines(results) == b"\n".join(lines)
+
+
+def test_record_lines_name_an_index_only_where_the_run_breaks() -> None:
+    got = [Result(i, "+1", Status.ACCEPTED, f"m{i}", sent_at=1) for i in (4, 5, 6, 9, 8)]
+    lines = b"=4 am4|||||1 am5|||||1 am6|||||1 =9 am9|||||1 =8 am8|||||1".split()
+    assert rows.record_lines(got) == b"\n".join(lines)
 
 
 def test_every_status_has_its_own_letter() -> None:
