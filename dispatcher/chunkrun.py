@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from dispatcher.config import ProviderSettings
@@ -88,52 +88,50 @@ class Settlement:
 
 
 def parks(run: ChunkRun) -> list[Park]:
-    """The recipients whose fate this run left unknown."""
+    """The recipients whose fate this run left unknown: those it noted when (``unknown_at``)."""
     ps = run.account.provider
     listed = isinstance(run.codec, ListPolling)  # once, not per recipient
+    outcomes = run.outcomes
     return [
         window(ps, run.recipients[pos].index, run.lease.chunk,
-               since_ms=run.permits.granted[pos][1], seen_ms=run.unknown_at[pos],
-               why=Why(o.error_code or Why.TIMEOUT), listed=listed)
-        for pos, o in run.outcomes.items()
-        if o.verdict is Verdict.UNKNOWN
+               since_ms=run.permits.granted[pos][1], seen_ms=seen,
+               why=Why(outcomes[pos].error_code or Why.TIMEOUT), listed=listed)
+        for pos, seen in run.unknown_at.items()
+        if outcomes[pos].verdict is Verdict.UNKNOWN
     ]  # fmt: skip
 
 
-def results(run: ChunkRun, positions: list[int] | None = None) -> list[Result]:
-    """The chunk's send results (of ``positions``, or all); transient failures that
-    outlasted every attempt are ``failed`` (and go to the dead-letter list)."""
+def results(run: ChunkRun, positions: Iterable[int]) -> tuple[list[Result], list[Result]]:
+    """The chunk's send results of ``positions`` (those of unknown fate left out), and the
+    dead letters among them: transient failures that outlasted every attempt, ``failed``
+    here and listed for ``retry``. One pass: a batch chunk has tens of thousands."""
     sent_at = now_ms()
-    results = []
-    for pos in run.outcomes if positions is None else positions:
-        o = run.outcomes[pos]
-        if o.verdict is Verdict.UNKNOWN:
+    out: list[Result] = []
+    dead: list[Result] = []
+    outcomes, recipients = run.outcomes, run.recipients
+    unknown, retry, failed = Verdict.UNKNOWN, Verdict.RETRY, Status.FAILED
+    for pos in positions:
+        o = outcomes[pos]
+        verdict = o.verdict
+        if verdict is unknown:
             continue
-        r = run.recipients[pos]
-        status = Status.FAILED if o.verdict is Verdict.RETRY else o.status
-        results.append(
-            Result(
-                r.index,
-                r.number,
-                status,
-                o.message_id,
-                o.error_code,
-                o.error,
-                o.segments,
-                o.price,
-                sent_at,
-                o.batch_id,
-            )
+        r = recipients[pos]
+        result = Result(
+            r.index,
+            r.number,
+            failed if verdict is retry else o.status,
+            o.message_id,
+            o.error_code,
+            o.error,
+            o.segments,
+            o.price,
+            sent_at,
+            o.batch_id,
         )
-    return results
-
-
-def exhausted(run: ChunkRun, results: list[Result]) -> list[Result]:
-    """The results that failed only because transient errors outlasted every attempt:
-    the dead-letter list, for ``retry``."""
-    positions = {run.recipients[p].index for p, o in run.outcomes.items()
-                 if o.verdict is Verdict.RETRY}  # fmt: skip
-    return [r for r in results if r.index in positions]
+        out.append(result)
+        if verdict is retry:
+            dead.append(result)
+    return out, dead
 
 
 def settlement(run: ChunkRun) -> Settlement:

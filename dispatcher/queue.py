@@ -331,7 +331,7 @@ class Queue:
             await self.index.add(
                 provider, {r.message_id: ref(cid, r.index) for r in accepted if r.message_id}
             )
-        batches = {batch_member(r.batch_id, cid, lease.chunk) for r in accepted if r.batch_id}
+        batches = {batch_member(b, cid, lease.chunk) for b in {r.batch_id for r in accepted} if b}
         args = RecordArgs(
             group=GROUP,
             id=lease.entry_id,

@@ -94,6 +94,8 @@ class Recording:
         every FLUSH_EVERY_S."""
         if run.stopped or (run.flushing is not None and not run.flushing.done()):
             return
+        if len(run.outcomes) == len(run.recipients):
+            return  # every recipient is answered: the settlement writes them at once
         due = batch or time.monotonic() - run.last_flush >= FLUSH_EVERY_S
         if not due:
             return
@@ -107,7 +109,7 @@ class Recording:
 
     async def _flush(self, run: ChunkRun, positions: list[int]) -> None:
         try:
-            results = chunkrun.results(run, positions)
+            results = chunkrun.results(run, positions)[0]
             rec = await self.queue.record(
                 run.lease, results, Settle.KEEP,
                 token=run.permits.token, track=track(run),
@@ -134,10 +136,10 @@ class Recording:
         if how.mode == Settle.DROP:
             await self.queue.drop(run.lease)
             return
-        todo = [p for p in run.outcomes if p not in run.flushed]
-        results = chunkrun.results(run, todo)
+        flushed = run.flushed
+        todo = [p for p in run.outcomes if p not in flushed] if flushed else run.outcomes
+        results, dead = chunkrun.results(run, todo)
         parks = [] if run.lost else chunkrun.parks(run)
-        dead = chunkrun.exhausted(run, results)
         rec = await self.record(
             run.lease,
             results,

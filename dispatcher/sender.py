@@ -323,17 +323,21 @@ class Sender:
                     outcomes = run.codec.parse(request, status, body)
             finally:
                 acct.gate.leave()
-            if any(o.verdict is Verdict.ACCOUNT for o in outcomes):
+            verdicts = {o.verdict for o in outcomes}  # one pass: a batch has thousands
+            if Verdict.ACCOUNT in verdicts:
                 first = next(o for o in outcomes if o.verdict is Verdict.ACCOUNT)
                 if not run.pause_reason:
                     run.pause_reason = (
                         f"{first.error_code} from {ps.name} account {acct.name}: {first.error}"
                     )
                 return  # not sent: these recipients wait for the campaign to resume
-            if any(o.verdict is Verdict.RETRY and o.later for o in outcomes):
+            retried: list[Outcome] = []
+            if Verdict.RETRY in verdicts:
+                retried = [o for o in outcomes if o.verdict is Verdict.RETRY]
+            if any(o.later for o in retried):
                 run.busy = True
                 return  # not sent: the chunk comes back after retry_later_seconds
-            if any(o.slow for o in outcomes):
+            if any(o.slow for o in retried):  # only a RETRY is ever "too fast"
                 # "Too fast": not taken. The account slows down, and the request goes
                 # again without spending an attempt; if it keeps being refused, the chunk
                 # comes back a little later instead.
@@ -344,14 +348,13 @@ class Sender:
                     return
                 continue
             acct.gate.steady()
-            if not any(o.verdict is Verdict.RETRY for o in outcomes):
+            if not retried:
                 break
             attempt += 1
             if attempt < ps.max_attempts:
                 delay = ps.backoff_seconds * (2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
                 await asyncio.sleep(delay)
-        for pos, outcome in zip(request.positions, outcomes, strict=True):
-            run.outcomes[pos] = outcome
+        run.outcomes.update(zip(request.positions, outcomes, strict=True))
         self._progress(run, request)
 
     @staticmethod
