@@ -63,8 +63,10 @@ class ChunkRun:
     requests: list[Request] = field(default_factory=list)  # in the order they go
     unknown_at: dict[int, int] = field(default_factory=dict)  # position → Redis ms
     flushed: set[int] = field(default_factory=set)  # positions whose results are written
-    on_outcome: Callable[[bool], None] | None = None  # the worker's progress flush
+    on_outcome: Callable[[], None] | None = None  # the worker's progress flush
     flushing: asyncio.Task[None] | None = None
+    flush_later: asyncio.TimerHandle | None = None  # a flush put off (recording.py)
+    settling: bool = False  # its settlement has begun: no more progress writes
     last_flush: float = field(default_factory=time.monotonic)
     _auth_from: int = 0  # requests before this one need no authorisation any more
 

@@ -88,16 +88,22 @@ class Recording:
                 metrics.recorded(provider, [r.status for r in results])
             return rec
 
-    def maybe_flush(self, run: ChunkRun, batch: bool) -> None:
+    def maybe_flush(self, run: ChunkRun) -> None:
         """Write answered results while the chunk is still sending, so that a crash leaves
-        little of unknown fate: at once after a request for many recipients, else
-        every FLUSH_EVERY_S."""
-        if run.stopped or (run.flushing is not None and not run.flushing.done()):
+        little of unknown fate: at most every FLUSH_EVERY_S, and no answer waits longer
+        than that (a deferred call writes it if no other answer comes). Not once every
+        recipient is answered: the settlement writes them next. A batch provider's packets
+        answer within milliseconds of each other; a write for each cost more than the
+        packet's own bookkeeping, for no safety a quarter of a second does not give."""
+        if run.stopped or run.settling or len(run.outcomes) == len(run.recipients):
             return
-        if len(run.outcomes) == len(run.recipients):
-            return  # every recipient is answered: the settlement writes them at once
-        due = batch or time.monotonic() - run.last_flush >= FLUSH_EVERY_S
-        if not due:
+        if run.flushing is not None:
+            return  # it looks again when it ends
+        wait = run.last_flush + FLUSH_EVERY_S - time.monotonic()
+        if wait > 0:
+            if run.flush_later is None:
+                loop = asyncio.get_running_loop()
+                run.flush_later = loop.call_later(wait, self._flush_due, run)
             return
         todo = [
             p for p, o in run.outcomes.items()
@@ -105,9 +111,23 @@ class Recording:
         ]  # fmt: skip
         if todo:
             run.last_flush = time.monotonic()
-            run.flushing = asyncio.create_task(self._flush(run, todo))
+            run.flushing = asyncio.create_task(self._flush(run, todo, len(run.outcomes)))
 
-    async def _flush(self, run: ChunkRun, positions: list[int]) -> None:
+    def _flush_due(self, run: ChunkRun) -> None:
+        run.flush_later = None
+        self.maybe_flush(run)
+
+    async def _flush(self, run: ChunkRun, positions: list[int], answered: int) -> None:
+        """One progress write; then another, FLUSH_EVERY_S later, if more than ``answered``
+        have answered meanwhile or this one failed."""
+        try:
+            written = await self._progress(run, positions)
+        finally:
+            run.flushing = None
+        if not written or len(run.outcomes) > answered:
+            self.maybe_flush(run)
+
+    async def _progress(self, run: ChunkRun, positions: list[int]) -> bool:
         try:
             results = chunkrun.results(run, positions)[0]
             rec = await self.queue.record(
@@ -116,7 +136,7 @@ class Recording:
             )  # fmt: skip
         except REDIS_ERRORS as exc:
             log.debug("%s: progress not written yet (%s)", run.where(), exc)
-            return
+            return False
         checkpoint()
         if not rec.gone:
             metrics.recorded(run.account.provider.name, [r.status for r in results])
@@ -127,8 +147,13 @@ class Recording:
         elif rec.lost and not run.lost:
             log.warning("%s: lease lost to another worker; sending nothing more", run.where())
             run.lost = True
+        return True
 
     async def settle(self, run: ChunkRun) -> None:
+        run.settling = True  # no progress write starts from here: this one writes it all
+        if run.flush_later is not None:
+            run.flush_later.cancel()
+            run.flush_later = None
         if run.flushing is not None:
             with contextlib.suppress(Exception):
                 await run.flushing

@@ -313,7 +313,7 @@ class Sender:
                     if exc.maybe_sent:
                         why = Why.TIMEOUT if exc.code == "TIMEOUT" else Why.CONNECTION
                         self._unknown(run, request, why, str(exc))
-                        self._progress(run, request)
+                        self._progress(run)
                         return
                     outcomes = [transient(exc.code, str(exc))] * len(request.positions)
                 else:
@@ -355,7 +355,7 @@ class Sender:
                 delay = ps.backoff_seconds * (2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
                 await asyncio.sleep(delay)
         run.outcomes.update(zip(request.positions, outcomes, strict=True))
-        self._progress(run, request)
+        self._progress(run)
 
     @staticmethod
     async def _on_time(rate: GlobalRate, slot: tuple[float, float]) -> bool:
@@ -370,6 +370,6 @@ class Sender:
         return took
 
     @staticmethod
-    def _progress(run: ChunkRun, request: Request) -> None:
+    def _progress(run: ChunkRun) -> None:
         if run.on_outcome is not None:
-            run.on_outcome(len(request.positions) > 1)
+            run.on_outcome()

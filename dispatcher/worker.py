@@ -344,7 +344,7 @@ class Worker:
                 return
             codec = self._codec(meta)
             run = ChunkRun(lease, account, recipients, codec, permits=Permits(token), handed=handed)
-            run.on_outcome = lambda batch: self.recording.maybe_flush(run, batch)
+            run.on_outcome = lambda: self.recording.maybe_flush(run)
             self._runs[lease.entry_id] = run  # its lease is kept alive from here on
             try:
                 if run.recipients:
