@@ -162,12 +162,19 @@ def refused(error_code: str, error: str) -> Outcome:
 def split_e164(number: str) -> tuple[int, str]:
     """``+85267001111`` → ``(852, "67001111")``: the calling code and the national
     (significant) number. Numbers were validated at enqueue, so this only has to cut, and
-    does so without a full phonenumbers parse on the send path."""
+    does so without a full phonenumbers parse on the send path. A calling code has at most
+    three digits, so the first three say where to cut: remembered for the next number."""
     digits = number[1:]
-    for size in (1, 2, 3):
-        if digits[:size] in _CALLING_CODES:
-            return int(digits[:size]), digits[size:]
-    raise ValueError(f"{number!r} has no known country calling code")
+    cut = _CUTS.get(digits[:3])
+    if cut is None:
+        size = next((size for size in (1, 2, 3) if digits[:size] in _CALLING_CODES), 0)
+        if not size:
+            raise ValueError(f"{number!r} has no known country calling code")
+        cut = _CUTS[digits[:3]] = (size, int(digits[:size]))  # at most 1,110 of them
+    return cut[1], digits[cut[0] :]
+
+
+_CUTS: dict[str, tuple[int, int]] = {}
 
 
 @dataclass(frozen=True, slots=True)

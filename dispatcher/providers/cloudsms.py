@@ -114,6 +114,11 @@ def as_code(value: Any) -> int | None:
     return None
 
 
+def _code(value: Any) -> int | None:
+    """:func:`as_code`, with no call for the int the platform writes."""
+    return value if type(value) is int else as_code(value)
+
+
 def classify(code: int | None, desc: str) -> Outcome:
     if code is None:
         return Outcome(Verdict.PERMANENT, Status.FAILED, error_code="BAD_RESPONSE", error=desc)
@@ -175,13 +180,14 @@ class CloudSmsCodec:
         built: Built[HttpRequest] = Built()
         groups: dict[str, list[tuple[int, int, str]]] = {}
         too_long: dict[str, bool] = {}  # per distinct text: most campaigns have one
+        plain = render(job.text, None)  # the text of every recipient without fields
         for pos, rcpt in enumerate(recipients):
             country, national = split_e164(rcpt.number)
             rule = number_rule(country, national)
             if rule is not None:
                 built.refused[pos] = rule
                 continue
-            text = render(job.text, rcpt.fields)
+            text = render(job.text, rcpt.fields) if rcpt.fields else plain
             long = too_long.get(text)
             if long is None:
                 content = self.content(text, job.signature, job.options)
@@ -248,21 +254,25 @@ class CloudSmsCodec:
     def _per_number(self, request: HttpRequest, details: Any) -> list[Outcome]:
         sent = orjson.loads(request.body or b"{}")["MULTI_MSISDN_LIST"]
         items = details if isinstance(details, list) else []
-        in_order = len(items) == len(sent)  # as the platform answers: then no lookup
+        if len(items) != len(sent):  # not as the platform answers: look each one up
+            items = [None] * len(sent)
         by_number: dict[tuple[int, str], dict[str, Any]] | None = None
-        outcomes = []
-        for at, number in enumerate(sent):
-            item = items[at] if in_order else None
+        outcomes: list[Outcome] = []
+        append = outcomes.append
+        ok, accepted = Verdict.OK, Status.ACCEPTED
+        for number, answered in zip(sent, items, strict=True):
+            # In order, as the platform answers: then no lookup (ints, as it writes them).
+            item = answered
             if not (
-                isinstance(item, dict)
+                type(item) is dict
                 and item.get("DEST_MSISDN") == number["DEST_MSISDN"]
-                and as_code(item.get("COUNTRY_CODE")) == number["COUNTRY_CODE"]
+                and _code(item.get("COUNTRY_CODE")) == number["COUNTRY_CODE"]
             ):
                 if by_number is None:
-                    by_number = _by_number(items)
+                    by_number = _by_number(details if isinstance(details, list) else [])
                 item = by_number.get((number["COUNTRY_CODE"], number["DEST_MSISDN"]))
             if item is None:
-                outcomes.append(
+                append(
                     Outcome(
                         Verdict.PERMANENT,
                         Status.FAILED,
@@ -272,13 +282,13 @@ class CloudSmsCodec:
                 )
                 continue
             uid = item.get("SMS_UID")
-            message_id = str(uid).strip("*") if uid else None
-            code = as_code(item.get("RESULT_CODE"))
+            message_id = (uid if type(uid) is str else str(uid)).strip("*") if uid else None
+            code = _code(item.get("RESULT_CODE"))
             if code == OK:  # the common case, kept cheap
-                outcomes.append(Outcome(Verdict.OK, Status.ACCEPTED, message_id=message_id))
+                append(Outcome(ok, accepted, message_id))
                 continue
             outcome = classify(code, str(item.get("RESULT_DESC", "")).strip("'"))
-            outcomes.append(replace(outcome, message_id=message_id))
+            append(replace(outcome, message_id=message_id))
         return outcomes
 
     # -- capabilities (capabilities.py): Pushes ---------------------------------------------

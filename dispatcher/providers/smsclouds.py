@@ -240,6 +240,7 @@ class SmscloudsCodec:
         texts: dict[int, str] = {}
         members: dict[int, dict[str, str]] = {}
         fits: dict[str, bool] = {}  # per distinct text: most campaigns have one
+        plain = render(job.text, None)  # the text of every recipient without fields
         for pos, rcpt in enumerate(recipients):
             country, national = split_e164(rcpt.number)
             if country != dial:
@@ -247,7 +248,8 @@ class SmscloudsCodec:
                     "WRONG_COUNTRY", f"not a +{dial} number, the route's country"
                 )
                 continue
-            text = render(job.text, rcpt.fields)
+            fields = rcpt.fields
+            text = render(job.text, fields) if fields else plain
             fits_alone = fits.get(text)
             if fits_alone is None:
                 fits_alone = fits[text] = flag_for([text]) is not None
@@ -255,7 +257,8 @@ class SmscloudsCodec:
                 built.refused[pos] = refused("TEXT_TOO_LONG", _too_long(text))
                 continue
             member = {"cellphone": national}
-            member.update({k: v for k, v in (rcpt.fields or {}).items() if k in FIELD_NAMES})
+            if fields:
+                member.update({k: v for k, v in fields.items() if k in FIELD_NAMES})
             texts[pos], members[pos] = text, member
         # A GSM text that fits alone may not fit beside a non-GSM one: refuse it too.
         if texts and flag_for(list(set(texts.values()))) is None:

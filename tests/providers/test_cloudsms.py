@@ -103,6 +103,13 @@ def test_split_number_and_time() -> None:
     assert split_e164("+12015550123") == (1, "2015550123")
     assert split_e164("+390612345678") == (39, "0612345678")  # Italy keeps its leading 0
     assert uip_time(NOW) == "2021-01-01 08:00:00"
+    # Where to cut is remembered by the first three digits: the same again for others.
+    assert split_e164("+85267000012") == (852, "67000012")
+    assert split_e164("+12125550123") == (1, "2125550123")
+    assert split_e164("+8612345678901") == (86, "12345678901")
+    for _ in range(2):  # a code no country has is refused each time
+        with pytest.raises(ValueError, match="no known country calling code"):
+            split_e164("+8099123456")
 
 
 def test_bulk_answer_example_gives_one_uid_per_number() -> None:
