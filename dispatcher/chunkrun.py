@@ -15,7 +15,7 @@ from dispatcher.fencing import Permits
 from dispatcher.metrics import AccountStats
 from dispatcher.model import Result, Status
 from dispatcher.providers.base import ChunkRecipient, Codec, Outcome, Request, Verdict
-from dispatcher.providers.capabilities import ListPolling
+from dispatcher.providers.capabilities import ListPolling, capability
 from dispatcher.queue import Lease
 from dispatcher.ratelimit import AccountGate
 from dispatcher.sessions import Transport
@@ -92,7 +92,7 @@ class Settlement:
 def parks(run: ChunkRun) -> list[Park]:
     """The recipients whose fate this run left unknown: those it noted when (``unknown_at``)."""
     ps = run.account.provider
-    listed = isinstance(run.codec, ListPolling)  # once, not per recipient
+    listed = capability(run.codec, ListPolling) is not None  # once, not per recipient
     outcomes = run.outcomes
     return [
         window(ps, run.recipients[pos].index, run.lease.chunk,

@@ -18,7 +18,7 @@ from dispatcher.chunkrun import ChunkRun
 from dispatcher.keys import Keys
 from dispatcher.model import Result
 from dispatcher.providers.base import Verdict
-from dispatcher.providers.capabilities import ListPolling, ReportsById
+from dispatcher.providers.capabilities import ListPolling, ReportsById, capability
 from dispatcher.queue import REDIS_ERRORS, Lease, Queue, Recorded, Settle, Track
 from dispatcher.unknown import UnknownStore
 
@@ -43,10 +43,10 @@ def account_pause(lease: Lease, rec: Recorded, reason: str, provider: str, accou
 def track(run: ChunkRun) -> Track:
     """What the record script keeps for reports to come: the message-id index for codecs
     whose reports name only the id, the open list for list polling."""
-    listed = isinstance(run.codec, ListPolling)
+    listed = capability(run.codec, ListPolling) is not None
     return Track(
         run.account.name,
-        index_messages=listed or isinstance(run.codec, ReportsById),
+        index_messages=listed or capability(run.codec, ReportsById) is not None,
         list_open=listed,
         kind=run.codec.kind,
     )

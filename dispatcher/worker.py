@@ -42,7 +42,7 @@ from dispatcher.model import CampaignState, Result, Status
 from dispatcher.poller import Poller
 from dispatcher.providers import account_codec
 from dispatcher.providers.base import Codec
-from dispatcher.providers.capabilities import ListPolling
+from dispatcher.providers.capabilities import ListPolling, capability
 from dispatcher.queue import REDIS_ERRORS, Lease, Queue, Settle, Track
 from dispatcher.recording import MAX_BACKOFF_S, MIN_BACKOFF_S, Recording, account_pause
 from dispatcher.retention import Retention
@@ -273,7 +273,7 @@ class Worker:
             skew_s=ps.clock_skew_seconds,
             late_s=ps.timeout_seconds,
             wait_s=ps.unknown_wait_seconds,
-            floor_s=expiry_floor(ps, isinstance(self._codec(meta), ListPolling)),
+            floor_s=expiry_floor(ps, capability(self._codec(meta), ListPolling) is not None),
         )
         claim, parked = took.claim, took.parked
         if parked:

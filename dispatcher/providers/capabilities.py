@@ -23,8 +23,19 @@ C = TypeVar("C")
 def capability(codec: object, kind: Callable[..., C]) -> C | None:
     """``codec`` as ``kind`` (one of the protocols below) if it has that capability, else
     None. ``kind`` is typed as a callable because mypy refuses a protocol class where
-    ``type[C]`` is expected (``type-abstract``)."""
-    return cast(C, codec) if isinstance(codec, cast(type, kind)) else None
+    ``type[C]`` is expected (``type-abstract``).
+
+    A codec's capabilities are its class's methods, so the answer is kept per class: an
+    isinstance check against a protocol looks up every member, some 10 us, and the
+    worker asks a few times a chunk."""
+    key = (type(codec), kind)
+    has = _HAS.get(key)
+    if has is None:
+        has = _HAS[key] = isinstance(codec, cast(type, kind))
+    return cast(C, codec) if has else None
+
+
+_HAS: dict[tuple[type, object], bool] = {}
 
 
 # -- statuses no push brought -----------------------------------------------------------
