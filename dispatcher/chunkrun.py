@@ -10,10 +10,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+from dispatcher.answers import Answers
 from dispatcher.config import ProviderSettings
 from dispatcher.fencing import Permits
 from dispatcher.metrics import AccountStats
-from dispatcher.model import Result, Status
+from dispatcher.model import Result
 from dispatcher.providers.base import ChunkRecipient, Codec, Outcome, Request, Verdict
 from dispatcher.providers.capabilities import ListPolling, capability
 from dispatcher.queue import Lease
@@ -103,37 +104,21 @@ def parks(run: ChunkRun) -> list[Park]:
     ]  # fmt: skip
 
 
-def results(run: ChunkRun, positions: Iterable[int]) -> tuple[list[Result], list[Result]]:
+def results(run: ChunkRun, positions: Iterable[int]) -> tuple[Answers, list[Result]]:
     """The chunk's send results of ``positions`` (those of unknown fate left out), and the
     dead letters among them: transient failures that outlasted every attempt, ``failed``
-    here and listed for ``retry``. One pass: a batch chunk has tens of thousands."""
-    sent_at = now_ms()
-    out: list[Result] = []
-    dead: list[Result] = []
+    here and listed for ``retry``. No Result is made for the record (answers.py)."""
     outcomes, recipients = run.outcomes, run.recipients
-    unknown, retry, failed = Verdict.UNKNOWN, Verdict.RETRY, Status.FAILED
+    unknown, retry = Verdict.UNKNOWN, Verdict.RETRY
+    kept: list[ChunkRecipient] = []
+    told: list[Outcome] = []
     for pos in positions:
         o = outcomes[pos]
-        verdict = o.verdict
-        if verdict is unknown:
-            continue
-        r = recipients[pos]
-        result = Result(
-            r.index,
-            r.number,
-            failed if verdict is retry else o.status,
-            o.message_id,
-            o.error_code,
-            o.error,
-            o.segments,
-            o.price,
-            sent_at,
-            o.batch_id,
-        )
-        out.append(result)
-        if verdict is retry:
-            dead.append(result)
-    return out, dead
+        if o.verdict is not unknown:
+            kept.append(recipients[pos])
+            told.append(o)
+    answers = Answers(kept, told, now_ms())
+    return answers, [answers[i] for i, o in enumerate(told) if o.verdict is retry]
 
 
 def settlement(run: ChunkRun) -> Settlement:

@@ -22,14 +22,14 @@ from typing import Any, NamedTuple
 import orjson
 from redis.asyncio import Redis
 
-from dispatcher import ranges
+from dispatcher import answers, ranges
 from dispatcher.keys import DEFAULT_LANE, GROUP, LANES, Keys, batch_member
 from dispatcher.lua import MEMBERS, script
 from dispatcher.meta import CampaignMeta
 from dispatcher.model import Result
 from dispatcher.msgindex import MessageIndex, ref
 from dispatcher.providers.base import ChunkRecipient
-from dispatcher.rows import hmget, record_lines
+from dispatcher.rows import hmget
 from dispatcher.settle import RECORD, RecordArgs, RecordKeys, Settle
 from dispatcher.store import PAUSED, REDIS_ERRORS, announce, as_str, ensure_group, ensure_layout
 from dispatcher.unknown import Park
@@ -326,12 +326,12 @@ class Queue:
         provider, _lane = k.parse_queue(lease.stream)
         account = track.account if track else "-"
         listed = k.listed(provider, track.kind if track else "sms")
-        accepted = [r for r in results if r.status == "accepted"]
+        accepted = answers.accepted(results)
         if track and track.index_messages:  # before the results: see msgindex.py
             await self.index.add(
-                provider, {r.message_id: ref(cid, r.index) for r in accepted if r.message_id}
+                provider, {mid: ref(cid, index) for index, mid, _ in accepted if mid}
             )
-        batches = {batch_member(b, cid, lease.chunk) for b in {r.batch_id for r in accepted} if b}
+        batches = {batch_member(b, cid, lease.chunk) for b in {b for _, _, b in accepted} if b}
         args = RecordArgs(
             group=GROUP,
             id=lease.entry_id,
@@ -341,7 +341,7 @@ class Queue:
             attempt=lease.attempt,
             reason=reason,
             delay=int(delay_s * 1000),
-            rows=record_lines(results),
+            rows=answers.lines(results),
             list_open="1" if track and track.list_open and accepted else "",
             batch_lines="\n".join(sorted(batches)) if track else "",
             dead_lines="\n".join(f"{r.index}\t{r.error_code or ''}: {r.error or ''}" for r in dead),

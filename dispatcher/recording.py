@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from dispatcher import chunkrun, logs, metrics
+from dispatcher import answers, chunkrun, logs, metrics
 from dispatcher.aio import checkpoint
 from dispatcher.chunkrun import ChunkRun
 from dispatcher.keys import Keys
@@ -85,7 +85,7 @@ class Recording:
                 continue
             if not rec.gone:  # counted per chunk, one tally of its statuses
                 provider = self.keys.parse_queue(lease.stream)[0]
-                metrics.recorded(provider, [r.status for r in results])
+                metrics.recorded(provider, answers.statuses(results))
             return rec
 
     def maybe_flush(self, run: ChunkRun) -> None:
@@ -139,7 +139,7 @@ class Recording:
             return False
         checkpoint()
         if not rec.gone:
-            metrics.recorded(run.account.provider.name, [r.status for r in results])
+            metrics.recorded(run.account.provider.name, answers.statuses(results))
         run.flushed.update(positions)
         if rec.gone and not run.gone:
             log.warning("%s: the campaign is gone; sending nothing more", run.where())

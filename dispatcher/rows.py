@@ -42,8 +42,10 @@ __all__ = [
     "hset",
     "pack_report",
     "pack_row",
+    "plain_field",
     "record_lines",
     "report_fields",
+    "row_around",
     "unpack_row",
 ]
 
@@ -170,7 +172,7 @@ def _float(value: str) -> float | None:
     return float(value) if value else None
 
 
-def _safe(text: str | None) -> bool:
+def plain_field(text: str | None) -> bool:
     """Whether ``text`` can be a ``|``-separated field (:data:`_UNSAFE`): three scans in C,
     where a set's isdisjoint looked up each character (a message id a recipient)."""
     return text is None or (
@@ -191,19 +193,29 @@ def _accepted_row(code: str, r: Result) -> bytes | None:
     """:func:`_compact` of a result with no error and no number (what a send mostly
     returns), some three times faster; None when it does not apply."""
     mid = r.message_id
-    tail = _accepted_tail(r) if _safe(mid) else None
+    tail = _accepted_tail(r) if plain_field(mid) else None
     return None if tail is None else f"{code}{mid or ''}{tail}".encode()
 
 
 def _accepted_tail(r: Result) -> str | None:
     """What follows the message id in :func:`_accepted_row`'s row (every field but the
     message id, trailing empty ones left out); None where it does not apply."""
-    if not _safe(r.batch_id):
+    if not plain_field(r.batch_id):
         return None
     segments, price, sent_at = _number(r.segments), _number(r.price), _number(r.sent_at)
     if segments is None or price is None or sent_at is None:
         return None
     return f"|||{segments}|{price}|{sent_at}|{r.batch_id or ''}".rstrip("|")
+
+
+def row_around(result: Result) -> tuple[str, str] | None:
+    """What comes before and after the message id in the row of ``result`` (its message id
+    aside, a result with no error), so that rows alike but for their ids are made
+    with one f-string each; None when such a row is not in the common form
+    (:func:`pack_row` writes it then)."""
+    code = CODES.get(result.status)
+    tail = _accepted_tail(result) if code else None
+    return None if code is None or tail is None else (code, tail)
 
 
 def pack_row(result: Result, *, with_number: bool = False) -> bytes:
@@ -244,7 +256,7 @@ def record_lines(results: Iterable[Result]) -> bytes:
         code = CODES.get(r.status)
         mid = r.message_id
         row = None
-        if code and r.error_code is None and r.error is None and (mid is None or _safe(mid)):
+        if code and r.error_code is None and r.error is None and (mid is None or plain_field(mid)):
             # the types too: 1 and 1.0 (or True) are one key but are written differently
             seg, price = r.segments, r.price
             key = (seg, type(seg), price, type(price), r.sent_at, r.batch_id)

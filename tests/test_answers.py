@@ -1,0 +1,82 @@
+"""A chunk's results packed straight from its outcomes (answers.py) come to exactly what the
+same results as Result objects come to: rows, statuses and accepted ids."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from dispatcher import answers, rows
+from dispatcher.answers import Answers
+from dispatcher.model import Result, Status
+from dispatcher.providers.base import ChunkRecipient, Outcome, Verdict
+
+SENT_AT = 1795998888719
+
+_TEXT = (
+    st.none() | st.sampled_from(["", "=", "a|b", "x\ty", "3321913197", "B-9"]) | st.text(max_size=6)
+)
+_OUTCOMES = st.builds(
+    Outcome,
+    verdict=st.sampled_from([Verdict.OK, Verdict.OK, Verdict.PERMANENT, Verdict.RETRY]),
+    status=st.sampled_from(list(Status)),
+    message_id=_TEXT,
+    error_code=st.none() | st.just("E1"),
+    error=st.none() | st.just("no"),
+    segments=st.none() | st.sampled_from([1, 2, True]),
+    price=st.none() | st.sampled_from([0.0087, 1, 1.0, True]),
+    batch_id=_TEXT,
+)
+_CHUNKS = st.lists(st.tuples(st.integers(0, 400), _OUTCOMES), max_size=30)
+
+
+def _answers(chunk: list[tuple[int, Outcome]]) -> Answers:
+    recipients = [ChunkRecipient(i, f"+4479110{i:05d}") for i, _ in chunk]
+    return Answers(recipients, [o for _, o in chunk], SENT_AT)
+
+
+def _expected(chunk: list[tuple[int, Outcome]]) -> list[Result]:
+    """Each result as chunkrun made it one by one before: RETRY is failed."""
+    return [
+        Result(i, f"+4479110{i:05d}", Status.FAILED if o.verdict is Verdict.RETRY else o.status,
+               o.message_id, o.error_code, o.error, o.segments, o.price, SENT_AT, o.batch_id)
+        for i, o in chunk
+    ]  # fmt: skip
+
+
+@example([(i, Outcome(Verdict.OK, Status.ACCEPTED, f"m{i}", segments=1)) for i in (3, 4, 5, 9, 8)])
+@example(
+    [(i, Outcome(Verdict.OK, Status.ACCEPTED, segments=s)) for i, s in enumerate([1, True, 1])]
+)
+@example(
+    [(0, Outcome(Verdict.OK, Status.ACCEPTED, "m0")), (1, Outcome(Verdict.RETRY, Status.ACCEPTED))]
+)
+@given(_CHUNKS)
+def test_answers_come_to_what_their_results_come_to(chunk: list[tuple[int, Outcome]]) -> None:
+    got, results = _answers(chunk), _expected(chunk)
+    assert list(got) == results and len(got) == len(results)
+    assert got.lines() == rows.record_lines(results)
+    assert got.statuses() == [r.status for r in results]
+    assert got.accepted() == answers.accepted(results)
+    if results:
+        assert got[-1] == results[-1] and got[1:3] == results[1:3]
+
+
+def test_the_module_functions_take_a_list_or_answers_alike() -> None:
+    chunk = [(0, Outcome(Verdict.OK, Status.ACCEPTED, "m0", batch_id="b")),
+             (1, Outcome(Verdict.RETRY, Status.FAILED, error_code="HTTP_503"))]  # fmt: skip
+    got, results = _answers(chunk), _expected(chunk)
+    for given_ in (got, results):
+        assert answers.lines(given_) == b"=0\nam0|||||1795998888719|b\nf|HTTP_503||||1795998888719"
+        assert answers.statuses(given_) == ["accepted", "failed"]
+        assert answers.accepted(given_) == [(0, "m0", "b")]
+
+
+def test_answers_need_an_outcome_for_each_recipient() -> None:
+    with pytest.raises(ValueError, match="1 outcomes for 2 recipients"):
+        Answers(
+            [ChunkRecipient(0, "+1"), ChunkRecipient(1, "+1")],
+            [Outcome(Verdict.OK, Status.ACCEPTED)],
+            0,
+        )
