@@ -55,13 +55,15 @@ class Answers(Sequence[Result]):
         return (_result(r, o, sent_at) for r, o in zip(self.recipients, self.outcomes, strict=True))
 
     def statuses(self) -> list[str]:
-        return [_status(o) for o in self.outcomes]
+        retry, failed = Verdict.RETRY, Status.FAILED  # _status, inline: one a recipient
+        return [failed if o.verdict is retry else o.status for o in self.outcomes]
 
     def accepted(self) -> list[Accepted]:
+        retry, accepted = Verdict.RETRY, Status.ACCEPTED
         return [
             (r.index, o.message_id, o.batch_id)
             for r, o in zip(self.recipients, self.outcomes, strict=True)
-            if _status(o) == Status.ACCEPTED
+            if o.status == accepted and o.verdict is not retry
         ]
 
     def lines(self) -> bytes:

@@ -276,7 +276,11 @@ class SmscloudsCodec:
             part = positions[start : start + MAX_RECIPIENTS]
             flag = (flag_for(list({texts[p] for p in part})) or (None, 1))[0]
             body = self.campaign(job, [members[p] for p in part], flag)
-            built.requests.append(HttpRequest("POST", self.path, orjson.dumps(body), tuple(part)))
+            segments = next((s for f, _, s in GSM_FLAGS + OTHER_FLAGS if f and f == flag), 1)
+            request = HttpRequest(
+                "POST", self.path, orjson.dumps(body), tuple(part), context=segments
+            )
+            built.requests.append(request)
         return built
 
     def campaign(
@@ -299,8 +303,10 @@ class SmscloudsCodec:
         campaign, failed = created_id(request, status, body, "campaign")
         if campaign is None:
             return failed
-        sent = orjson.loads(request.body or b"{}")
-        segments = next((s for f, _, s in GSM_FLAGS + OTHER_FLAGS if f and sent.get(f)), 1)
+        segments = request.context  # the flag's segment count, as built
+        if segments is None:  # not built here: the body's flag says
+            sent = orjson.loads(request.body or b"{}")
+            segments = next((s for f, _, s in GSM_FLAGS + OTHER_FLAGS if f and sent.get(f)), 1)
         outcome = Outcome(Verdict.OK, Status.ACCEPTED, segments=segments, batch_id=campaign)
         return [outcome] * len(request.positions)
 

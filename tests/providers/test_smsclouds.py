@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -117,6 +118,10 @@ def test_flags_follow_the_seed_limits(text: str, flag: str | None) -> None:
     assert [f for f in ("encode", "encode_2", "encode_3", "long_message") if b[f]] == (
         [flag] if flag else []
     )
+    # The segments the flag stands for ride with the request; else the body says them.
+    [out] = codec.parse(req, 200, CREATED)
+    assert out.segments == req.context == fit[1]
+    assert codec.parse(replace(req, context=None), 200, CREATED) == [out]
 
 
 def test_too_long_and_foreign_numbers_are_refused_per_recipient() -> None:
