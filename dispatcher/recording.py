@@ -97,7 +97,7 @@ class Recording:
         packet's own bookkeeping, for no safety a quarter of a second does not give."""
         if run.stopped or run.settling or len(run.outcomes) == len(run.recipients):
             return
-        if run.flushing is not None:
+        if run.flushing is not None and not run.flushing.done():
             return  # it looks again when it ends
         wait = run.last_flush + FLUSH_EVERY_S - time.monotonic()
         if wait > 0:
