@@ -30,7 +30,6 @@ from dispatcher.model import Result
 from dispatcher.msgindex import MessageIndex, ref
 from dispatcher.providers.base import ChunkRecipient
 from dispatcher.rows import hmget
-from dispatcher.runtime import collector_paused
 from dispatcher.settle import RECORD, RecordArgs, RecordKeys, Settle
 from dispatcher.store import PAUSED, REDIS_ERRORS, announce, as_str, ensure_group, ensure_layout
 from dispatcher.unknown import Park
@@ -278,9 +277,8 @@ class Queue:
         if not raw_meta or blob is None or b"total" not in raw_meta:
             return None
         meta = CampaignMeta.decode({as_str(a): as_str(b) for a, b in raw_meta.items()})
-        with collector_paused():
-            members = orjson.loads(blob)
-            recipients = [ChunkRecipient(m[0], m[1], m[2] if len(m) > 2 else None) for m in members]
+        members = orjson.loads(blob)
+        recipients = [ChunkRecipient(m[0], m[1], m[2] if len(m) > 2 else None) for m in members]
         if lease.only:
             wanted = set(ranges.decode(lease.only))
             recipients = [r for r in recipients if r.index in wanted]

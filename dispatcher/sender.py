@@ -44,7 +44,6 @@ from dispatcher.providers.base import (
 )
 from dispatcher.providers.capabilities import Scrubbing, capability
 from dispatcher.ratelimit import AccountGate, GlobalRate, Throttle, local_limiter
-from dispatcher.runtime import collector_paused
 from dispatcher.sessions import open_transport, receipt_sink
 from dispatcher.tracking import Tracker
 from dispatcher.transport import TransportError
@@ -149,8 +148,7 @@ class Sender:
             await self._scrub(run, scrub)
         # Build for the recipients still to send; positions are mapped back to the chunk's.
         todo = [pos for pos in range(len(run.recipients)) if pos not in run.outcomes]
-        with collector_paused():
-            built = run.codec.build(job, [run.recipients[p] for p in todo], ctx)
+        built = run.codec.build(job, [run.recipients[p] for p in todo], ctx)
         run.outcomes.update({todo[p]: o for p, o in built.refused.items()})
         if len(todo) == len(run.recipients):  # all of them (as usual): positions agree
             run.requests = list(built.requests)
@@ -322,8 +320,7 @@ class Sender:
                     answered = time.monotonic()
                     acct.gate.rate.jitter.answered(answered - sent, answered)
                     stats.answered(acct.transport.outcome(status), answered - sent)
-                    with collector_paused():
-                        outcomes = run.codec.parse(request, status, body)
+                    outcomes = run.codec.parse(request, status, body)
             finally:
                 acct.gate.leave()
             verdicts = {o.verdict for o in outcomes}  # one pass: a batch has thousands

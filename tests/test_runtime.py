@@ -4,7 +4,6 @@ dispatcher`` processes: Redis unreachable or misnamed, a reader that goes away, 
 
 from __future__ import annotations
 
-import gc
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from redis.asyncio import Redis
 from dispatcher.client import Client
 from dispatcher.embedded import RedisProcess, free_port
 from dispatcher.model import Campaign
-from dispatcher.runtime import checked_url, collector_paused, redact_url
+from dispatcher.runtime import checked_url, redact_url
 from tests.conftest import RunningWorker, make_settings, repo_root, subprocess_env
 
 NUMBERS = [f"+4479110{i:05d}" for i in range(3)]
@@ -171,52 +170,3 @@ async def test_redis_lost_during_a_command_is_one_line(tmp_path: Path, prefix: s
     assert err == (
         f"error: cannot reach Redis at {server.url} (connection refused); set REDIS_URL\n"
     )
-
-
-def test_the_collector_is_paused_for_a_step_and_back_after_it() -> None:
-    assert gc.isenabled()
-    with collector_paused():
-        assert not gc.isenabled()
-        with collector_paused():  # an inner pause does not end the outer one
-            assert not gc.isenabled()
-        assert not gc.isenabled()
-    assert gc.isenabled()
-    with pytest.raises(ZeroDivisionError), collector_paused():
-        _ = 1 / 0
-    assert gc.isenabled()  # back on after an error too
-    gc.disable()
-    try:
-        with collector_paused():
-            pass
-        assert not gc.isenabled()  # it was off: left off
-    finally:
-        gc.enable()
-
-
-def _cycles(n: int) -> None:
-    """``n`` lists that hold themselves: garbage only the collector frees."""
-    for _ in range(n):
-        a: list[object] = []
-        a.append(a)
-
-
-def test_a_pause_only_puts_collections_off() -> None:
-    """Garbage cycles made during the pause are collected after it, at the next young
-    collection the allocations that go on counting set off."""
-    gc.collect()
-    collected: list[int] = []
-
-    def note(phase: str, info: dict[str, int]) -> None:
-        if phase == "stop":
-            collected.append(info["collected"])
-
-    gc.callbacks.append(note)
-    try:
-        with collector_paused():
-            _cycles(5_000)
-            assert collected == []  # no collection ran meanwhile
-        for _ in range(gc.get_threshold()[0] + 1):
-            _ = [[]]  # allocations, with the count already past the threshold
-        assert sum(collected) >= 5_000
-    finally:
-        gc.callbacks.remove(note)
