@@ -80,9 +80,9 @@ class HttpRequest:
     path: str  # appended to the account's base URL
     body: bytes | None
     positions: tuple[int, ...]  # which of the chunk's recipients this request carries
-    #: What the codec built the body from and reads the answer against (CloudSMS: the
-    #: numbers of the packet), so that it need not decode its own body again; None for a
-    #: request made elsewhere, whose body is read instead.
+    #: What the codec built the body from and reads the answer against, small (Smsclouds:
+    #: the segments its flag stands for), so that it need not decode its own body again;
+    #: None for a request made elsewhere, whose body is read instead.
     context: Any = field(default=None, compare=False, repr=False)
 
 
