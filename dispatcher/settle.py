@@ -62,7 +62,7 @@ class RecordArgs(NamedTuple):
     attempt: int
     reason: str  # with hold: pause the campaign for this reason
     delay: int  # ms, with delay
-    rows: bytes  # index<TAB>status<TAB>row json lines
+    rows: bytes  # rows.record_lines: an "=<index>" line where a run breaks, then a row a line
     list_open: str  # "1": list the campaign as open to its list API
     batch_lines: str  # batch|cid|chunk lines (keys.batch_member)
     dead_lines: str  # index<TAB>why lines: the dead-letter list
