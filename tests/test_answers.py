@@ -11,22 +11,15 @@ from dispatcher import answers, rows
 from dispatcher.answers import Answers
 from dispatcher.model import Result, Status
 from dispatcher.providers.base import ChunkRecipient, Outcome, Verdict
+from tests.test_rows import ROW_FIELDS
 
 SENT_AT = 1795998888719
 
-_TEXT = (
-    st.none() | st.sampled_from(["", "=", "a|b", "x\ty", "3321913197", "B-9"]) | st.text(max_size=6)
-)
 _OUTCOMES = st.builds(
     Outcome,
     verdict=st.sampled_from([Verdict.OK, Verdict.OK, Verdict.PERMANENT, Verdict.RETRY]),
     status=st.sampled_from(list(Status)),
-    message_id=_TEXT,
-    error_code=st.none() | st.just("E1"),
-    error=st.none() | st.just("no"),
-    segments=st.none() | st.sampled_from([1, 2, True]),
-    price=st.none() | st.sampled_from([0.0087, 1, 1.0, True]),
-    batch_id=_TEXT,
+    **ROW_FIELDS,
 )
 _CHUNKS = st.lists(st.tuples(st.integers(0, 400), _OUTCOMES), max_size=30)
 
