@@ -246,24 +246,23 @@ def record_lines(results: Iterable[Result]) -> bytes:
     The fields a chunk's results mostly share (segments, price, when sent, batch) are
     packed once per distinct value, not once per recipient: a batch provider's chunk
     records tens of thousands of rows that differ only in their message ids."""
-    tails: dict[tuple[Any, ...], str | None] = {}
+    around: dict[tuple[Any, ...], tuple[str, str] | None] = {}
     lines: list[str] = []
     expect = -1
     for r in results:
         if r.index != expect:
             lines.append(f"={r.index}")
         expect = r.index + 1
-        code = CODES.get(r.status)
         mid = r.message_id
-        row = None
-        if code and r.error_code is None and r.error is None and (mid is None or plain_field(mid)):
+        if r.error_code is None and r.error is None and (mid is None or plain_field(mid)):
             # the types too: 1 and 1.0 (or True) are one key but are written differently
             seg, price = r.segments, r.price
-            key = (seg, type(seg), price, type(price), r.sent_at, r.batch_id)
-            tail = tails[key] if key in tails else tails.setdefault(key, _accepted_tail(r))
-            if tail is not None:
-                row = f"{code}{mid or ''}{tail}"
-        lines.append(row if row is not None else pack_row(r).decode())
+            key = (r.status, seg, type(seg), price, type(price), r.sent_at, r.batch_id)
+            made = around[key] if key in around else around.setdefault(key, row_around(r))
+            if made is not None:
+                lines.append(f"{made[0]}{mid or ''}{made[1]}")
+                continue
+        lines.append(pack_row(r).decode())
     return "\n".join(lines).encode()
 
 
