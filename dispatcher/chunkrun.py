@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from dispatcher.answers import Answers
@@ -64,7 +64,6 @@ class ChunkRun:
     requests: list[Request] = field(default_factory=list)  # in the order they go
     unknown_at: dict[int, int] = field(default_factory=dict)  # position → Redis ms
     flushed: set[int] = field(default_factory=set)  # positions whose results are written
-    on_outcome: Callable[[], None] | None = None  # the worker's progress flush
     flushing: asyncio.Task[None] | None = None
     flush_later: asyncio.TimerHandle | None = None  # a flush put off (recording.py)
     settling: bool = False  # its settlement has begun: no more progress writes

@@ -17,7 +17,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -86,6 +86,10 @@ class Sender:
         self.tracker = Tracker(redis, self.keys)  # receipts that come back on a session
         self.halting = False  # set near the drain deadline: no new HTTP requests
         self.deadlines: set[asyncio.Timeout] = set()
+        #: Told of each answered request (the worker's progress flush). One hook for every
+        #: run, not a closure per run: a run that held one naming itself would be a cycle,
+        #: kept with all its recipients until the collector's next full pass.
+        self.on_progress: Callable[[ChunkRun], None] | None = None
         self._accounts: dict[tuple[str, str], Account] = {}
 
     def account(self, provider: str, account: str) -> Account:
@@ -369,7 +373,6 @@ class Sender:
             slot, took = await rate.take(), True
         return took
 
-    @staticmethod
-    def _progress(run: ChunkRun) -> None:
-        if run.on_outcome is not None:
-            run.on_outcome()
+    def _progress(self, run: ChunkRun) -> None:
+        if self.on_progress is not None:
+            self.on_progress(run)

@@ -82,6 +82,7 @@ class Worker:
         self.unknown = UnknownStore(redis, self.keys)
         self.settler = Settler(redis, settings, self.unknown)
         self.recording = Recording(self.queue, self.keys, self.unknown)
+        self.sender.on_progress = self.recording.maybe_flush
         self.retention = Retention(redis, settings)
         self._runs: dict[str, ChunkRun] = {}  # entry id → run
         self._tasks: set[asyncio.Task[None]] = set()
@@ -344,7 +345,6 @@ class Worker:
                 return
             codec = self._codec(meta)
             run = ChunkRun(lease, account, recipients, codec, permits=Permits(token), handed=handed)
-            run.on_outcome = lambda: self.recording.maybe_flush(run)
             self._runs[lease.entry_id] = run  # its lease is kept alive from here on
             try:
                 if run.recipients:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import replace
 from typing import Any
 
@@ -10,6 +11,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
+from dispatcher.chunkrun import ChunkRun
 from dispatcher.client import Client
 from dispatcher.config import Settings
 from dispatcher.keys import GROUP, Keys
@@ -52,6 +54,28 @@ async def test_a_campaign_gets_one_result_per_recipient(
     assert sorted(m["uid"] for m in messages) == sorted(f"{answer.id}.{i}" for i in range(50))
     assert {m["mobile"] for m in messages} == set(NUMBERS)
     assert await redis.xlen(Keys(prefix).at(0).queue("cloudaten")) == 0  # acked and deleted
+
+
+async def test_a_finished_chunk_is_freed_without_the_collector(
+    redis: Redis, prefix: str, mock: str
+) -> None:
+    """Nothing of a settled chunk waits for a full collection: with the cyclic collector
+    off, no ChunkRun of the campaign is left once its results are in (a run that named
+    itself through a hook once kept all its recipients until the next full pass)."""
+    settings = mock_settings(prefix, mock, chunk_size=10)
+    client = Client(settings=settings, redis=redis)
+    answer = await client.enqueue(Campaign("cloudaten", "hello", NUMBERS))
+    gc.collect()
+    gc.disable()
+    try:
+        async with RunningWorker(redis, settings):
+            st = await client.wait(answer.id, 30)
+        left = [o for o in gc.get_objects()
+                if isinstance(o, ChunkRun) and o.lease.campaign_id == answer.id]  # fmt: skip
+    finally:
+        gc.enable()
+    assert st.sent and st.counts == {"accepted": len(NUMBERS)}
+    assert left == []
 
 
 async def test_provider_rejections_are_per_recipient(redis: Redis, prefix: str, mock: str) -> None:
