@@ -134,7 +134,11 @@ class Sender:
         transports = [a.transport for a in self._accounts.values()]
         await asyncio.gather(*(t.close() for t in transports), return_exceptions=True)
 
-    async def send_all(self, run: ChunkRun, meta: CampaignMeta) -> None:
+    async def send_all(
+        self, run: ChunkRun, meta: CampaignMeta, ready: Callable[[], None] = lambda: None
+    ) -> None:
+        """Send the chunk; ``ready`` is called once its requests are built (or before
+        look-ups that may take long), so that the worker readies the next chunk."""
         if not run.recipients:
             return
         acct = run.account
@@ -149,6 +153,7 @@ class Sender:
         ctx = BuildContext(acct.api_key, lambda: next(acct.serials), time.time())
         scrub = capability(run.codec, Scrubbing)
         if scrub is not None and scrub.wants_scrub(job.options):
+            ready()
             await self._scrub(run, scrub)
         # Build for the recipients still to send; positions are mapped back to the chunk's.
         todo = [pos for pos in range(len(run.recipients)) if pos not in run.outcomes]
@@ -161,6 +166,7 @@ class Sender:
                 replace(r, positions=tuple(todo[p] for p in r.positions)) for r in built.requests
             ]
         run._auth_from = 0
+        ready()
         scope = asyncio.timeout(None)
         self.deadlines.add(scope)
         # One task sends the chunk's requests one after another, and another joins it

@@ -26,7 +26,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from redis.asyncio import Redis
 
@@ -85,6 +85,7 @@ class Worker:
         self.sender.on_progress = self.recording.maybe_flush
         self.retention = Retention(redis, settings)
         self._runs: dict[str, ChunkRun] = {}  # entry id → run
+        self._turn = asyncio.Lock()  # at getting a chunk ready (_getting_ready)
         self._tasks: set[asyncio.Task[None]] = set()
         self._urgent: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
@@ -291,6 +292,34 @@ class Worker:
         return took
 
     async def _process(self, lease: Lease) -> None:
+        async with self._getting_ready(lease) as ready:
+            await self._work(lease, ready)
+
+    @contextlib.asynccontextmanager
+    async def _getting_ready(self, lease: Lease) -> AsyncIterator[Callable[[], None]]:
+        """The worker's one turn at getting a chunk ready (loaded, claimed, its requests
+        built), in the order the chunks were read; yields what hands the turn on. Chunks
+        taken together would otherwise all be parsed and built before the first request
+        leaves: for four 30,000-recipient chunks, ~150 ms of a provider kept waiting.
+        An OTP never waits for the turn."""
+        if lease.lane == URGENT_LANE:
+            yield lambda: None
+            return
+        await self._turn.acquire()
+        held = True
+
+        def hand_on() -> None:
+            nonlocal held
+            if held:
+                held = False
+                self._turn.release()
+
+        try:
+            yield hand_on
+        finally:
+            hand_on()
+
+    async def _work(self, lease: Lease, ready: Callable[[], None]) -> None:
         where = f"campaign {lease.campaign_id} chunk {lease.chunk}"
         try:
             data = await self.queue.load(lease)
@@ -348,7 +377,7 @@ class Worker:
             self._runs[lease.entry_id] = run  # its lease is kept alive from here on
             try:
                 if run.recipients:
-                    await self.sender.send_all(run, meta)
+                    await self.sender.send_all(run, meta, ready)
             finally:
                 self._runs.pop(lease.entry_id, None)
             await self.recording.settle(run)
