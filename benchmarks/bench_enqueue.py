@@ -4,7 +4,7 @@
 invalid) through ``Client.enqueue`` into a private Redis: recipients per second, and the
 client's peak RSS above what it held before. Beside it, in the same run: the bare floor (the
 same chunks written with plain pipelined HSETs, no validation) and the old per-number
-validation (``intake.normalise`` and a set, on a sample), each as a rate and a ratio.
+validation (``numbers.normalise`` and a set, on a sample), each as a rate and a ratio.
 
 (b) A 10,000,000-line recipients file in a temporary folder, enqueued by
 ``python -m dispatcher enqueue`` in a subprocess: its peak RSS (``os.wait4``), which must
@@ -37,8 +37,8 @@ from benchmarks.report import save
 from dispatcher.client import Client
 from dispatcher.config import parse_with_codecs
 from dispatcher.embedded import RedisProcess, free_port
-from dispatcher.intake import normalise
 from dispatcher.model import Campaign
+from dispatcher.numbers import normalise
 
 TEXT = "Your parcel arrives today between 10:00 and 12:00."
 RSS_LIMIT_MB = 200

@@ -227,6 +227,8 @@ def _recipients(value: Any) -> Sequence[Recipient | str]:
     if not isinstance(value, Iterable):
         raise CampaignError("recipients", "must be a list")
     items: Sequence[Any] = value if isinstance(value, list | tuple) else list(value)
+    if set(map(type, items)) <= {str}:
+        return items  # plain numbers (the usual list): nothing to check one by one
     out: list[Recipient | str] | None = None  # a copy, made only when an item changes
     for i, item in enumerate(items):
         if isinstance(item, str):

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import random
+from typing import Any
+
 import orjson
 import pytest
 
+from dispatcher import intake
 from dispatcher.config import Settings
-from dispatcher.intake import INVALID_NUMBER, Builder, cut, normalise, prepare
-from dispatcher.model import Campaign, CampaignError, Recipient, Status
+from dispatcher.intake import INVALID_NUMBER, Builder, cut, prepare
+from dispatcher.model import Campaign, CampaignError, Recipient, Result, Status
+from dispatcher.numbers import normalise
 from tests.conftest import make_settings
 
 
@@ -259,3 +264,36 @@ def test_on_unknown_is_the_campaigns_else_the_accounts_else_the_providers() -> N
     assert prepare(smpp, settings).on_unknown == "hold"  # the campaign's
     http = Campaign("smsclouds", "hola", ["+525512345678"])
     assert prepare(http, settings).on_unknown == "hold"  # Smsclouds' own default
+
+
+@pytest.mark.parametrize("signature", [None, "Shop"])
+def test_plain_numbers_are_cut_as_the_same_recipients_are(
+    cfg: Settings, monkeypatch: pytest.MonkeyPatch, signature: str | None
+) -> None:
+    """A list of plain strings takes the one-pass way (numbers.invalid_e164, and no step
+    per recipient while none is a duplicate or refused); the same list as Recipients takes
+    the step-by-step one. Both cut the same chunks and find the same invalid ones, across
+    batch and chunk boundaries (BATCH 7, chunk_size 3), with Cloud Aten's +86 refused
+    unless the campaign is signed."""
+    monkeypatch.setattr(intake, "BATCH", 7)
+    rnd = random.Random(3)
+    unique = [f"+4479110{i:05d}" for i in range(40)]
+    pool = [*unique, *(f"+861380013{i:04d}" for i in range(5)),
+            "nope", "+44 7911 000001", "07911000002", "+4412"]  # fmt: skip
+    lists = [unique, unique[:20] + unique[:2], [*unique[:10], *pool[40:45]],
+             [rnd.choice(pool) for _ in range(120)]]  # fmt: skip
+
+    def build(numbers: list[Any]) -> tuple[list[bytes], list[Result], tuple[int, ...]]:
+        builder = Builder(Campaign("cloudaten", "hi", [], signature=signature), cfg)
+        builder.add(numbers)
+        got = builder.finish()
+        batch = builder.take()
+        return batch.chunks, batch.invalid, (got.valid, got.duplicates, got.invalid, got.chunks)
+
+    for numbers in lists:
+        plain = build(numbers)
+        assert plain == build([Recipient(n) for n in numbers])
+        assert plain[2][0] > 0
+    assert build(lists[0])[2] == (40, 0, 0, 14)
+    assert build(lists[1])[2] == (20, 2, 0, 7)
+    assert build(lists[2])[2] == ((15, 0, 0, 5) if signature else (10, 0, 5, 4))

@@ -1,6 +1,6 @@
 """The fast E.164 check against phonenumbers itself: the same answers, number for number.
 
-numbers.is_valid_e164 claims one thing: when it says True, ``intake.normalise`` (parse +
+numbers.is_valid_e164 claims one thing: when it says True, ``numbers.normalise`` (parse +
 is_valid_number) returns that very string as valid, whatever the default region. And it
 should say True for every such number except where parse might strip a national prefix.
 Both are checked over phonenumbers' example numbers for every region, type and non-geographic
@@ -25,8 +25,8 @@ from phonenumbers import (
     region_code_for_country_code,
 )
 
-from dispatcher.intake import normalise
-from dispatcher.numbers import is_valid_e164
+from dispatcher import numbers
+from dispatcher.numbers import is_valid_e164, normalise
 
 REGIONS = (None, "GB", "US", "IT", "FR", "AR")
 TYPES = [v for k, v in vars(PhoneNumberType).items() if k.isupper() and isinstance(v, int)]
@@ -177,3 +177,59 @@ def test_the_common_mobiles_are_fast() -> None:
                 "+390612345678", "+5491123456789", "+8613800138000"):  # fmt: skip
         assert is_valid_e164(raw), raw
         assert normalise(raw, None) == (raw, None)
+
+
+def by_country_code(numbers: list[str]) -> dict[str, list[str]]:
+    """The numbers grouped by the country code a plain E.164 one would have."""
+    groups: dict[str, list[str]] = {}
+    for raw in numbers:
+        digits = raw[1:]
+        size = next((n for n in (1, 2, 3) if digits[:n].isdigit() and digits[:1] != "0"
+                     and int(digits[:n]) in COUNTRY_CODE_TO_REGION_CODE), 0)  # fmt: skip
+        groups.setdefault(digits[:size] if raw[:1] == "+" and size else "", []).append(raw)
+    return groups
+
+
+def test_a_list_at_once_gets_the_answers_one_by_one_gives(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """numbers.invalid_e164 names exactly the numbers is_valid_e164 refuses. Every country
+    code's numbers (valid, near-valid, random digits of every length, other spellings and
+    strings with a newline in them), shuffled, go through a fresh list expression twice:
+    first it learns their (code, length) pairs, then it vouches for runs of them."""
+    everything = [n for name, ns in CASES.items() for n in ns]
+    odd = ["+447911123456\n+447911123457", "\n", "+33612345678\r", "+٤٤7911123456"]
+    rnd = random.Random(17)
+    vouched = 0
+    for code, group in sorted(by_country_code(everything).items()):
+        monkeypatch.setattr(numbers, "_LIST", numbers._ListExpression())
+        batch = group + rnd.sample(odd, 2) + rnd.sample(everything, 20)
+        rnd.shuffle(batch)
+        expected = [i for i, raw in enumerate(batch) if not is_valid_e164(raw)]
+        assert numbers.invalid_e164(batch) == expected, code  # learns
+        if "\n" in "".join(batch):
+            batch = [raw for raw in batch if "\n" not in raw]
+            expected = [i for i, raw in enumerate(batch) if not is_valid_e164(raw)]
+        assert numbers.invalid_e164(batch) == expected, code  # vouches
+        if numbers._LIST.now[1].pattern:
+            vouched += 1
+    assert vouched > 150  # country codes whose numbers one expression vouched for
+
+
+def test_a_list_past_the_pairs_it_names_is_still_checked() -> None:
+    """Numbers of more (code, length) pairs than one expression names are asked one by
+    one: the same answers."""
+    mixed = [n for n in CASES["examples"] + CASES["near_valid"] if n[1:2] != "1"] * 2
+    random.Random(18).shuffle(mixed)
+    expected = [i for i, raw in enumerate(mixed) if not is_valid_e164(raw)]
+    assert numbers.invalid_e164(mixed) == expected
+    assert numbers.invalid_e164(mixed) == expected
+    assert len(numbers._LIST.now[0]) == numbers.MOST_PAIRS
+
+
+def test_a_newline_inside_a_number_shifts_no_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(numbers, "_LIST", numbers._ListExpression())
+    batch = [f"+4479111{i:05d}" for i in range(20)]
+    assert numbers.invalid_e164(batch) == []  # learns the pair
+    batch[5] = "+447911123456\n+447911123457"  # two valid lines, one invalid number
+    assert numbers.invalid_e164(batch) == [5]

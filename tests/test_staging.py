@@ -17,9 +17,9 @@ from redis.asyncio import Redis
 from dispatcher.admission import Admission
 from dispatcher.client import CampaignNotFound, Client, EnqueueInProgress
 from dispatcher.config import Settings
-from dispatcher.intake import normalise
 from dispatcher.keys import Keys
 from dispatcher.model import Campaign, CampaignError, Enqueued, Recipient, Status
+from dispatcher.numbers import normalise
 from dispatcher.staging import STEP, StagingLost
 from dispatcher.store import as_str
 
