@@ -69,17 +69,25 @@ class Answers(Sequence[Result]):
     def lines(self) -> bytes:
         """rows.record_lines of these results, packed from the outcomes: a row is its
         message id between what the other fields make (rows.row_around), and those are
-        the same for most of a chunk, so they are made once per distinct fields."""
+        the same for most of a chunk, so they are made once per distinct fields. A batch
+        provider's answer is often one outcome shared by every recipient: its row is made
+        once."""
         around: dict[tuple[Any, ...], tuple[str, str] | None] = {}
         out: list[str] = []
         expect = -1
         sent_at = self.sent_at
         retry = Verdict.RETRY
+        last: Outcome | None = None
+        row = ""
         for r, o in zip(self.recipients, self.outcomes, strict=True):
             index = r.index
             if index != expect:
                 out.append(f"={index}")
             expect = index + 1
+            if o is last:
+                out.append(row)
+                continue
+            last = o
             mid = o.message_id
             if o.error_code is None and o.error is None and (mid is None or plain_field(mid)):
                 # the types too: 1 and 1.0 (or True) are one key but are written differently
@@ -91,9 +99,11 @@ class Answers(Sequence[Result]):
                 else:
                     made = around[key] = row_around(_result(r, o, sent_at, with_id=False))
                 if made is not None:
-                    out.append(f"{made[0]}{mid or ''}{made[1]}")
+                    row = f"{made[0]}{mid or ''}{made[1]}"
+                    out.append(row)
                     continue
-            out.append(pack_row(_result(r, o, sent_at)).decode())
+            row = pack_row(_result(r, o, sent_at)).decode()
+            out.append(row)
         return "\n".join(out).encode()
 
 

@@ -56,6 +56,28 @@ def test_answers_come_to_what_their_results_come_to(chunk: list[tuple[int, Outco
         assert got[-1] == results[-1] and got[1:3] == results[1:3]
 
 
+_SHARED = st.tuples(
+    st.lists(_OUTCOMES, min_size=1, max_size=3),
+    st.lists(st.tuples(st.integers(0, 400), st.integers(0, 2)), max_size=30),
+)
+
+
+@example(([Outcome(Verdict.OK, Status.ACCEPTED, segments=1, batch_id="c")],
+          [(0, 0), (1, 0), (2, 0), (7, 0), (8, 0)]))  # fmt: skip
+@example(([Outcome(Verdict.PERMANENT, Status.REJECTED, error_code="E|1")], [(0, 0), (1, 0)]))
+@given(_SHARED)
+def test_an_outcome_shared_by_recipients_comes_to_the_same(
+    shared: tuple[list[Outcome], list[tuple[int, int]]],
+) -> None:
+    """A batch provider's answer is often one Outcome object for every recipient (a row
+    made once): the rows are still each recipient's, as Result objects give them."""
+    pool, picks = shared
+    chunk = [(i, pool[k % len(pool)]) for i, k in picks]
+    got, results = _answers(chunk), _expected(chunk)
+    assert got.lines() == rows.record_lines(results)
+    assert got.statuses() == [r.status for r in results]
+
+
 def test_the_module_functions_take_a_list_or_answers_alike() -> None:
     chunk = [(0, Outcome(Verdict.OK, Status.ACCEPTED, "m0", batch_id="b")),
              (1, Outcome(Verdict.RETRY, Status.FAILED, error_code="HTTP_503"))]  # fmt: skip
