@@ -137,8 +137,9 @@ class Sender:
     async def send_all(
         self, run: ChunkRun, meta: CampaignMeta, ready: Callable[[], None] = lambda: None
     ) -> None:
-        """Send the chunk; ``ready`` is called once its requests are built (or before
-        look-ups that may take long), so that the worker readies the next chunk."""
+        """Send the chunk. ``ready`` is called as its first request leaves (or before
+        look-ups that may take long, or at the end if nothing left), so that the worker
+        gets the next chunk ready while the provider works on this one."""
         if not run.recipients:
             return
         acct = run.account
@@ -166,7 +167,7 @@ class Sender:
                 replace(r, positions=tuple(todo[p] for p in r.positions)) for r in built.requests
             ]
         run._auth_from = 0
-        ready()
+        run.turn = ready
         scope = asyncio.timeout(None)
         self.deadlines.add(scope)
         # One task sends the chunk's requests one after another, and another joins it
@@ -182,6 +183,7 @@ class Sender:
             pass  # shutdown deadline: what answered is in run.outcomes
         finally:
             self.deadlines.discard(scope)
+            ready()
 
     async def _scrub(self, run: ChunkRun, codec: Scrubbing) -> None:
         """Look-ups before sending (HLR): numbers reported invalid are recorded as rejected
@@ -312,6 +314,9 @@ class Sender:
                     run, request
                 ):
                     return  # waiting for a new slot outlived the authorisation, and not ours
+                if run.turn is not None:  # the chunk's first request: the next may get ready
+                    run.turn()
+                    run.turn = None
                 sent = time.monotonic()
                 try:
                     status, body = await acct.transport.send(request)

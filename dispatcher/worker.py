@@ -26,14 +26,15 @@ import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 
 from redis.asyncio import Redis
 
 from dispatcher import logs, metrics
 from dispatcher.admission import Admission
 from dispatcher.aio import checkpoint
-from dispatcher.chunkrun import URGENT_LANE, ChunkRun
+from dispatcher.chunkrun import URGENT_LANE, ChunkRun, Turn
 from dispatcher.config import ConfigError, Settings
 from dispatcher.fencing import Claim, Permits, TakenOver
 from dispatcher.keys import LANES, Keys
@@ -54,6 +55,8 @@ log = logging.getLogger("dispatcher.worker")
 PROMOTE_EVERY_S = 0.5
 URGENT_SLOTS = 2  # chunk slots kept for the otp lane beyond chunks_in_flight
 URGENT_POLL_MS = 100  # how often a busy worker looks at the otp lane
+#: The longest one chunk keeps the worker's turn at getting ready (chunkrun.Turn).
+TURN_MOST_S = 0.1
 
 
 def consumer_name() -> str:
@@ -85,7 +88,7 @@ class Worker:
         self.sender.on_progress = self.recording.maybe_flush
         self.retention = Retention(redis, settings)
         self._runs: dict[str, ChunkRun] = {}  # entry id → run
-        self._turn = asyncio.Lock()  # at getting a chunk ready (_getting_ready)
+        self._turn = Turn(TURN_MOST_S)  # at getting a chunk ready
         self._tasks: set[asyncio.Task[None]] = set()
         self._urgent: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
@@ -292,32 +295,10 @@ class Worker:
         return took
 
     async def _process(self, lease: Lease) -> None:
-        async with self._getting_ready(lease) as ready:
+        # An OTP never waits for the turn (chunkrun.Turn).
+        turn = self._turn.take() if lease.lane != URGENT_LANE else nullcontext(_nothing)
+        async with turn as ready:
             await self._work(lease, ready)
-
-    @contextlib.asynccontextmanager
-    async def _getting_ready(self, lease: Lease) -> AsyncIterator[Callable[[], None]]:
-        """The worker's one turn at getting a chunk ready (loaded, claimed, its requests
-        built), in the order the chunks were read; yields what hands the turn on. Chunks
-        taken together would otherwise all be parsed and built before the first request
-        leaves: for four 30,000-recipient chunks, ~150 ms of a provider kept waiting.
-        An OTP never waits for the turn."""
-        if lease.lane == URGENT_LANE:
-            yield lambda: None
-            return
-        await self._turn.acquire()
-        held = True
-
-        def hand_on() -> None:
-            nonlocal held
-            if held:
-                held = False
-                self._turn.release()
-
-        try:
-            yield hand_on
-        finally:
-            hand_on()
 
     async def _work(self, lease: Lease, ready: Callable[[], None]) -> None:
         where = f"campaign {lease.campaign_id} chunk {lease.chunk}"
@@ -398,3 +379,7 @@ class Worker:
 
     def _codec(self, meta: CampaignMeta) -> Codec:
         return account_codec(self.settings, meta.provider, meta.account, meta.kind)
+
+
+def _nothing() -> None:
+    """What hands on a turn never taken."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 from dataclasses import replace
 from typing import Any
@@ -12,13 +11,11 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from dispatcher.chunkrun import ChunkRun
+from dispatcher.chunkrun import ChunkRun, Turn
 from dispatcher.client import Client
 from dispatcher.config import Settings
 from dispatcher.keys import GROUP, Keys
 from dispatcher.model import Campaign, Status
-from dispatcher.queue import Lease
-from dispatcher.worker import Worker
 from tests.conftest import RunningWorker, make_settings
 
 NUMBERS = [f"+4479110{i:05d}" for i in range(50)]
@@ -81,45 +78,18 @@ async def test_a_finished_chunk_is_freed_without_the_collector(
     assert left == []
 
 
-async def test_chunks_get_ready_one_at_a_time_and_otps_never_wait(
+async def test_an_otp_does_not_wait_for_the_turn_at_getting_ready(
     redis: Redis, prefix: str, mock: str
 ) -> None:
-    """A chunk read with others is loaded and built only once the one before it has its
-    requests built (or failed); an OTP chunk does not wait for that turn."""
-    worker = Worker(redis, mock_settings(prefix, mock))
-
-    def lease(chunk: int, lane: str = "bulk") -> Lease:
-        return Lease("q", f"{chunk}-0", "c", chunk, 1, False, lane=lane)
-
-    async def get_ready(chunk: int, entered: asyncio.Event, go: asyncio.Event) -> None:
-        async with worker._getting_ready(lease(chunk)) as ready:
-            entered.set()
-            await go.wait()
-            ready()
-            ready()  # twice, and again on leaving: the turn is handed on once
-            await go.wait()
-
-    first, second = asyncio.Event(), asyncio.Event()
-    go_first, go_second = asyncio.Event(), asyncio.Event()
-    tasks = [asyncio.create_task(get_ready(0, first, go_first)),
-             asyncio.create_task(get_ready(1, second, go_second))]  # fmt: skip
-    await asyncio.wait_for(first.wait(), 5)
-    async with asyncio.timeout(5), worker._getting_ready(lease(2, "otp")) as otp_ready:
-        otp_ready()  # entered while chunk 0 holds the turn
-    assert not second.is_set()
-    go_first.set()  # chunk 0 is built: chunk 1 goes
-    await asyncio.wait_for(second.wait(), 5)
-    go_second.set()
-    await asyncio.wait_for(asyncio.gather(*tasks), 5)
-
-    async def fails() -> None:
-        async with worker._getting_ready(lease(3)):
-            raise RuntimeError("load failed")
-
-    with pytest.raises(RuntimeError):
-        await fails()
-    async with asyncio.timeout(5), worker._getting_ready(lease(4)):
-        pass  # a failure handed the turn on too
+    """While a bulk chunk holds the worker's turn (chunkrun.Turn), an OTP is sent."""
+    settings = mock_settings(prefix, mock)
+    client = Client(settings=settings, redis=redis)
+    answer = await client.enqueue(Campaign("cloudaten", "123456", NUMBERS[:1], lane="otp"))
+    async with RunningWorker(redis, settings) as worker:
+        worker._turn = Turn(3600)
+        async with worker._turn.take():
+            st = await client.wait(answer.id, 30)
+    assert st.sent and st.counts == {"accepted": 1}
 
 
 async def test_provider_rejections_are_per_recipient(redis: Redis, prefix: str, mock: str) -> None:
