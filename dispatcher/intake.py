@@ -210,6 +210,11 @@ class Builder:
         self.limits.check_campaign()
         self.start = start_ms(campaign.start_at)
         self.chunk_size = chunk_size(settings.provider(campaign.provider), self.codec)
+        listing = len(campaign.recipients) if listed else 0
+        if listing > self.chunk_size:
+            # Chunks of one size rather than full ones and a remainder: a campaign is done
+            # when its last answer is recorded, and a smaller first one starts it sooner.
+            self.chunk_size = -(-listing // -(-listing // self.chunk_size))
         self.email = self.codec.address == "email"
         self.region = (campaign.default_region or settings.default_region or "").upper() or None
         self.seen = Seen(DIGEST if self.email else NUMBER) if self.codec.dedupe else None

@@ -230,10 +230,10 @@ def smpp_settings() -> Settings:
 def test_an_smpp_account_is_checked_by_its_own_codec_and_chunked_small() -> None:
     numbers = [f"+5255{i:08d}" for i in range(1200)]
     # No route or country: those are the HTTP API's; SMPP wants the Sender_ID (from the
-    # account here) and chunks of at most 500, one submit_sm each.
+    # account here) and chunks of at most 500 (of one size), one submit_sm each.
     p, chunks, _ = cut(Campaign("smsclouds", "hola", numbers, account="smpp"), smpp_settings())
     assert p.options == {"sender_id": "MASMSJ"}
-    assert [len(orjson.loads(c)) for c in chunks] == [500, 500, 200]
+    assert [len(orjson.loads(c)) for c in chunks] == [400, 400, 400]
 
 
 def test_an_smpp_account_sends_no_other_kind_and_names_the_field() -> None:
@@ -297,3 +297,17 @@ def test_plain_numbers_are_cut_as_the_same_recipients_are(
     assert build(lists[0])[2] == (40, 0, 0, 14)
     assert build(lists[1])[2] == (20, 2, 0, 7)
     assert build(lists[2])[2] == ((15, 0, 0, 5) if signature else (10, 0, 5, 4))
+
+
+def test_a_listed_campaign_is_cut_into_chunks_of_one_size() -> None:
+    """100 listed at chunk_size 30: four chunks of 25, not three of 30 and one of 10 (the
+    campaign waits for its last answer). A list read as it comes, whose length is not
+    known beforehand, is cut at chunk_size."""
+    settings = make_settings("x:", chunk_size=30)
+    numbers = [f"+4479110{i:05d}" for i in range(100)]
+    _, chunks, _ = cut(Campaign("cloudaten", "hi", numbers), settings)
+    assert [len(orjson.loads(c)) for c in chunks] == [25, 25, 25, 25]
+    builder = Builder(Campaign("cloudaten", "hi", []), settings)
+    builder.add(iter(numbers))
+    builder.finish()
+    assert [len(orjson.loads(c)) for c in builder.take().chunks] == [30, 30, 30, 10]
