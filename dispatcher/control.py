@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from dispatcher import logs
 from dispatcher.keys import DEFAULT_LANE, Keys
-from dispatcher.lua import MEMBERS, script
+from dispatcher.lua import MEMBERS, ROW_RANK, script
 from dispatcher.ranges import LUA_TO_RANGES
 from dispatcher.rows import LUA_BUCKETS
 from dispatcher.store import as_str
@@ -131,11 +131,14 @@ local chunks, n = {}, 0
 for i = 1, #entries, 2 do
   local index, chunk = entries[i], string.match(entries[i + 1], '^([^\t]*)')
   local rkey, field = bucket(results, index)
-  if redis.call('HDEL', rkey, field) == 1 then
+  local row = redis.call('HGET', rkey, field)
+  if row then
+    redis.call('HDEL', rkey, field)
     local skey = bucket(state, index)
     redis.call('HINCRBY', counts, 'failed', -1)
     redis.call('HINCRBY', meta, 'recorded', -1)
-    if redis.call('HGET', skey, field) == '@RANK_FINAL@' then
+    local held = tonumber(redis.call('HGET', skey, field) or '@RANK_NONE@')
+    if math.max(held, row_rank(row)) == @RANK_FINAL@ then
       redis.call('HINCRBY', finals, 'failed', -1)
       redis.call('HINCRBY', meta, 'final', -1)
     end
@@ -156,7 +159,7 @@ redis.call('XADD', events, 'MAXLEN', '~', @MAXLEN@, '*', 'c', ARGV[1], 'e', 'ret
 return n
 """,
     keys=RetryKeys._fields,
-    uses=LUA_TO_RANGES + LUA_BUCKETS,
+    uses=LUA_TO_RANGES + LUA_BUCKETS + ROW_RANK,
 )
 
 

@@ -51,9 +51,10 @@ key                        type    holds
 ``{cid}:reports:<b>``      hash    recipient index → ``[status, raw, error_code, error,
                                    at_ms, message_id]`` (rows.pack_report): the latest
                                    report, kept apart from the send result
-``{cid}:state:<b>``        hash    recipient index → rank (model.Rank: 1 accepted, 2 on its
-                                   way, 3 final): a report is applied only if it moves the
-                                   rank up
+``{cid}:state:<b>``        hash    recipient index → the rank a report gave it (model.Rank:
+                                   1 accepted, 2 on its way, 3 final). A recipient's rank is
+                                   the higher of this and its result row's (lua.ROW_RANK): a
+                                   report is applied only if it moves that up
 ``{cid}:finals``           hash    final status → number of recipients with it
 ``{cid}:dead``             hash    recipient index → ``chunk<TAB>reason``: failed after every
                                    attempt; ``retry`` sends them again

@@ -107,6 +107,24 @@ local function add_entry(stream, cid, chunk, attempt, only, x)
 end
 """
 
+#: ``row_rank(row)``: the rank (model.Rank) a send result row gives its recipient: FINAL
+#: for a final status, else ACCEPTED; NONE for no row (nil or false). A recipient's rank is
+#: the higher of its row's and its ``state`` entry, which only a report writes (keys.py): a
+#: chunk's results then cost no second hash, and the rank still only moves up. It brings
+#: ``FINAL`` and ``WORD`` (rows.LUA_WORDS).
+ROW_RANK = render(
+    """
+local FINAL = @FINAL@
+local WORD = @WORDS@
+local function row_rank(row)
+  if not row then return @RANK_NONE@ end
+  local word = WORD[string.byte(row)] or cjson.decode(row)[1]  -- JSON: its first field
+  return FINAL[word] and @RANK_FINAL@ or @RANK_ACCEPTED@
+end
+""",
+    WORDS=LUA_WORDS,
+)
+
 #: ``write_rows(rows, k[, keep])``: ``rows`` as rows.record_lines writes them (``=<index>``
 #: lines, and a row a line for the next index); ``k`` holds the key names results, counts,
 #: meta, state, finals, parked (results and state are bucketed: rows.py); ``keep(index)``,
@@ -114,16 +132,18 @@ end
 #: (rows.LUA_BUCKETS).
 #:
 #: It works a bucket at a time: one HMGET finds which rows are new, one HSET writes them,
-#: one HMGET and one HSET move their ranks, so a chunk costs a few calls per 128 recipients
-#: rather than four per recipient (those calls were most of Redis' CPU at batch providers'
-#: rates). A bucket that does not exist yet (a chunk's first record) needs no HMGET: an
-#: EXISTS says so, asked only of a bucket with many rows to write. A row is written only
-#: where none is (what HSETNX did one at a time), the first of two for the same recipient
-#: wins, and the parked hash is read only when it has entries.
-WRITE_ROWS = LUA_BUCKETS + render(
-    """
-local FINAL = @FINAL@
-local WORD = @WORDS@
+#: and one HMGET reads the ranks reports gave them (a final counts once), so a chunk costs a
+#: few calls per 128 recipients rather than four per recipient (those calls were most of
+#: Redis' CPU at batch providers' rates). A bucket that does not exist yet (a chunk's first
+#: record, a recipient no report named) needs no HMGET: an EXISTS says so, asked only of a
+#: bucket with many rows to write. A row is written only where none is (what HSETNX did
+#: one at a time), the first of two for the same recipient wins, and the parked hash is
+#: read only when it has entries. The row is the rank (``row_rank``): none is written.
+WRITE_ROWS = (
+    LUA_BUCKETS
+    + ROW_RANK
+    + render(
+        """
 local function read_new(key, names, n)  -- the values of names, {} when surely none
   if n >= @FEW@ and redis.call('EXISTS', key) == 0 then return {} end
   return redis.call('HMGET', key, unpack(names, 1, n))
@@ -158,25 +178,18 @@ local function write_bucket(k, b, name, tally, final_tally, any_parked)
       end
     end
   end
-  -- a report may have come first: the rank only moves up, and a final counts once
+  -- a report may have come first, final: then this final was counted already
   local asked = {}
   for j = 1, m do asked[j] = names[new[j]] end
-  local skey = k.state .. ':' .. b.b
-  local ranks = read_new(skey, asked, m)
-  local moved, final_new, q = {}, 0, 0
+  local ranks = read_new(k.state .. ':' .. b.b, asked, m)
+  local final_new = 0
   for j = 1, m do
     local word = words[new[j]]
-    local rank = FINAL[word] and @RANK_FINAL@ or @RANK_ACCEPTED@
-    if rank > tonumber(ranks[j] or '@RANK_NONE@') then
-      moved[q + 1], moved[q + 2] = asked[j], rank
-      q = q + 2
-      if rank == @RANK_FINAL@ then
-        final_tally[word] = (final_tally[word] or 0) + 1
-        final_new = final_new + 1
-      end
+    if FINAL[word] and tonumber(ranks[j] or '@RANK_NONE@') < @RANK_FINAL@ then
+      final_tally[word] = (final_tally[word] or 0) + 1
+      final_new = final_new + 1
     end
   end
-  if q > 0 then redis.call('HSET', skey, unpack(moved)) end
   return m, final_new
 end
 local function write_rows(rows, k, keep)
@@ -224,9 +237,9 @@ local function write_rows(rows, k, keep)
   return new, final_new
 end
 """,
-    WORDS=LUA_WORDS,
-    BUCKET=BUCKET,
-    FEW=16,
+        BUCKET=BUCKET,
+        FEW=16,
+    )
 )
 
 #: ``progress(meta, events, cid, new, final_new, event, chunk)``: count the new results and

@@ -1,7 +1,8 @@
 """How per-recipient records are laid out in Redis: small buckets and compact rows.
 
-A campaign keeps three records per recipient: its send result, its latest delivery report
-and its rank (model.Rank). One Redis hash field per recipient costs some 35-40 bytes of
+A campaign keeps up to three records per recipient: its send result, its latest delivery
+report and the rank a report gave it (model.Rank; the result row is the rank until then).
+One Redis hash field per recipient costs some 35-40 bytes of
 overhead in a big hash (Redis' hashtable encoding), more than the rank itself. So each of
 these hashes is cut into buckets of :data:`BUCKET` recipients, ``<base>:<index // BUCKET>``
 with field ``index % BUCKET``: a hash that small with short values is stored as a listpack,

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 from redis.asyncio import Redis
 
 from dispatcher.keys import Keys, is_cluster_client
-from dispatcher.lua import script
+from dispatcher.lua import ROW_RANK, script
 from dispatcher.model import Result, Status, rank
 from dispatcher.msgindex import ref
 from dispatcher.providers.base import Inbound, Report
@@ -53,6 +53,7 @@ class ApplyKeys(NamedTuple):
 
     meta: str
     state: str
+    results: str
     reports: str
     finals: str
     events: str
@@ -72,7 +73,10 @@ end
 if redis.call('HEXISTS', parked, ARGV[2]) == 1 then return 2 end
 local new = tonumber(ARGV[3])
 local skey, field = bucket(state, index)
-if new <= tonumber(redis.call('HGET', skey, field) or '@RANK_NONE@') then return 0 end
+local held = tonumber(redis.call('HGET', skey, field) or '@RANK_NONE@')
+if new <= math.max(held, row_rank(redis.call('HGET', (bucket(results, index)), field))) then
+  return 0
+end
 redis.call('HSET', skey, field, new)
 redis.call('HSET', (bucket(reports, index)), field, ARGV[5])
 if new == @RANK_FINAL@ then
@@ -91,7 +95,7 @@ end
 return 1
 """,
     keys=ApplyKeys._fields,
-    uses=LUA_BUCKETS,
+    uses=LUA_BUCKETS + ROW_RANK,
 )
 
 
@@ -228,8 +232,9 @@ class Tracker:
     def _apply_call(self, report: Report, target: Target) -> tuple[ApplyKeys, list[Any]]:
         k, cid = self.keys, target.cid
         keys = ApplyKeys(
-            meta=k.meta(cid), state=k.state(cid), reports=k.reports(cid), finals=k.finals(cid),
-            events=k.part(cid).events, parked=k.parked(cid),
+            meta=k.meta(cid), state=k.state(cid), results=k.results(cid),
+            reports=k.reports(cid), finals=k.finals(cid), events=k.part(cid).events,
+            parked=k.parked(cid),
         )  # fmt: skip
         blob = pack_report(report, sent_id=target.sent_id)
         return keys, [cid, target.index, rank(report.status), report.status, blob]

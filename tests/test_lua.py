@@ -124,17 +124,26 @@ class _Model:
 _Stored = tuple[dict[int, bytes], dict[int, int], dict[str, int], dict[str, int]]
 
 
+async def _bucketed(redis: Redis, base: str) -> dict[int, bytes]:
+    values: dict[int, bytes] = {}
+    for b in range(-(-600 // rows.BUCKET)):
+        hashed: dict[Any, Any] = await redis.hgetall(f"{base}:{b}")
+        for field, value in hashed.items():
+            values[b * rows.BUCKET + int(field)] = value
+    return values
+
+
+def _row_rank(index: int, row: bytes) -> Rank:
+    return Rank.FINAL if rows.unpack_row(index, None, row).status in FINAL else Rank.ACCEPTED
+
+
 async def _stored(redis: Redis) -> _Stored:
-    """The results and ranks by index, the counts and the finals, as stored."""
-    got: list[dict[int, bytes]] = []
-    for base in (_KEYS[0], _KEYS[3]):
-        values: dict[int, bytes] = {}
-        for b in range(-(-600 // rows.BUCKET)):
-            hashed: dict[Any, Any] = await redis.hgetall(f"{base}:{b}")
-            for field, value in hashed.items():
-                values[b * rows.BUCKET + int(field)] = value
-        got.append(values)
-    results, ranks = got[0], {i: int(v) for i, v in got[1].items()}
+    """The results and ranks by index (the higher of a row's and a report's), the counts
+    and the finals, as stored."""
+    results, state = await _bucketed(redis, _KEYS[0]), await _bucketed(redis, _KEYS[3])
+    ranks = {i: int(v) for i, v in state.items()}
+    for i, row in results.items():
+        ranks[i] = max(ranks.get(i, Rank.NONE), _row_rank(i, row))
     counts: dict[Any, Any] = await redis.hgetall(_KEYS[1])
     finals: dict[Any, Any] = await redis.hgetall(_KEYS[4])
     return (
@@ -176,3 +185,5 @@ async def test_write_rows_writes_each_new_row_once_as_hsetnx_would(redis: Redis)
         assert tuple(got) == expected, call
     assert any(v.startswith(b"[") for v in model.results.values())  # JSON rows were written
     assert await _stored(redis) == (model.results, model.ranks, model.counts, model.finals)
+    # The rows are the ranks: only the reports' are in the state hash, as they were set.
+    assert sorted(await _bucketed(redis, _KEYS[3])) == sorted(reported)

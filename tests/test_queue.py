@@ -12,7 +12,7 @@ from dispatcher.model import Campaign, Result, Status
 from dispatcher.queue import Lease, Queue, Settle
 from dispatcher.rows import bucket
 
-NUMBERS = [f"+4479110{i:05d}" for i in range(15)]
+NUMBERS = [f"+4479110{i:05d}" for i in range(20)]  # two chunks of 10
 
 
 async def setup(redis: Redis, settings: Settings, consumer: str = "a") -> tuple[str, Queue]:
