@@ -2,12 +2,12 @@
 
 A campaign keeps up to three records per recipient: its send result, its latest delivery
 report and the rank a report gave it (model.Rank; the result row is the rank until then).
-One Redis hash field per recipient costs some 35-40 bytes of
-overhead in a big hash (Redis' hashtable encoding), more than the rank itself. So each of
-these hashes is cut into buckets of :data:`BUCKET` recipients, ``<base>:<index // BUCKET>``
-with field ``index % BUCKET``: a hash that small with short values is stored as a listpack,
-a few bytes of overhead per field (Redis' memory-optimisation guide). Every bucket shares
-the campaign's ``{cid}`` hash tag, so a script still touches one Cluster slot.
+One Redis hash field per recipient costs some 35-40 bytes of overhead in a big hash
+(Redis' hashtable encoding), more than the rank itself. So each of these hashes is cut
+into buckets of :data:`BUCKET` recipients, ``<base>:<index // BUCKET>`` with field
+``index % BUCKET``: a hash that small with short values is stored as a listpack, a few
+bytes of overhead per field (Redis' memory-optimisation guide). Every bucket shares the
+campaign's ``{cid}`` hash tag, so a script still touches one Cluster slot.
 
 The values are compact too: a status letter and ``|``-separated fields rather than JSON
 (JSON only when a text holds a ``|``, a tab or a newline; a reader tells it by its ``[``,
