@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
@@ -27,6 +27,12 @@ from dispatcher.config import Settings, parse_with_codecs
 from dispatcher.embedded import RedisProcess, free_port
 from dispatcher.runtime import connect, is_cluster_url
 from tests.cluster import LocalCluster
+
+if TYPE_CHECKING:
+    from dispatcher.chunkrun import ChunkRun
+    from dispatcher.meta import CampaignMeta
+    from dispatcher.queue import Queue
+    from dispatcher.sender import Sender
 
 MOCK_KEY = "mock-cloudaten-key"
 #: The mock's default credentials, and the options each provider needs to send.
@@ -282,3 +288,41 @@ class RunningWorker:
         self.worker.stop()
         assert self.task is not None
         await asyncio.wait_for(self.task, 30)
+
+
+@dataclass
+class ClaimedChunk:
+    """A campaign's first chunk as a worker holds it right before sending: read, claimed
+    (owner token ``t``) and loaded, with its run on the account's sender (close it)."""
+
+    cid: str
+    queue: Queue
+    sender: Sender
+    run: ChunkRun
+    meta: CampaignMeta
+
+
+async def claimed_chunk(redis: Redis, settings: Settings, numbers: list[str]) -> ClaimedChunk:
+    """Enqueue ``numbers`` to Cloud Aten and take the first chunk as a worker does."""
+    from dispatcher.chunkrun import ChunkRun
+    from dispatcher.client import Client
+    from dispatcher.fencing import Claim, Fence, Permits
+    from dispatcher.keys import Keys
+    from dispatcher.model import Campaign
+    from dispatcher.queue import Queue
+    from dispatcher.sender import Sender
+
+    keys = Keys(settings.prefix)
+    answer = await Client(settings=settings, redis=redis).enqueue(
+        Campaign("cloudaten", "hi", numbers)
+    )
+    queue = Queue(redis, keys, "w", [keys.at(0).queue("cloudaten")])
+    await queue.setup()
+    lease = (await queue.read(1, 1000))[0]
+    assert await Fence(redis, keys).claim(lease.campaign_id, lease.entry_id, "t") is Claim.OK
+    data = await queue.load(lease)
+    assert data is not None
+    sender = Sender(redis, settings)
+    account = sender.account("cloudaten", "default")
+    run = ChunkRun(lease, account, data.recipients, account.codec, permits=Permits("t"))
+    return ClaimedChunk(answer.id, queue, sender, run, data.meta)

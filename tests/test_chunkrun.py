@@ -13,11 +13,15 @@ LONG_S = 3600.0  # a turn that only its holder hands on, within any test
 
 async def test_the_next_chunk_gets_ready_once_the_one_before_hands_on() -> None:
     turn = Turn(LONG_S)
+    asking = [asyncio.Event() for _ in range(3)]
     entered = [asyncio.Event() for _ in range(3)]
     go = [asyncio.Event() for _ in range(3)]
     order: list[int] = []
 
     async def get_ready(n: int) -> None:
+        # Set right before asking: a task runs on from here until the turn makes it wait,
+        # so once the test sees it, the task is either waiting or in.
+        asking[n].set()
         async with turn.take() as hand_on:
             order.append(n)
             entered[n].set()
@@ -28,8 +32,7 @@ async def test_the_next_chunk_gets_ready_once_the_one_before_hands_on() -> None:
 
     tasks = [asyncio.create_task(get_ready(n)) for n in range(3)]
     await asyncio.wait_for(entered[0].wait(), 5)
-    for _ in range(3):
-        await asyncio.sleep(0)  # every task has run as far as it can
+    await asyncio.wait_for(asyncio.gather(asking[1].wait(), asking[2].wait()), 5)
     assert order == [0]
     go[0].set()
     await asyncio.wait_for(entered[1].wait(), 5)

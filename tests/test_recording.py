@@ -15,14 +15,12 @@ from redis.asyncio import Redis
 from dispatcher.chunkrun import ChunkRun
 from dispatcher.client import Client
 from dispatcher.config import Settings
-from dispatcher.fencing import Claim, Fence, Permits
 from dispatcher.keys import Keys
-from dispatcher.model import Campaign, Status
+from dispatcher.model import Status
 from dispatcher.providers.base import Outcome, Verdict
-from dispatcher.queue import Queue
 from dispatcher.recording import FLUSH_EVERY_S, Recording
-from dispatcher.sender import Sender
 from dispatcher.unknown import UnknownStore
+from tests.conftest import claimed_chunk
 
 NUMBERS = [f"+4479110{i:05d}" for i in range(10)]  # one chunk (chunk_size 10)
 WAIT_MS = 4_000  # within the test client's socket timeout
@@ -63,24 +61,16 @@ class Rig:
 @pytest.fixture
 async def rig(redis: Redis, settings: Settings) -> AsyncIterator[Rig]:
     keys = Keys(settings.prefix)
-    client = Client(settings=settings, redis=redis)
-    answer = await client.enqueue(Campaign("cloudaten", "hi", NUMBERS))
-    queue = Queue(redis, keys, "w", [keys.at(0).queue("cloudaten")])
-    await queue.setup()
-    lease = (await queue.read(1, 100))[0]
-    assert await Fence(redis, keys).claim(lease.campaign_id, lease.entry_id, "t") is Claim.OK
-    data = await queue.load(lease)
-    assert data is not None
-    sender = Sender(redis, settings)
-    account = sender.account("cloudaten", "default")
-    run = ChunkRun(lease, account, data.recipients, account.codec, permits=Permits("t"))
-    recording = Recording(queue, keys, UnknownStore(redis, keys))
-    events = keys.part(answer.id).events
+    chunk = await claimed_chunk(redis, settings, NUMBERS)
+    recording = Recording(chunk.queue, keys, UnknownStore(redis, keys))
+    events = keys.part(chunk.cid).events
     last: Any = await redis.xrevrange(events, count=1)
+    client = Client(settings=settings, redis=redis)
     yield Rig(
-        redis, client, answer.id, run, recording, events, last[0][0].decode() if last else "0"
-    )
-    await sender.close()
+        redis, client, chunk.cid, chunk.run, recording, events,
+        last[0][0].decode() if last else "0",
+    )  # fmt: skip
+    await chunk.sender.close()
 
 
 async def test_an_answer_soon_after_a_write_is_written_when_its_time_is_up(rig: Rig) -> None:
