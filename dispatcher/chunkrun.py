@@ -89,8 +89,11 @@ class Turn:
     """One chunk at a time gets ready to send: loaded, claimed, its requests built and
     the first of them sent; then the next, in the order they came. Chunks read together
     would otherwise all be parsed and built before the first request left: for four
-    30,000-recipient chunks, ~150 ms of a provider kept waiting. A chunk keeps the turn
-    at most ``most_s`` (its first request may wait for its account's rate)."""
+    30,000-recipient chunks, ~150 ms of a provider kept waiting. A chunk whose first
+    request must wait for its account (ratelimit.AccountGate) hands the turn on as it
+    starts waiting: held through that wait, every chunk of a busy account stalled every
+    other account's next chunk, and ten accounts took up to 2× their time. A chunk keeps
+    the turn at most ``most_s`` in any case."""
 
     def __init__(self, most_s: float) -> None:
         self.most_s = most_s

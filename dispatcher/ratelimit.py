@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
+from collections.abc import Callable
 
 from aiolimiter import AsyncLimiter
 from redis.asyncio import Redis
@@ -162,7 +163,7 @@ class GlobalRate:
         self._batch = 1  # slots to fetch beyond those waited for (see _fetch)
         self._dropped = 0  # slots gone stale since the last fetch
 
-    async def _fetch(self) -> None:
+    async def _fetch(self, waits: Callable[[], None] | None) -> None:
         # As many slots as there are requests waiting for one, or more while every slot
         # fetched is taken in time (doubling, up to what the rate gives in FETCH_AHEAD_S;
         # halving when some went stale): a slot nobody takes in time is the account's rate
@@ -183,6 +184,8 @@ class GlobalRate:
         jitter_s = float(got[1]) / 1000
         if got[2] in (b"wait", "wait"):
             # The next slot lies beyond the horizon: come back when it is within.
+            if waits is not None:
+                waits()
             await asyncio.sleep(float(got[3]) / 1000 + MIN_SLEEP_S)
             return
         # The slots in time.monotonic(), not the loop's clock: uvloop's is read once per
@@ -190,16 +193,17 @@ class GlobalRate:
         now = time.monotonic()
         self._slots.extend((now + float(d) / 1000, jitter_s) for d in got[2:])
 
-    async def take(self) -> tuple[float, float]:
+    async def take(self, waits: Callable[[], None] | None = None) -> tuple[float, float]:
         """Wait for this request's slot: one Redis round trip per batch of slots. The
-        slot's time (time.monotonic()) and the jitter its spacing allows for (seconds)."""
+        slot's time (time.monotonic()) and the jitter its spacing allows for (seconds).
+        ``waits`` is called before waiting for the rate itself (not for a round trip)."""
         self._waiting += 1
         try:
-            return await self._take()
+            return await self._take(waits)
         finally:
             self._waiting -= 1
 
-    async def _take(self) -> tuple[float, float]:
+    async def _take(self, waits: Callable[[], None] | None) -> tuple[float, float]:
         while not self._slots or self._stale(self._slots[0]):
             if self._slots:
                 self._slots.popleft()  # its time has passed: a request on it could be too late
@@ -208,7 +212,7 @@ class GlobalRate:
             if self._fetching is None:
                 self._fetching = asyncio.get_running_loop().create_future()
                 try:
-                    await self._fetch()
+                    await self._fetch(waits)
                 finally:
                     done, self._fetching = self._fetching, None
                     done.set_result(None)
@@ -217,6 +221,8 @@ class GlobalRate:
         slot = self._slots.popleft()
         delay = slot[0] - time.monotonic()
         if delay > MIN_SLEEP_S:
+            if waits is not None:
+                waits()
             await asyncio.sleep(delay)
         return slot
 
@@ -248,10 +254,12 @@ class Gate:
         self.free = slots
         self._waiters = _Waiters()
 
-    async def enter(self, high: bool = False) -> None:
+    async def enter(self, high: bool = False, waits: Callable[[], None] | None = None) -> None:
         if self.free > 0:
             self.free -= 1
             return
+        if waits is not None:
+            waits()
         future = self._waiters.add(high)
         try:
             await future  # woken by leave(): the slot is ours
@@ -283,17 +291,26 @@ class AccountGate:
         self._next_at = 0.0
         self._slowed_at = 0.0
 
-    async def enter(self, high: bool = False) -> tuple[float, float]:
-        """Wait for a concurrency slot, then a rate slot (returned: see GlobalRate.take)."""
-        await self.slots.enter(high)
+    async def enter(
+        self, high: bool = False, waits: Callable[[], None] | None = None
+    ) -> tuple[float, float]:
+        """Wait for a concurrency slot, then a rate slot (returned: see GlobalRate.take).
+        ``waits`` is called before any wait for the account's concurrency or rate, so that
+        a caller can let others go ahead meanwhile (chunkrun.Turn); round trips to Redis
+        do not count."""
+        await self.slots.enter(high, waits)
         try:
-            slot = await self.rate.take()
+            slot = await self.rate.take(waits)
+            if waits is not None and not self.local.has_capacity():
+                waits()
             await self.local.acquire()
             if self.spacing:
                 now = time.monotonic()
                 at = max(now, self._next_at)
                 self._next_at = at + self.spacing
                 if at > now:
+                    if waits is not None:
+                        waits()
                     await asyncio.sleep(at - now)
         except BaseException:
             self.slots.leave()

@@ -299,7 +299,9 @@ class Sender:
             if not self._should_send(run):
                 return
             asked = time.perf_counter()
-            slot = await acct.gate.enter(run.urgent)
+            # The chunk's first request hands the worker's turn on if it has to wait for
+            # the account (another chunk of it is sending): not ready, just in line.
+            slot = await acct.gate.enter(run.urgent, run.turn)
             stats.wait.observe(time.perf_counter() - asked)
             try:
                 if not self._should_send(run):
@@ -310,9 +312,8 @@ class Sender:
                 # provider measures it, not where an authorisation waited.
                 if await self._throttled(run, request):
                     return  # not sent: it goes back to the queue
-                if await self._on_time(acct.gate.rate, slot) and not await self._authorised(
-                    run, request
-                ):
+                retook = await self._on_time(acct.gate.rate, slot, run.turn)
+                if retook and not await self._authorised(run, request):
                     return  # waiting for a new slot outlived the authorisation, and not ours
                 if run.turn is not None:  # the chunk's first request: the next may get ready
                     run.turn()
@@ -373,7 +374,9 @@ class Sender:
         self._progress(run)
 
     @staticmethod
-    async def _on_time(rate: GlobalRate, slot: tuple[float, float]) -> bool:
+    async def _on_time(
+        rate: GlobalRate, slot: tuple[float, float], waits: Callable[[], None] | None
+    ) -> bool:
         """Take a new slot while this one is too late to leave on (ratelimit.py): a request
         that left later than its slot allowed for could land too close to another. Whether
         it took one: the wait may have outlived the request's authorisation."""
@@ -381,7 +384,7 @@ class Sender:
         for _ in range(RETAKES):
             if not rate.too_late(slot, time.monotonic()):
                 break
-            slot, took = await rate.take(), True
+            slot, took = await rate.take(waits), True
         return took
 
     def _progress(self, run: ChunkRun) -> None:

@@ -211,3 +211,29 @@ async def test_gate_hands_a_freed_slot_to_its_waiter() -> None:
     assert not newcomer.done()
     gate.leave()
     await newcomer
+
+
+async def test_the_account_gate_says_when_a_request_must_wait(redis: Redis, prefix: str) -> None:
+    """``waits`` is called before a wait for the account's concurrency or its rate, and
+    not when the request may go at once (chunkrun.Turn hands the worker's turn on then)."""
+    gate = AccountGate(1, AsyncLimiter(1000, 1), GlobalRate(redis, f"{prefix}w", 10.0))
+    told: list[str] = []
+    await gate.enter(waits=lambda: told.append("first"))
+    assert told == []  # a free slot and the rate's first slot: no wait
+    queued = asyncio.Event()
+
+    def second_waits() -> None:
+        told.append("second")
+        queued.set()
+
+    second = asyncio.create_task(gate.enter(waits=second_waits))
+    await queued.wait()  # it queues for the concurrency slot the first holds
+    assert told == ["second"] and not second.done()
+    gate.leave()
+    await second
+    gate.leave()
+    told.clear()
+    # Concurrency free, but the rate's next slot is ~0.1 s away (10/s): it waits for that.
+    await gate.enter(waits=lambda: told.append("rate"))
+    assert told == ["rate"]
+    gate.leave()
