@@ -23,9 +23,7 @@ as each result's ``batch_id``, for status polling.
 
 from __future__ import annotations
 
-import calendar
 import re
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -40,7 +38,6 @@ from dispatcher.providers.base import (
     Built,
     ChunkRecipient,
     HttpRequest,
-    Inbound,
     Outcome,
     Report,
     SendJob,
@@ -50,8 +47,8 @@ from dispatcher.providers.base import (
     split_e164,
 )
 from dispatcher.providers.capabilities import PushContext, Pushed, PushRoute, Reply
-from dispatcher.providers.common import amount, plausible_ms
-from dispatcher.providers.smsclouds_responses import mo_id
+from dispatcher.providers.common import amount
+from dispatcher.providers.smsclouds_responses import mo_id, parse_keyword, parse_mo
 from dispatcher.render import render
 from dispatcher.segments import Encoding, measure
 
@@ -381,56 +378,3 @@ def parse_messages(body: bytes) -> list[Report]:
             )
         )
     return reports
-
-
-def _query(query: Mapping[str, str], name: str, pattern: re.Pattern[str] | None = None) -> str:
-    value = query.get(name)
-    if not value:
-        raise BadPush(name, "is required")
-    if pattern is not None and not pattern.fullmatch(value):
-        raise BadPush(name, "is malformed")
-    return value
-
-
-#: Pushed fields name messages and numbers in ASCII digits only (``\d`` would take ``١``).
-DIGITS = re.compile(r"[0-9]{1,20}", re.ASCII)
-PUSH_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}", re.ASCII)
-KEYWORD = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,64}")  # no control characters
-
-
-def _date(query: Mapping[str, str], now_ms: int | None) -> str:
-    """``date``: a calendar time (the provider's zone, so a day's slack) since 2000."""
-    date = _query(query, "date", PUSH_DATE)
-    try:
-        at = calendar.timegm(time.strptime(date, "%Y-%m-%d %H:%M:%S")) * 1000
-    except ValueError:
-        raise BadPush("date", "is not a calendar time") from None
-    plausible_ms(at, "date", now_ms)
-    return date
-
-
-def parse_mo(query: Mapping[str, str], now_ms: int | None = None) -> Inbound:
-    """An MO response pushed by GET: ``response``, ``cellphone``, ``message_id``, ``date``."""
-    text = _query(query, "response")
-    if len(text) > 160:
-        raise BadPush("response", "longer than 160 characters")
-    cellphone = _query(query, "cellphone", DIGITS)
-    message_id = _query(query, "message_id", DIGITS)
-    date = _date(query, now_ms)
-    return Inbound(
-        "smsclouds", mo_id(message_id, date), cellphone, text,
-        message_id=message_id,
-    )  # fmt: skip
-
-
-def parse_keyword(query: Mapping[str, str], now_ms: int | None = None) -> Inbound:
-    """A keyword request pushed by GET: ``response``, ``cellphone``, ``keyword``, ``date``."""
-    text = _query(query, "response")
-    if len(text) > 160:
-        raise BadPush("response", "longer than 160 characters")
-    cellphone = _query(query, "cellphone", DIGITS)
-    keyword = _query(query, "keyword", KEYWORD)
-    date = _date(query, now_ms)
-    return Inbound(
-        "smsclouds", f"kw:{keyword}:{cellphone}:{date}", cellphone, text, keyword=keyword
-    )

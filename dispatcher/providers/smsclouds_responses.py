@@ -6,7 +6,8 @@ campaign ids our sends created, answers ``results``: one object per reply with
 handset's text) and ``received_at``. The same replies may also arrive pushed by GET ("Send
 Responses (MO) by GET method": ``response``, ``cellphone``, ``message_id``, ``date``), so
 both are stored under one id made of the message answered and the time of the reply
-(:func:`mo_id`), and whichever comes second is a repeat.
+(:func:`mo_id`), and whichever comes second is a repeat. Keyword requests come pushed by
+GET too (:func:`parse_keyword`).
 
 The parameter table types ``type`` and ``campaigns`` as integers (its example quotes them);
 we send integers.
@@ -14,13 +15,16 @@ we send integers.
 
 from __future__ import annotations
 
+import calendar
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import orjson
 
-from dispatcher.providers.base import BadPush
+from dispatcher.providers.base import BadPush, Inbound
+from dispatcher.providers.common import plausible_ms
 
 PATH = "/api/v3/responses"
 #: Campaign ids asked for in one call: the seed sets no bound; this keeps a body small.
@@ -83,3 +87,56 @@ def parse_replies(body: bytes) -> list[Reply]:
             )
         )
     return replies
+
+
+def _query(query: Mapping[str, str], name: str, pattern: re.Pattern[str] | None = None) -> str:
+    value = query.get(name)
+    if not value:
+        raise BadPush(name, "is required")
+    if pattern is not None and not pattern.fullmatch(value):
+        raise BadPush(name, "is malformed")
+    return value
+
+
+#: Pushed fields name messages and numbers in ASCII digits only (``\d`` would take ``١``).
+DIGITS = re.compile(r"[0-9]{1,20}", re.ASCII)
+PUSH_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}", re.ASCII)
+KEYWORD = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,64}")  # no control characters
+
+
+def _date(query: Mapping[str, str], now_ms: int | None) -> str:
+    """``date``: a calendar time (the provider's zone, so a day's slack) since 2000."""
+    date = _query(query, "date", PUSH_DATE)
+    try:
+        at = calendar.timegm(time.strptime(date, "%Y-%m-%d %H:%M:%S")) * 1000
+    except ValueError:
+        raise BadPush("date", "is not a calendar time") from None
+    plausible_ms(at, "date", now_ms)
+    return date
+
+
+def parse_mo(query: Mapping[str, str], now_ms: int | None = None) -> Inbound:
+    """An MO response pushed by GET: ``response``, ``cellphone``, ``message_id``, ``date``."""
+    text = _query(query, "response")
+    if len(text) > 160:
+        raise BadPush("response", "longer than 160 characters")
+    cellphone = _query(query, "cellphone", DIGITS)
+    message_id = _query(query, "message_id", DIGITS)
+    date = _date(query, now_ms)
+    return Inbound(
+        "smsclouds", mo_id(message_id, date), cellphone, text,
+        message_id=message_id,
+    )  # fmt: skip
+
+
+def parse_keyword(query: Mapping[str, str], now_ms: int | None = None) -> Inbound:
+    """A keyword request pushed by GET: ``response``, ``cellphone``, ``keyword``, ``date``."""
+    text = _query(query, "response")
+    if len(text) > 160:
+        raise BadPush("response", "longer than 160 characters")
+    cellphone = _query(query, "cellphone", DIGITS)
+    keyword = _query(query, "keyword", KEYWORD)
+    date = _date(query, now_ms)
+    return Inbound(
+        "smsclouds", f"kw:{keyword}:{cellphone}:{date}", cellphone, text, keyword=keyword
+    )

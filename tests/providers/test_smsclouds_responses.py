@@ -6,8 +6,13 @@ import orjson
 import pytest
 
 from dispatcher.providers.base import BadPush
-from dispatcher.providers.smsclouds import parse_mo
-from dispatcher.providers.smsclouds_responses import Reply, mo_id, parse_replies, request_body
+from dispatcher.providers.smsclouds_responses import (
+    Reply,
+    mo_id,
+    parse_mo,
+    parse_replies,
+    request_body,
+)
 
 # Seed 004, "Receive Responses MO (Option 1)": the answer of the example.
 ANSWER = b"""{

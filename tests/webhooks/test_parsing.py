@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from dispatcher.providers import cloudsms, smsclouds, ycloud
+from dispatcher.providers import cloudsms, smsclouds_responses, ycloud
 from dispatcher.providers.base import BadPush
 from dispatcher.providers.cloudaten import STATUSES
 from dispatcher.providers.common import parse_push, parse_uid, plausible_ms, same_number
@@ -98,9 +98,9 @@ def test_cloudsms_reports(change: dict[str, Any], field: str) -> None:
      ({"date": "2020-13-01 00:00:00"}, "date")],
 )  # fmt: skip
 def test_smsclouds_mo(change: dict[str, str], field: str) -> None:
-    assert smsclouds.parse_mo(smsclouds_mo(1)).mobile == smsclouds_mo(1)["cellphone"]
+    assert smsclouds_responses.parse_mo(smsclouds_mo(1)).mobile == smsclouds_mo(1)["cellphone"]
     with pytest.raises(BadPush) as info:
-        smsclouds.parse_mo(smsclouds_mo(1, **change))
+        smsclouds_responses.parse_mo(smsclouds_mo(1, **change))
     assert info.value.field == field
 
 
