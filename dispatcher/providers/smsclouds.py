@@ -134,6 +134,24 @@ def created_id(
     return str(value), []
 
 
+def _plain_members(
+    recipients: Sequence[ChunkRecipient], dial: int, text: str
+) -> list[dict[str, str]] | None:
+    """Every recipient's member, when none has fields, all are numbers of the route's
+    country and the text fits: a 30,000-recipient chunk then costs a list, not a split,
+    a render and a check per recipient (the provider waits for its first request). None
+    when any of that does not hold: SmscloudsCodec.build looks at each recipient then."""
+    if not recipients or any(r.fields for r in recipients) or flag_for([text]) is None:
+        return None
+    prefix = f"+{dial}"
+    numbers = [r.number for r in recipients]
+    # Calling codes are a prefix code: a number that starts with this one's has it.
+    if split_e164(numbers[0])[0] != dial or not all(n.startswith(prefix) for n in numbers):
+        return None
+    cut = len(prefix)
+    return [{"cellphone": n[cut:]} for n in numbers]
+
+
 class SmscloudsCodec:
     name = "smsclouds"
     options: Mapping[str, type] = {
@@ -234,10 +252,18 @@ class SmscloudsCodec:
     ) -> Built[HttpRequest]:
         built: Built[HttpRequest] = Built()
         dial = dial_code(job.options)
+        plain = render(job.text, None)  # the text of every recipient without fields
+        same = _plain_members(recipients, dial, plain)
+        if same is not None:  # the usual campaign: one text, the route's country
+            flag = (flag_for([plain]) or (None, 1))[0]
+            for start in range(0, len(same), MAX_RECIPIENTS):
+                span = tuple(range(start, min(start + MAX_RECIPIENTS, len(same))))
+                body = self.campaign(job, same[start : start + MAX_RECIPIENTS], flag)
+                built.requests.append(self._request(body, span, flag))
+            return built
         texts: dict[int, str] = {}
         members: dict[int, dict[str, str]] = {}
         fits: dict[str, bool] = {}  # per distinct text: most campaigns have one
-        plain = render(job.text, None)  # the text of every recipient without fields
         for pos, rcpt in enumerate(recipients):
             country, national = split_e164(rcpt.number)
             if country != dial:
@@ -273,12 +299,14 @@ class SmscloudsCodec:
             part = positions[start : start + MAX_RECIPIENTS]
             flag = (flag_for(list({texts[p] for p in part})) or (None, 1))[0]
             body = self.campaign(job, [members[p] for p in part], flag)
-            segments = next((s for f, _, s in GSM_FLAGS + OTHER_FLAGS if f and f == flag), 1)
-            request = HttpRequest(
-                "POST", self.path, orjson.dumps(body), tuple(part), context=segments
-            )
-            built.requests.append(request)
+            built.requests.append(self._request(body, tuple(part), flag))
         return built
+
+    def _request(
+        self, body: dict[str, Any], part: tuple[int, ...], flag: str | None
+    ) -> HttpRequest:
+        segments = next((s for f, _, s in GSM_FLAGS + OTHER_FLAGS if f and f == flag), 1)
+        return HttpRequest("POST", self.path, orjson.dumps(body), part, context=segments)
 
     def campaign(
         self, job: SendJob, members: list[dict[str, str]], flag: str | None

@@ -140,6 +140,22 @@ def test_too_long_and_foreign_numbers_are_refused_per_recipient() -> None:
     assert flag_for(["a" * 307]) is None and flag_for(["á" * 193]) is None
 
 
+@pytest.mark.parametrize("text", ["plain GSM text", "Olá, acentuação e ç", "x" * 200])
+def test_a_plain_chunk_is_built_as_the_per_recipient_path_builds_it(text: str) -> None:
+    """A chunk with no fields, all of the route's country (the quick path), gives the very
+    requests the per-recipient path gives the same recipients beside one it must refuse,
+    split at the seed's 50,000 a campaign."""
+    job = SendJob("cid", 3, text, options={"route": 87, "country": 52})
+    plain = [ChunkRecipient(i, f"+52449{i:07d}") for i in range(50_001)]
+    quick = codec.build(job, plain, CTX)
+    each = codec.build(job, [*plain, ChunkRecipient(50_001, "+447901614024")], CTX)
+    assert quick.refused == {} and list(each.refused) == [50_001]
+    assert [r.positions for r in quick.requests] == [tuple(range(50_000)), (50_000,)]
+    assert [(r.body, r.positions, r.context) for r in quick.requests] == [
+        (r.body, r.positions, r.context) for r in each.requests
+    ]
+
+
 def test_enqueue_checks() -> None:
     with pytest.raises(CampaignError, match=r"options\.route"):
         codec.check("hi", None, {})
