@@ -71,23 +71,28 @@ class Answers(Sequence[Result]):
         message id between what the other fields make (rows.row_around), and those are
         the same for most of a chunk, so they are made once per distinct fields. A batch
         provider's answer is often one outcome shared by every recipient: its row is made
-        once."""
+        once, and written once with a count (rows.Lines, inlined: this runs per recipient)."""
         around: dict[tuple[Any, ...], tuple[str, str] | None] = {}
         out: list[str] = []
         expect = -1
         sent_at = self.sent_at
         retry = Verdict.RETRY
         last: Outcome | None = None
-        row = ""
+        row: str | None = None  # the last row written
+        again = 0  # rows like it since, not written yet
         for r, o in zip(self.recipients, self.outcomes, strict=True):
             index = r.index
             if index != expect:
+                if again:
+                    out.append(f"*{again}")
+                    again = 0
                 out.append(f"={index}")
             expect = index + 1
             if o is last:
-                out.append(row)
+                again += 1
                 continue
             last = o
+            made = None
             mid = o.message_id
             if o.error_code is None and o.error is None and (mid is None or plain_field(mid)):
                 # the types too: 1 and 1.0 (or True) are one key but are written differently
@@ -98,12 +103,20 @@ class Answers(Sequence[Result]):
                     made = around[key]
                 else:
                     made = around[key] = row_around(_result(r, o, sent_at, with_id=False))
-                if made is not None:
-                    row = f"{made[0]}{mid or ''}{made[1]}"
-                    out.append(row)
-                    continue
-            row = pack_row(_result(r, o, sent_at)).decode()
-            out.append(row)
+            if made is not None:
+                now = f"{made[0]}{mid or ''}{made[1]}"
+            else:
+                now = pack_row(_result(r, o, sent_at)).decode()
+            if now == row:
+                again += 1
+                continue
+            if again:
+                out.append(f"*{again}")
+                again = 0
+            out.append(now)
+            row = now
+        if again:
+            out.append(f"*{again}")
         return "\n".join(out).encode()
 
 

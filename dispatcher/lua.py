@@ -126,7 +126,8 @@ end
 )
 
 #: ``write_rows(rows, k[, keep])``: ``rows`` as rows.record_lines writes them (``=<index>``
-#: lines, and a row a line for the next index); ``k`` holds the key names results, counts,
+#: lines, a row a line for the next index, and ``*<n>`` for the last row again at the next
+#: n indexes); ``k`` holds the key names results, counts,
 #: meta, state, finals, parked (results and state are bucketed: rows.py); ``keep(index)``,
 #: if given, says which rows to write. Returns new, final_new. It brings ``bucket``
 #: (rows.LUA_BUCKETS).
@@ -201,12 +202,19 @@ local function write_rows(rows, k, keep)
   end
   -- index, its field in its bucket, and that bucket's rows (nil: look it up)
   local index, f, cur = 0, 0, nil
+  local row, word  -- the last row line and its status
   for line in string.gmatch(rows, '[^\\n]+') do
     local c = string.byte(line)
+    local times = 1
     if c == 61 then  -- '=<index>': the next row's
       index = tonumber(string.sub(line, 2))
-      f, cur = index % @BUCKET@, nil
+      f, cur, times = index % @BUCKET@, nil, 0
+    elseif c == 42 then  -- '*<n>': the last row again, for the next n indexes
+      times = tonumber(string.sub(line, 2))
     else
+      row, word = line, WORD[c] or cjson.decode(line)[1]  -- a JSON row starts with its status
+    end
+    for _ = 1, times do
       if not keep or keep(index) then
         if not cur then
           local bn = (index - f) / @BUCKET@
@@ -218,8 +226,7 @@ local function write_rows(rows, k, keep)
           end
         end
         local n = cur.n + 1
-        cur.n, cur.fields[n], cur.rows[n] = n, f, line
-        cur.words[n] = WORD[c] or cjson.decode(line)[1]  -- a JSON row starts with its status
+        cur.n, cur.fields[n], cur.rows[n], cur.words[n] = n, f, row, word
       end
       index, f = index + 1, f + 1
       if f == @BUCKET@ then f, cur = 0, nil end

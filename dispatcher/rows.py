@@ -36,6 +36,7 @@ __all__ = [
     "BUCKET",
     "LUA_BUCKETS",
     "LUA_WORDS",
+    "Lines",
     "bucket",
     "bucket_keys",
     "hmget",
@@ -239,14 +240,12 @@ def record_lines(results: Iterable[Result]) -> bytes:
 
     The fields a chunk's results mostly share (segments, price, when sent, batch) are
     packed once per distinct value, not once per recipient: a batch provider's chunk
-    records tens of thousands of rows that differ only in their message ids."""
+    records tens of thousands of rows that differ only in their message ids. Rows alike
+    in a run are written once and counted (:class:`Lines`)."""
     around: dict[tuple[Any, ...], tuple[str, str] | None] = {}
-    lines: list[str] = []
-    expect = -1
+    lines = Lines()
     for r in results:
-        if r.index != expect:
-            lines.append(f"={r.index}")
-        expect = r.index + 1
+        lines.at(r.index)
         mid = r.message_id
         if r.error_code is None and r.error is None and (mid is None or plain_field(mid)):
             # the types too: 1 and 1.0 (or True) are one key but are written differently
@@ -254,10 +253,47 @@ def record_lines(results: Iterable[Result]) -> bytes:
             key = (r.status, seg, type(seg), price, type(price), r.sent_at, r.batch_id)
             made = around[key] if key in around else around.setdefault(key, row_around(r))
             if made is not None:
-                lines.append(f"{made[0]}{mid or ''}{made[1]}")
+                lines.row(f"{made[0]}{mid or ''}{made[1]}")
                 continue
-        lines.append(pack_row(r).decode())
-    return "\n".join(lines).encode()
+        lines.row(pack_row(r).decode())
+    return lines.done()
+
+
+class Lines:
+    """The record script's lines, made a result at a time: :meth:`at` its index, then
+    :meth:`row`. A row the same as the one before (a batch provider's chunk without message
+    ids: tens of thousands alike) becomes a count, ``*<n>``, not a line each."""
+
+    __slots__ = ("_again", "_expect", "_last", "_out")
+
+    def __init__(self) -> None:
+        self._out: list[str] = []
+        self._expect = -1
+        self._last: str | None = None
+        self._again = 0  # rows like the last, not written yet
+
+    def at(self, index: int) -> None:
+        if index != self._expect:
+            self._flush()
+            self._out.append(f"={index}")
+        self._expect = index + 1
+
+    def row(self, row: str) -> None:
+        if row == self._last:
+            self._again += 1
+            return
+        self._flush()
+        self._out.append(row)
+        self._last = row
+
+    def _flush(self) -> None:
+        if self._again:
+            self._out.append(f"*{self._again}")
+            self._again = 0
+
+    def done(self) -> bytes:
+        self._flush()
+        return "\n".join(self._out).encode()
 
 
 def unpack_row(index: int, number: str | None, blob: bytes) -> Result:

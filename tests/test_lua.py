@@ -173,8 +173,9 @@ async def test_write_rows_writes_each_new_row_once_as_hsetnx_would(redis: Redis)
             start = rng.randrange(600)
             indexes += range(start, min(600, start + rng.randint(1, 150)))
         indexes += rng.sample(indexes, min(5, len(indexes)))  # twice in one call
+        # Most without a message id: runs of rows alike, written once and counted.
         results = [
-            Result(i, "+1", rng.choice(statuses), f"m{i}-{call}",
+            Result(i, "+1", rng.choice(statuses), f"m{i}-{call}" if rng.random() < 0.3 else None,
                    error="a|b" if rng.random() < 0.05 else None, sent_at=call)
             for i in indexes
         ]  # fmt: skip
@@ -184,6 +185,7 @@ async def test_write_rows_writes_each_new_row_once_as_hsetnx_would(redis: Redis)
         got = await redis.eval(_WRITE, len(_KEYS), *_KEYS, rows.record_lines(results), only)
         assert tuple(got) == expected, call
     assert any(v.startswith(b"[") for v in model.results.values())  # JSON rows were written
+    assert b"\n*" in rows.record_lines(results)  # and rows alike were counted
     assert await _stored(redis) == (model.results, model.ranks, model.counts, model.finals)
     # The rows are the ranks: only the reports' are in the state hash, as they were set.
     assert sorted(await _bucketed(redis, _KEYS[3])) == sorted(reported)

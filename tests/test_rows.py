@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import example, given
 from hypothesis import strategies as st
 from redis.asyncio import Redis
@@ -68,24 +70,47 @@ _ALIKE = [
 ]
 
 
+def _read_lines(blob: bytes) -> list[tuple[int, bytes]]:
+    """(index, row) pairs as the record script reads its lines (lua.WRITE_ROWS)."""
+    out: list[tuple[int, bytes]] = []
+    index, row = 0, b""
+    for line in blob.split(b"\n") if blob else []:
+        if line[:1] == b"=":
+            index = int(line[1:])
+            continue
+        times = int(line[1:]) if line[:1] == b"*" else 1
+        row = row if line[:1] == b"*" else line
+        out += [(index + k, row) for k in range(times)]
+        index += times
+    return out
+
+
 @example(_ALIKE)
 @given(_RESULTS)
 def test_record_lines_write_each_result_as_pack_row_does(results: list[Result]) -> None:
     """The record's lines share the packing of a chunk's common fields: the rows are still
-    exactly pack_row's, even where 1, 1.0 and True would be one dictionary key."""
-    lines, expect = [], -1
-    for r in results:
-        if r.index != expect:  # where the run of indexes breaks, the next index is named
-            lines.append(b"=%d" % r.index)
-        lines.append(rows.pack_row(r))
-        expect = r.index + 1
-    assert rows.record_lines(results) == b"\n".join(lines)
+    exactly pack_row's, even where 1, 1.0 and True would be one dictionary key; and no row
+    is written twice in a row (it is counted)."""
+    blob = rows.record_lines(results)
+    assert _read_lines(blob) == [(r.index, rows.pack_row(r)) for r in results]
+    written = [line for line in blob.split(b"\n") if line[:1] not in (b"=", b"*")]
+    assert all(a != b for a, b in itertools.pairwise(written))
 
 
 def test_record_lines_name_an_index_only_where_the_run_breaks() -> None:
     got = [Result(i, "+1", Status.ACCEPTED, f"m{i}", sent_at=1) for i in (4, 5, 6, 9, 8)]
     lines = b"=4 am4|||||1 am5|||||1 am6|||||1 =9 am9|||||1 =8 am8|||||1".split()
     assert rows.record_lines(got) == b"\n".join(lines)
+
+
+def test_rows_alike_are_written_once_and_counted() -> None:
+    """A batch provider's chunk: 30,000 rows alike are two lines, wherever indexes jump."""
+    same = [Result(i, "+1", Status.ACCEPTED, batch_id="7", sent_at=1) for i in range(30_000)]
+    assert rows.record_lines(same).split(b"\n") == [b"=0", b"a|||||1|7", b"*29999"]
+    jumps = [Result(i, "+1", Status.ACCEPTED, sent_at=1) for i in (0, 1, 2, 7, 8, 3)]
+    assert rows.record_lines(jumps).split(b"\n") == [
+        b"=0", b"a|||||1", b"*2", b"=7", b"*2", b"=3", b"*1"
+    ]  # fmt: skip
 
 
 def test_every_status_has_its_own_letter() -> None:
