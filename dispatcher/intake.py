@@ -21,10 +21,10 @@ from itertools import islice
 from operator import attrgetter
 from typing import Any
 
-import orjson
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
+from dispatcher.chunkblob import Chunker
 from dispatcher.config import Settings
 from dispatcher.limits import Checker
 from dispatcher.model import (
@@ -224,8 +224,7 @@ class Builder:
         self.invalid_indexes: array[int] = array("q")
         self.first_invalid: Result | None = None
         self.chunk_count = 0  # chunks cut so far
-        self.current: list[Sequence[object]] = []  # the chunk being filled: [index, e164(, fields)]
-        self._chunks: list[bytes] = []
+        self._cutter = Chunker(self.chunk_size)
         self._invalid: list[Result] = []
         self._taken = 0  # chunks handed out by take()
         self.by_segments: dict[int, int] | None = {} if count_segments else None
@@ -244,9 +243,9 @@ class Builder:
 
     def take(self) -> Batch:
         """The chunks and invalid results cut since the last take."""
-        batch = Batch(self._taken, self._chunks, self._invalid)
-        self._taken += len(self._chunks)
-        self._chunks, self._invalid = [], []
+        batch = Batch(self._taken, self._cutter.chunks, self._invalid)
+        self._taken += len(batch.chunks)
+        self._cutter.chunks, self._invalid = [], []
         return batch
 
     def _recipient(self, item: Any, index: int) -> Recipient:
@@ -269,16 +268,19 @@ class Builder:
         if plain and not prefixes and not self._tally and (first is None or all(first)):
             # Every one goes, as it is: no per-recipient step is left to take.
             self.sent += len(valid)
-            self._cut(zip(map(base.__add__, where), valid, strict=True))
+            if isinstance(where, range) and not self.email:  # all valid: indexes in a run
+                self._cutter.run(base, valid)
+            else:
+                self._cutter.entries(zip(map(base.__add__, where), valid, strict=True))
         else:
-            self._cut(self._kept(items, base, where, valid, first=first, bad=bad))
+            self._cutter.entries(self._kept(items, base, where, valid, first=first, bad=bad))
         if bad:
             bad.sort(key=attrgetter("index"))
             if self.first_invalid is None:
                 self.first_invalid = bad[0]
             self.invalid_indexes.extend(r.index for r in bad)
             self._invalid.extend(bad)
-        self.chunk_count = self._taken + len(self._chunks)
+        self.chunk_count = self._taken + len(self._cutter.chunks)
 
     def _valid(
         self, items: list[Any], base: int, bad: list[Result]
@@ -354,16 +356,6 @@ class Builder:
                 self._count(fields)
             yield [base + pos, e164, fields] if fields else [base + pos, e164]
 
-    def _cut(self, entries: Iterable[Sequence[object]]) -> None:
-        """Add chunk entries, closing each chunk as it fills."""
-        current, size, it = self.current, self.chunk_size, iter(entries)
-        while True:
-            current.extend(islice(it, size - len(current)))
-            if len(current) < size:
-                return
-            self._chunks.append(orjson.dumps(current))
-            current = self.current = []
-
     def _count(self, fields: dict[str, str] | None) -> None:
         """Tally one recipient's segments (estimate and the balance check need them)."""
         assert self.by_segments is not None
@@ -379,10 +371,8 @@ class Builder:
         """The counts, once the whole list has been added; the last chunk is cut (take it)."""
         if self.index == 0:
             raise CampaignError("recipients", "must not be empty")
-        if self.current:
-            self._chunks.append(orjson.dumps(self.current))
-            self.current = []
-        self.chunk_count = self._taken + len(self._chunks)
+        self._cutter.close()
+        self.chunk_count = self._taken + len(self._cutter.chunks)
         self.seen = None  # the list is read: the numbers seen need no memory any more
         self.limits.check_sendable(self.sent)
         if self.by_segments is not None and not self._tally and self.sent:

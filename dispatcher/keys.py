@@ -40,8 +40,10 @@ key                        type    holds
                                    ``done_at`` once finished (retention.py); only
                                    ``state=staging`` while an enqueue streams, when
                                    every ``{cid}`` key written has a TTL (staging.py)
-``{cid}:chunks``           hash    chunk number → orjson ``[[index, number, fields?], …]``;
-                                   field ``invalid`` → orjson list of invalid indices
+``{cid}:chunks``           hash    chunk number → its recipients (chunkblob.py: ``=<first
+                                   index>`` and a number a line, or orjson ``[[index,
+                                   number, fields?], …]``); field ``invalid`` → orjson
+                                   list of invalid indices
 ``{cid}:results:<b>``      hash    recipient index → its send result (rows.pack_row), in
                                    buckets of 128 recipients: ``b`` is index // 128 and
                                    the field index % 128, so each stays a small listpack

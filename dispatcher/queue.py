@@ -19,10 +19,9 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import orjson
 from redis.asyncio import Redis
 
-from dispatcher import answers, ranges
+from dispatcher import answers, chunkblob, ranges
 from dispatcher.keys import DEFAULT_LANE, GROUP, LANES, Keys, batch_member
 from dispatcher.lua import MEMBERS, script
 from dispatcher.meta import CampaignMeta
@@ -277,8 +276,7 @@ class Queue:
         if not raw_meta or blob is None or b"total" not in raw_meta:
             return None
         meta = CampaignMeta.decode({as_str(a): as_str(b) for a, b in raw_meta.items()})
-        members = orjson.loads(blob)
-        recipients = [ChunkRecipient(m[0], m[1], m[2] if len(m) > 2 else None) for m in members]
+        recipients = chunkblob.decode(blob)
         if lease.only:
             wanted = set(ranges.decode(lease.only))
             recipients = [r for r in recipients if r.index in wanted]

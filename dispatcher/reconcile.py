@@ -21,9 +21,9 @@ import logging
 from collections import defaultdict
 from typing import Any, Protocol
 
-import orjson
 from redis.asyncio import Redis
 
+from dispatcher import chunkblob
 from dispatcher.config import Settings
 from dispatcher.keys import DEFAULT_LANE, Keys
 from dispatcher.model import Result, Status
@@ -162,14 +162,13 @@ class Reconciler:
             text = as_str(await self.redis.hget(k.meta(cid), "text"))
             chunks = sorted({p.chunk for p in parks.values()})
             blobs = await self.redis.hmget(k.chunks(cid), [str(c) for c in chunks])
-            members = {m[0]: m for blob in blobs if blob for m in orjson.loads(blob)}
+            members = {m.index: m for blob in blobs if blob for m in chunkblob.decode(blob)}
             for index, park in parks.items():
                 member = members.get(index)
                 if member is None:
                     continue
-                fields = member[2] if len(member) > 2 else None
-                wanted[_digits(member[1])].append(
-                    (cid, park, member[1], codec.sent_text(text, fields))
+                wanted[_digits(member.number)].append(
+                    (cid, park, member.number, codec.sent_text(text, member.fields))
                 )
         found: dict[str, list[Result]] = defaultdict(list)
         taken: set[tuple[str, int]] = set()

@@ -11,9 +11,9 @@ from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Iterable
 
-import orjson
 from redis.asyncio import Redis
 
+from dispatcher import chunkblob
 from dispatcher.keys import Keys
 
 #: Recipients the chunk cache holds at most (some 110 bytes each, 140 once a chunk has its
@@ -68,8 +68,8 @@ class SentNumbers:
         blob = await self.redis.hget(self.keys.chunks(cid), str(chunk))
         if not blob:
             return NO_CHUNK
-        members = orjson.loads(blob)
-        found = Chunk([m[0] for m in members], [m[1] for m in members])
+        members = chunkblob.decode(blob)
+        found = Chunk([m.index for m in members], [m.number for m in members])
         self.chunks[key] = found
         self._cached_now += len(found.indexes)
         while self._cached_now > self._cached and len(self.chunks) > 1:

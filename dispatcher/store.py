@@ -17,7 +17,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from dispatcher import logs, rows
+from dispatcher import chunkblob, logs, rows
 from dispatcher.admission import Admission
 from dispatcher.archive import Archive
 from dispatcher.errors import DispatcherError
@@ -228,22 +228,22 @@ class Store:
         for first in range(0, chunks, batch):
             numbers = [str(n) for n in range(first, min(first + batch, chunks))]
             blobs = await self.redis.hmget(k.chunks(cid), numbers)
-            members: list[list[Any]] = [
-                m for blob in blobs if blob for m in orjson.loads(blob) if m[0] > after
+            members = [
+                m for blob in blobs if blob for m in chunkblob.decode(blob) if m.index > after
             ]
             if not members:
                 continue
-            indexes = [m[0] for m in members]
+            indexes = [m.index for m in members]
             found, reports = await rows.hmget_many(
                 self.redis, [k.results(cid), k.reports(cid)], indexes
             )
             for member, row, report in zip(members, found, reports, strict=True):
-                for r in await invalid_upto(member[0]):
+                for r in await invalid_upto(member.index):
                     yield r
                 if row is None:
-                    result = Result(member[0], member[1], Status.PENDING)
+                    result = Result(member.index, member.number, Status.PENDING)
                 else:
-                    result = rows.unpack_row(member[0], member[1], row)
+                    result = rows.unpack_row(member.index, member.number, row)
                 yield with_report(result, report)
         for r in await invalid_upto(2**63):
             yield r

@@ -13,6 +13,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
+from dispatcher import chunkblob
 from dispatcher.keys import Keys
 from tests.api.conftest import AUTH, Api, answer
 from tests.conftest import eventually
@@ -213,9 +214,9 @@ async def test_a_large_csv_upload_is_read_in_pieces(api: Api, redis: Redis, pref
     assert body["chunks"] == count // 10
     # The quoted line breaks arrive as one, whatever the pieces cut.
     stored = await redis.hgetall(Keys(prefix).chunks(body["id"]))
-    members = [m for n, blob in stored.items() if n != b"invalid" for m in orjson.loads(blob)]
+    members = [m for n, blob in stored.items() if n != b"invalid" for m in chunkblob.decode(blob)]
     assert len(members) == count
-    quoted = sorted((m[0], m[2]["name"]) for m in members if m[0] % 1000 == 0)
+    quoted = sorted((m.index, (m.fields or {})["name"]) for m in members if m.index % 1000 == 0)
     assert quoted == [(i, f"Ann\n{i}") for i in range(0, count, 1000)]
 
 

@@ -10,6 +10,7 @@ import aiohttp
 import orjson
 from redis.asyncio import Redis
 
+from dispatcher import chunkblob
 from dispatcher.client import Client
 from dispatcher.config import Settings
 from dispatcher.keys import Keys
@@ -86,11 +87,12 @@ async def sent_campaign(
         leases = await q.read(chunks, 100)
         assert leases, "the campaign's chunks are not in the queue"
         for lease in leases:
-            members = orjson.loads(await redis.hget(k.chunks(answer.id), str(lease.chunk)) or b"")
+            blob = await redis.hget(k.chunks(answer.id), str(lease.chunk))
             results = [
-                Result(m[0], m[1], Status.ACCEPTED, message_id=sid(provider, m[0]), sent_at=1)
-                for m in members
-            ]
+                Result(m.index, m.number, Status.ACCEPTED, message_id=sid(provider, m.index),
+                       sent_at=1)
+                for m in chunkblob.decode(blob or b"")
+            ]  # fmt: skip
             await q.record(lease, results, Settle.ACK, track=Track("default", True, True))
         recorded += len(leases)
     return answer.id
