@@ -243,9 +243,7 @@ class Fence:
             code = int(got[0])
             claim = {1: Claim.OK, 0: Claim.LOST, 2: Claim.HALTED}.get(code, Claim.GONE)
             if claim is Claim.OK:
-                at = int(got[1])
-                for p in positions:
-                    permits.granted[p] = (asked, at)
+                permits.granted.update(dict.fromkeys(positions, (asked, int(got[1]))))
             future.set_result(claim)
             return claim
         except BaseException as exc:

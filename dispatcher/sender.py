@@ -17,7 +17,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -157,10 +157,14 @@ class Sender:
             ready()
             await self._scrub(run, scrub)
         # Build for the recipients still to send; positions are mapped back to the chunk's.
-        todo = [pos for pos in range(len(run.recipients)) if pos not in run.outcomes]
-        built = run.codec.build(job, [run.recipients[p] for p in todo], ctx)
+        if run.outcomes:  # some were settled before (look-ups)
+            todo: Sequence[int] = [p for p in range(len(run.recipients)) if p not in run.outcomes]
+            built = run.codec.build(job, [run.recipients[p] for p in todo], ctx)
+        else:  # all of them, as usual: positions agree
+            todo = range(len(run.recipients))
+            built = run.codec.build(job, run.recipients, ctx)
         run.outcomes.update({todo[p]: o for p, o in built.refused.items()})
-        if len(todo) == len(run.recipients):  # all of them (as usual): positions agree
+        if len(todo) == len(run.recipients):
             run.requests = list(built.requests)
         else:
             run.requests = [
