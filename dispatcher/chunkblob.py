@@ -58,7 +58,8 @@ def _blob(pieces: Sequence[Run | list[Entry]]) -> bytes:
     follow on, else JSON. Pieces that are all runs need no step per recipient to tell."""
     runs = [p for p in pieces if isinstance(p, tuple)]
     if len(runs) == len(pieces) and _follow_on(runs):
-        return _run_form(runs[0][0], (n for _, numbers in runs for n in numbers))
+        # each run joined, then the runs: no step per number in Python
+        return _run_form(runs[0][0], ["\n".join(numbers) for _, numbers in runs])
     entries: list[Entry] = []
     for p in pieces:
         entries.extend([[i, n] for i, n in enumerate(p[1], p[0])] if isinstance(p, tuple) else p)

@@ -34,7 +34,35 @@ Array = np.ndarray[Any, Any]
 
 def number_keys(numbers: Sequence[str]) -> Array:
     """E.164 numbers (``+`` and digits) as unsigned integers."""
+    same = _same_length(numbers)
+    if same is not None:
+        return same
     return np.fromiter(map(int, numbers), dtype=NUMBER, count=len(numbers))
+
+
+def _same_length(numbers: Sequence[str]) -> Array | None:
+    """:func:`number_keys` of numbers that all have one length (a list of one country's
+    mobiles, as a rule), read from their bytes at once rather than by an ``int()`` each
+    (~8 ms per 100,000); None when their lengths differ or anything but ``+`` and digits
+    is found."""
+    if not numbers:
+        return None
+    width = len(numbers[0])
+    if not 2 <= width <= 20:
+        return None
+    raw = np.frombuffer(("\n".join(numbers) + "\n").encode(), dtype=np.uint8)
+    if len(raw) != len(numbers) * (width + 1):
+        return None  # lengths differ (or a character took more than a byte)
+    rows = raw.reshape(len(numbers), width + 1)
+    digits = rows[:, 1:width] - np.uint8(48)  # wraps below '0': caught by the next line
+    if (rows[:, width] != 10).any() or (rows[:, 0] != 43).any() or (digits > 9).any():
+        return None
+    out = np.zeros(len(numbers), dtype=NUMBER)
+    ten = np.uint64(10)
+    for column in digits.T:  # Horner: a column of digits at a time
+        out *= ten
+        out += column
+    return out
 
 
 def digest_keys(addresses: Sequence[str]) -> Array:

@@ -8,6 +8,8 @@ import random
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dispatcher import seen
 from dispatcher.seen import DIGEST, NUMBER, Seen, digest_keys, number_keys
@@ -52,3 +54,27 @@ def test_addresses_as_digests() -> None:
 
 def test_an_empty_batch() -> None:
     assert Seen(NUMBER).first(number_keys([])) == []
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.from_regex(r"\+[1-9][0-9]{11}", fullmatch=True),  # one length: read at once
+            st.from_regex(r"\+[1-9][0-9]{5,14}", fullmatch=True),
+        ),
+        max_size=30,
+    )
+)
+def test_number_keys_are_the_numbers_whatever_their_lengths(numbers: list[str]) -> None:
+    """Numbers of one length are read from their bytes at once; others one by one: the
+    same integers either way."""
+    expected = np.array([int(n) for n in numbers], dtype=NUMBER)
+    assert number_keys(numbers).tolist() == expected.tolist()
+
+
+def test_number_keys_of_one_length_are_read_at_once() -> None:
+    same = [f"+4479110{i:05d}" for i in range(1000)]
+    assert number_keys(same).tolist() == [int(n) for n in same]
+    assert seen._same_length(same) is not None
+    assert seen._same_length([*same[:3], "+4479110001"]) is None  # one shorter
+    assert seen._same_length(["+4479110000", "+447911ä00"]) is None  # not a digit
