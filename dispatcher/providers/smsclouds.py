@@ -134,13 +134,13 @@ def created_id(
     return str(value), []
 
 
-def _plain_members(
+def _plain_nationals(
     recipients: Sequence[ChunkRecipient], dial: int, text: str
-) -> list[dict[str, str]] | None:
-    """Every recipient's member, when none has fields, all are numbers of the route's
-    country and the text fits: a 30,000-recipient chunk then costs a list, not a split,
-    a render and a check per recipient (the provider waits for its first request). None
-    when any of that does not hold: SmscloudsCodec.build looks at each recipient then."""
+) -> list[str] | None:
+    """Every recipient's national number, when none has fields, all are numbers of the
+    route's country and the text fits: a 30,000-recipient chunk then costs a list, not a
+    split, a render and a check per recipient (the provider waits for its first request).
+    None when any of that does not hold: SmscloudsCodec.build looks at each recipient then."""
     if not recipients or any(r.fields for r in recipients) or flag_for([text]) is None:
         return None
     prefix = f"+{dial}"
@@ -149,7 +149,17 @@ def _plain_members(
     if split_e164(numbers[0])[0] != dial or not all(n.startswith(prefix) for n in numbers):
         return None
     cut = len(prefix)
-    return [{"cellphone": n[cut:]} for n in numbers]
+    return [n[cut:] for n in numbers]
+
+
+def _members_json(nationals: list[str]) -> orjson.Fragment:
+    """``[{"cellphone": …}, …]`` made by one join: national numbers are ASCII digits, which
+    JSON writes as they are (validated at enqueue), so no dict a recipient is needed."""
+    if not nationals:
+        return orjson.Fragment(b"[]")
+    return orjson.Fragment(
+        b'[{"cellphone":"' + '"},{"cellphone":"'.join(nationals).encode() + b'"}]'
+    )
 
 
 class SmscloudsCodec:
@@ -253,12 +263,13 @@ class SmscloudsCodec:
         built: Built[HttpRequest] = Built()
         dial = dial_code(job.options)
         plain = render(job.text, None)  # the text of every recipient without fields
-        same = _plain_members(recipients, dial, plain)
+        same = _plain_nationals(recipients, dial, plain)
         if same is not None:  # the usual campaign: one text, the route's country
             flag = (flag_for([plain]) or (None, 1))[0]
             for start in range(0, len(same), MAX_RECIPIENTS):
                 span = tuple(range(start, min(start + MAX_RECIPIENTS, len(same))))
-                body = self.campaign(job, same[start : start + MAX_RECIPIENTS], flag)
+                part_json = _members_json(same[start : start + MAX_RECIPIENTS])
+                body = self.campaign(job, part_json, flag)
                 built.requests.append(self._request(body, span, flag))
             return built
         texts: dict[int, str] = {}
@@ -309,7 +320,7 @@ class SmscloudsCodec:
         return HttpRequest("POST", self.path, orjson.dumps(body), part, context=segments)
 
     def campaign(
-        self, job: SendJob, members: list[dict[str, str]], flag: str | None
+        self, job: SendJob, members: list[dict[str, str]] | orjson.Fragment, flag: str | None
     ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "text": job.text,

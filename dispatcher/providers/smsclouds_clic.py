@@ -11,6 +11,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from dispatcher.model import CampaignError
 from dispatcher.providers.base import SendJob
 from dispatcher.providers.smsclouds import SmscloudsCodec
@@ -32,7 +34,7 @@ class SmsClicCodec(SmscloudsCodec):
         super().check(SHORT_LINK.sub("https://mx4.mx/abcd", text), signature, options)
 
     def campaign(
-        self, job: SendJob, members: list[dict[str, str]], flag: str | None
+        self, job: SendJob, members: list[dict[str, str]] | orjson.Fragment, flag: str | None
     ) -> dict[str, Any]:
         body = super().campaign(job, members, flag)
         body["url"] = int(job.options["url"])
