@@ -146,13 +146,19 @@ def results(run: ChunkRun, positions: Iterable[int]) -> tuple[Answers, list[Resu
     here and listed for ``retry``. No Result is made for the record (answers.py)."""
     outcomes, recipients = run.outcomes, run.recipients
     unknown, retry = Verdict.UNKNOWN, Verdict.RETRY
-    kept: list[ChunkRecipient] = []
-    told: list[Outcome] = []
-    for pos in positions:
-        o = outcomes[pos]
-        if o.verdict is not unknown:
-            kept.append(recipients[pos])
-            told.append(o)
+    kept: list[ChunkRecipient]
+    told: list[Outcome]
+    if not run.unknown_at:  # none of unknown fate (sender._unknown notes each): no test
+        wanted = list(positions)
+        kept = list(map(recipients.__getitem__, wanted))
+        told = list(map(outcomes.__getitem__, wanted))
+    else:
+        kept, told = [], []
+        for pos in positions:
+            o = outcomes[pos]
+            if o.verdict is not unknown:
+                kept.append(recipients[pos])
+                told.append(o)
     answers = Answers(kept, told, now_ms())
     return answers, [answers[i] for i, o in enumerate(told) if o.verdict is retry]
 
