@@ -53,18 +53,19 @@ def _run_form(first: int, numbers: Iterable[str]) -> bytes:
     return f"={first}\n".encode() + "\n".join(numbers).encode()
 
 
-def _blob(pieces: Sequence[Run | list[Entry]]) -> bytes:
-    """One chunk's value: the run form if its recipients have no fields and their indexes
-    follow on, else JSON. Pieces that are all runs need no step per recipient to tell."""
+def _blob(pieces: Sequence[Run | list[Entry]], runs_ok: bool) -> bytes:
+    """One chunk's value: the run form if ``runs_ok`` (numbers), its recipients have no
+    fields and their indexes follow on, else JSON. Pieces that are all runs need no step
+    per recipient to tell."""
     runs = [p for p in pieces if isinstance(p, tuple)]
-    if len(runs) == len(pieces) and _follow_on(runs):
+    if runs_ok and len(runs) == len(pieces) and _follow_on(runs):
         # each run joined, then the runs: no step per number in Python
         return _run_form(runs[0][0], ["\n".join(numbers) for _, numbers in runs])
     entries: list[Entry] = []
     for p in pieces:
         entries.extend([[i, n] for i, n in enumerate(p[1], p[0])] if isinstance(p, tuple) else p)
     first = entries[0][0]
-    plain = all(len(e) == 2 for e in entries)
+    plain = runs_ok and all(len(e) == 2 for e in entries)
     if plain and [e[0] for e in entries] == list(range(first, first + len(entries))):
         return _run_form(first, (e[1] for e in entries))
     return orjson.dumps(entries)
@@ -74,10 +75,11 @@ class Chunker:
     """Cuts recipients into chunks of ``size``: :meth:`entries` adds them one entry each
     (``[index, number(, fields)]``), :meth:`run` adds a run of plain numbers with
     consecutive indexes as it is. Full chunks gather in :attr:`chunks`; :meth:`close` cuts
-    the last, partial one."""
+    the last, partial one. ``numbers``: False for email addresses, which stay JSON."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, numbers: bool = True) -> None:
         self.size = size
+        self.numbers = numbers
         self.chunks: list[bytes] = []
         self._pieces: list[Run | list[Entry]] = []
         self._filled = 0
@@ -102,5 +104,5 @@ class Chunker:
 
     def close(self) -> None:
         if self._pieces:
-            self.chunks.append(_blob(self._pieces))
+            self.chunks.append(_blob(self._pieces, self.numbers))
             self._pieces, self._filled = [], 0

@@ -224,7 +224,7 @@ class Builder:
         self.invalid_indexes: array[int] = array("q")
         self.first_invalid: Result | None = None
         self.chunk_count = 0  # chunks cut so far
-        self._cutter = Chunker(self.chunk_size)
+        self._cutter = Chunker(self.chunk_size, numbers=not self.email)
         self._invalid: list[Result] = []
         self._taken = 0  # chunks handed out by take()
         self.by_segments: dict[int, int] | None = {} if count_segments else None

@@ -33,6 +33,14 @@ def test_fields_or_a_gap_make_a_json_chunk() -> None:
     ]
 
 
+def test_addresses_stay_json_even_in_a_run() -> None:
+    """Only E.164 numbers are sure to hold no newline: an email campaign's chunks are JSON."""
+    cut = Chunker(5, numbers=False)
+    cut.entries([[0, "a@example.com"], [1, "b@example.com"]])
+    cut.close()
+    assert orjson.loads(cut.chunks[0]) == [[0, "a@example.com"], [1, "b@example.com"]]
+
+
 def test_a_json_chunk_written_before_the_run_form_still_reads() -> None:
     blob = orjson.dumps([[4, "+441"], [9, "+442", {"name": "Bo"}]])
     assert chunkblob.decode(blob) == [
