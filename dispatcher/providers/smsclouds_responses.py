@@ -115,12 +115,17 @@ def _date(query: Mapping[str, str], now_ms: int | None) -> str:
     return date
 
 
-def parse_mo(query: Mapping[str, str], now_ms: int | None = None) -> Inbound:
-    """An MO response pushed by GET: ``response``, ``cellphone``, ``message_id``, ``date``."""
+def _reply(query: Mapping[str, str]) -> tuple[str, str]:
+    """``response`` (at most 160 characters) and ``cellphone``, which both pushes carry."""
     text = _query(query, "response")
     if len(text) > 160:
         raise BadPush("response", "longer than 160 characters")
-    cellphone = _query(query, "cellphone", DIGITS)
+    return text, _query(query, "cellphone", DIGITS)
+
+
+def parse_mo(query: Mapping[str, str], now_ms: int | None = None) -> Inbound:
+    """An MO response pushed by GET: ``response``, ``cellphone``, ``message_id``, ``date``."""
+    text, cellphone = _reply(query)
     message_id = _query(query, "message_id", DIGITS)
     date = _date(query, now_ms)
     return Inbound(
@@ -131,10 +136,7 @@ def parse_mo(query: Mapping[str, str], now_ms: int | None = None) -> Inbound:
 
 def parse_keyword(query: Mapping[str, str], now_ms: int | None = None) -> Inbound:
     """A keyword request pushed by GET: ``response``, ``cellphone``, ``keyword``, ``date``."""
-    text = _query(query, "response")
-    if len(text) > 160:
-        raise BadPush("response", "longer than 160 characters")
-    cellphone = _query(query, "cellphone", DIGITS)
+    text, cellphone = _reply(query)
     keyword = _query(query, "keyword", KEYWORD)
     date = _date(query, now_ms)
     return Inbound(
