@@ -148,10 +148,16 @@ def results(run: ChunkRun, positions: Iterable[int]) -> tuple[Answers, list[Resu
     unknown, retry = Verdict.UNKNOWN, Verdict.RETRY
     kept: list[ChunkRecipient]
     told: list[Outcome]
+    in_order = False
     if not run.unknown_at:  # none of unknown fate (sender._unknown notes each): no test
         wanted = list(positions)
-        kept = list(map(recipients.__getitem__, wanted))
-        told = list(map(outcomes.__getitem__, wanted))
+        if positions is outcomes:  # every answer, in the order they came
+            told = list(outcomes.values())
+        else:
+            told = list(map(outcomes.__getitem__, wanted))
+        # a chunk's recipients are in the campaign's order (intake cuts them so)
+        in_order = wanted == list(range(len(recipients)))
+        kept = recipients if in_order else list(map(recipients.__getitem__, wanted))
     else:
         kept, told = [], []
         for pos in positions:
@@ -159,7 +165,7 @@ def results(run: ChunkRun, positions: Iterable[int]) -> tuple[Answers, list[Resu
             if o.verdict is not unknown:
                 kept.append(recipients[pos])
                 told.append(o)
-    answers = Answers(kept, told, now_ms())
+    answers = Answers(kept, told, now_ms(), in_order=in_order)
     return answers, [answers[i] for i, o in enumerate(told) if o.verdict is retry]
 
 

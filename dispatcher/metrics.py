@@ -177,9 +177,9 @@ def account_stats(provider: str, account: str) -> AccountStats:
     return stats
 
 
-def recorded(provider: str, statuses: Iterable[str]) -> None:
-    """Count a batch of recorded results: one tally, one increment per status."""
-    for status, n in Tally(statuses).items():
+def recorded(provider: str, tally: Mapping[str, int]) -> None:
+    """Count a batch of recorded results: one increment per status (answers.tally)."""
+    for status, n in tally.items():
         RECIPIENTS.labels(provider, str(status)).inc(n)
 
 

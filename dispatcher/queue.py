@@ -324,12 +324,11 @@ class Queue:
         provider, _lane = k.parse_queue(lease.stream)
         account = track.account if track else "-"
         listed = k.listed(provider, track.kind if track else "sms")
-        accepted = answers.accepted(results)
-        if track and track.index_messages:  # before the results: see msgindex.py
-            await self.index.add(
-                provider, {mid: ref(cid, index) for index, mid, _ in accepted if mid}
-            )
-        batches = {batch_member(b, cid, lease.chunk) for b in {b for _, _, b in accepted} if b}
+        index_messages = bool(track and track.index_messages)
+        sent = answers.sent(results, ids=index_messages)
+        if index_messages:  # before the results: see msgindex.py
+            await self.index.add(provider, {mid: ref(cid, i) for mid, i in sent.ids.items()})
+        batches = {batch_member(b, cid, lease.chunk) for b in sent.batches}
         args = RecordArgs(
             group=GROUP,
             id=lease.entry_id,
@@ -340,7 +339,7 @@ class Queue:
             reason=reason,
             delay=int(delay_s * 1000),
             rows=answers.lines(results),
-            list_open="1" if track and track.list_open and accepted else "",
+            list_open="1" if track and track.list_open and sent.any else "",
             batch_lines="\n".join(sorted(batches)) if track else "",
             dead_lines="\n".join(f"{r.index}\t{r.error_code or ''}: {r.error or ''}" for r in dead),
             token=token,

@@ -85,7 +85,7 @@ class Recording:
                 continue
             if not rec.gone:  # counted per chunk, one tally of its statuses
                 provider = self.keys.parse_queue(lease.stream)[0]
-                metrics.recorded(provider, answers.statuses(results))
+                metrics.recorded(provider, answers.tally(results))
             return rec
 
     def maybe_flush(self, run: ChunkRun) -> None:
@@ -139,7 +139,7 @@ class Recording:
             return False
         checkpoint()
         if not rec.gone:
-            metrics.recorded(run.account.provider.name, answers.statuses(results))
+            metrics.recorded(run.account.provider.name, answers.tally(results))
         run.flushed.update(positions)
         if rec.gone and not run.gone:
             log.warning("%s: the campaign is gone; sending nothing more", run.where())

@@ -1,7 +1,11 @@
 """A chunk's results packed straight from its outcomes (answers.py) come to exactly what the
-same results as Result objects come to: rows, statuses and accepted ids."""
+same results as Result objects come to: rows, the tally of statuses and what the accepted
+give polling (their ids and batches)."""
 
 from __future__ import annotations
+
+from collections import Counter
+from itertools import pairwise
 
 import pytest
 from hypothesis import example, given
@@ -25,8 +29,24 @@ _CHUNKS = st.lists(st.tuples(st.integers(0, 400), _OUTCOMES), max_size=30)
 
 
 def _answers(chunk: list[tuple[int, Outcome]]) -> Answers:
+    """Answers as a chunk gives them: ``in_order`` when the indexes only increase."""
     recipients = [ChunkRecipient(i, f"+4479110{i:05d}") for i, _ in chunk]
-    return Answers(recipients, [o for _, o in chunk], SENT_AT)
+    indexes = [i for i, _ in chunk]
+    in_order = all(a < b for a, b in pairwise(indexes))
+    return Answers(recipients, [o for _, o in chunk], SENT_AT, in_order=in_order)
+
+
+def _same_as_results(got: Answers, results: list[Result]) -> None:
+    assert got.lines() == rows.record_lines(results)
+    assert got.tally() == Counter(r.status for r in results)
+    for ids in (True, False):
+        assert got.sent(ids=ids) == answers.sent(results, ids=ids)
+        accepted = [r for r in results if r.status == Status.ACCEPTED]
+        assert got.sent(ids=ids).any == bool(accepted)
+        assert got.sent(ids=ids).batches == {r.batch_id for r in accepted if r.batch_id}
+    by_id = {r.message_id: r.index for r in results if r.status == Status.ACCEPTED and r.message_id}
+    assert got.sent(ids=True).ids == by_id
+    assert got.sent(ids=False).ids == {}
 
 
 def _expected(chunk: list[tuple[int, Outcome]]) -> list[Result]:
@@ -49,9 +69,7 @@ def _expected(chunk: list[tuple[int, Outcome]]) -> list[Result]:
 def test_answers_come_to_what_their_results_come_to(chunk: list[tuple[int, Outcome]]) -> None:
     got, results = _answers(chunk), _expected(chunk)
     assert list(got) == results and len(got) == len(results)
-    assert got.lines() == rows.record_lines(results)
-    assert got.statuses() == [r.status for r in results]
-    assert got.accepted() == answers.accepted(results)
+    _same_as_results(got, results)
     if results:
         assert got[-1] == results[-1] and got[1:3] == results[1:3]
 
@@ -64,6 +82,9 @@ _SHARED = st.tuples(
 
 @example(([Outcome(Verdict.OK, Status.ACCEPTED, segments=1, batch_id="c")],
           [(0, 0), (1, 0), (2, 0), (7, 0), (8, 0)]))  # fmt: skip
+@example(([Outcome(Verdict.OK, Status.ACCEPTED, "m", batch_id="c")], [(4, 0), (5, 0), (6, 0)]))
+@example(([Outcome(Verdict.OK, Status.ACCEPTED, segments=1)], [(4, 0), (6, 0), (5, 0)]))
+@example(([Outcome(Verdict.RETRY, Status.ACCEPTED, batch_id="c")], [(0, 0), (1, 0)]))
 @example(([Outcome(Verdict.PERMANENT, Status.REJECTED, error_code="E|1")], [(0, 0), (1, 0)]))
 @given(_SHARED)
 def test_an_outcome_shared_by_recipients_comes_to_the_same(
@@ -74,8 +95,20 @@ def test_an_outcome_shared_by_recipients_comes_to_the_same(
     pool, picks = shared
     chunk = [(i, pool[k % len(pool)]) for i, k in picks]
     got, results = _answers(chunk), _expected(chunk)
-    assert got.lines() == rows.record_lines(results)
-    assert got.statuses() == [r.status for r in results]
+    _same_as_results(got, results)
+
+
+def test_a_run_of_recipients_sharing_an_outcome_is_one_row_and_a_count() -> None:
+    one = Outcome(Verdict.OK, Status.ACCEPTED, segments=2, batch_id="camp7")
+    got = _answers([(i, one) for i in range(40, 25_040)])
+    assert got.in_order and got.shared() is one
+    assert got.lines() == b"=40\na|||2||1795998888719|camp7\n*24999"
+    assert got.tally() == {"accepted": 25_000}
+    assert got.sent(ids=True) == answers.Sent({}, {"camp7"}, any=True)
+    # the same outcomes but one recipient missing from the run: still each row in place
+    gap = _answers([(i, one) for i in range(40, 60) if i != 50])
+    assert gap.lines() == rows.record_lines(_expected([(i, one) for i in range(40, 60) if i != 50]))
+    assert gap.lines().count(b"=") == 2
 
 
 def test_the_module_functions_take_a_list_or_answers_alike() -> None:
@@ -84,8 +117,8 @@ def test_the_module_functions_take_a_list_or_answers_alike() -> None:
     got, results = _answers(chunk), _expected(chunk)
     for given_ in (got, results):
         assert answers.lines(given_) == b"=0\nam0|||||1795998888719|b\nf|HTTP_503||||1795998888719"
-        assert answers.statuses(given_) == ["accepted", "failed"]
-        assert answers.accepted(given_) == [(0, "m0", "b")]
+        assert answers.tally(given_) == {"accepted": 1, "failed": 1}
+        assert answers.sent(given_, ids=True) == answers.Sent({"m0": 0}, {"b"}, any=True)
 
 
 def test_answers_need_an_outcome_for_each_recipient() -> None:
