@@ -12,10 +12,14 @@ from collections.abc import Iterable
 
 
 def encode(indices: Iterable[int]) -> str:
-    """``[3, 1, 2, 7]`` → ``"1-3,7"``; an empty set is ``""``."""
+    """``[3, 1, 2, 7]`` → ``"1-3,7"``; an empty set is ``""``. Indices already one run,
+    in order (a whole chunk authorised at once: 25,000 of them), are seen at C speed."""
+    got = list(indices)
+    if got and got[-1] - got[0] == len(got) - 1 and got == list(range(got[0], got[-1] + 1)):
+        return f"{got[0]}" if len(got) == 1 else f"{got[0]}-{got[-1]}"
     parts: list[str] = []
     start = prev = None
-    for i in sorted(set(indices)):
+    for i in sorted(set(got)):
         if prev is not None and i == prev + 1:
             prev = i
             continue

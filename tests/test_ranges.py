@@ -28,6 +28,19 @@ def test_round_trip(indices: set[int]) -> None:
     assert decode(encode(indices)) == sorted(indices)
 
 
+@given(st.lists(st.integers(0, 40), max_size=12))
+def test_a_list_in_any_order_or_repeated_is_its_set(indices: list[int]) -> None:
+    """A run in order is seen at once; anything else, out of order or repeated, is not
+    taken for one."""
+    assert encode(indices) == encode(set(indices)) == encode(iter(sorted(indices)))
+
+
+def test_a_run_in_order_is_one_range() -> None:
+    assert encode(range(100, 25_100)) == "100-25099"
+    assert encode([7]) == "7"
+    assert encode([1, 2, 2, 3]) == "1-3" and encode([3, 2, 4]) == "2-4"
+
+
 _ROUND_TRIP = (
     LUA_EACH
     + LUA_TO_RANGES
