@@ -151,21 +151,32 @@ local function read_new(key, names, n)  -- the values of names, {} when surely n
 end
 local function write_bucket(k, b, name, tally, final_tally, any_parked)
   local n, fields, rows, words = b.n, b.fields, b.rows, b.words
-  local names = {}
-  for i = 1, n do names[i] = name(fields[i]) end
   local rkey = k.results .. ':' .. b.b
-  local have = read_new(rkey, names, n)
-  local set, new, seen, m = {}, {}, {}, 0
+  local have = {}
+  if n < @FEW@ or redis.call('EXISTS', rkey) == 1 then
+    local names = {}
+    for i = 1, n do names[i] = name(fields[i]) end
+    have = redis.call('HMGET', rkey, unpack(names, 1, n))
+  end
+  local set, new, seen, m, finals = {}, {}, {}, 0, false
+  local word, count = nil, 0  -- rows of one status in a row: tallied together
   for i = 1, n do
     local f = fields[i]
     if not have[i] and not seen[f] then
       seen[f] = true
-      set[2 * m + 1], set[2 * m + 2] = names[i], rows[i]
+      set[2 * m + 1], set[2 * m + 2] = name(f), rows[i]
       m = m + 1
       new[m] = i
-      tally[words[i]] = (tally[words[i]] or 0) + 1
+      local w = words[i]
+      if w ~= word then
+        if count > 0 then tally[word] = (tally[word] or 0) + count end
+        word, count = w, 0
+        finals = finals or FINAL[w]
+      end
+      count = count + 1
     end
   end
+  if count > 0 then tally[word] = (tally[word] or 0) + count end
   if m == 0 then return 0, 0 end
   redis.call('HSET', rkey, unpack(set))
   if any_parked then  -- their fates were unknown: now they are known
@@ -179,9 +190,10 @@ local function write_bucket(k, b, name, tally, final_tally, any_parked)
       end
     end
   end
+  if not finals then return m, 0 end
   -- a report may have come first, final: then this final was counted already
   local asked = {}
-  for j = 1, m do asked[j] = names[new[j]] end
+  for j = 1, m do asked[j] = name(fields[new[j]]) end
   local ranks = read_new(k.state .. ':' .. b.b, asked, m)
   local final_new = 0
   for j = 1, m do
