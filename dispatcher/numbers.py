@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from re import _constants as _op  # type: ignore[attr-defined]
+from re import _parser as _sre  # type: ignore[attr-defined]
 from typing import Any
 
 import phonenumbers
@@ -68,28 +70,35 @@ def _desc_matches_at(desc: Any, length: int) -> str | None:
     return str(desc.national_number_pattern)
 
 
-def _valid_pattern(metadata: Any, length: int, end: str) -> str | None:
+def _valid_pattern(metadata: Any, length: int, end: str, *, general: bool = True) -> str | None:
     """An expression for "valid in this region" at a national length, up to ``end``: the
-    general pattern and one of the types' (mobile only where it differs from fixed line),
-    or None."""
-    general = _desc_matches_at(metadata.general_desc, length)
-    if general is None:
+    general pattern (unless the caller checks it: ``general`` False) and one of the types'
+    (mobile only where it differs from fixed line), or None."""
+    general_pattern = _desc_matches_at(metadata.general_desc, length)
+    if general_pattern is None:
         return None
     names = TYPES[1:] if metadata.same_mobile_and_fixed_line_pattern else TYPES
     types = [p for p in (_desc_matches_at(getattr(metadata, n), length) for n in names) if p]
     if not types:
         return None
     alternatives = "|".join(f"(?:{p})" for p in types)
-    return f"(?=(?:{general}){end})(?:{alternatives}){end}"
+    if not general:
+        return f"(?:{alternatives}){end}"
+    return f"(?=(?:{general_pattern}){end})(?:{alternatives}){end}"
 
 
-def _region_pattern(cc: int, length: int, end: str = "\\Z") -> str | None:
+def _region_pattern(
+    cc: int, length: int, end: str = "\\Z", *, general: bool = True
+) -> str | None:
     """The national part of a valid number of ``length`` digits for the country code, as
-    region_code_for_number then is_valid_number_for_region decide it; None: never valid."""
+    region_code_for_number then is_valid_number_for_region decide it; None: never valid.
+    ``general`` False leaves a one-region code's general pattern to the caller (_line)."""
     regions = COUNTRY_CODE_TO_REGION_CODE[cc]
     if len(regions) == 1:
         metadata = PhoneMetadata.metadata_for_region_or_calling_code(cc, regions[0])
-        return None if metadata is None else _valid_pattern(metadata, length, end)
+        if metadata is None:
+            return None
+        return _valid_pattern(metadata, length, end, general=general)
     branches: list[str] = []
     claimed: list[str] = []  # leading digits of earlier regions: such a number is theirs
     for region in regions:
@@ -107,15 +116,18 @@ def _region_pattern(cc: int, length: int, end: str = "\\Z") -> str | None:
     return "|".join(f"(?:{b})" for b in branches) or None
 
 
-def _expression(cc: int, total: int, end: str) -> tuple[str, re.Pattern[str] | None] | None:
+def _expression(
+    cc: int, total: int, end: str, *, general: bool = True
+) -> tuple[str, re.Pattern[str] | None] | None:
     """The expression of a valid number of ``total`` characters with this country code,
     up to ``end``, and the national prefix parse would try on it when that prefix may match
-    nothing at all (then the expression alone cannot decide); None: never valid here."""
+    nothing at all (then the expression alone cannot decide); None: never valid here.
+    ``general``: as for _region_pattern."""
     code = str(cc)
     length = total - 1 - len(code)
     if not MIN_NSN <= length <= MAX_NSN:
         return None
-    national = _region_pattern(cc, length, end)
+    national = _region_pattern(cc, length, end, general=general)
     if national is None:
         return None
     main = region_code_for_country_code(cc)
@@ -235,14 +247,94 @@ Pair = tuple[int, int]  # (country code, the number's length in characters)
 
 
 def _line(cc: int, total: int) -> str | None:
-    """The expression of one valid number and its newline, or None if it cannot be one."""
+    """The expression of one valid number and its newline, or None if it cannot be one.
+    It starts by asserting the line's length (``[0-9]{digits}``); where the general
+    pattern can only ever match that many digits, asserting it there says as much, and
+    the general pattern's own assertion goes (each costs about a third of the matching)."""
     probe = _expression(cc, total, "")
     if probe is None or probe[1] is not None or _CROSSES_LINES.search(probe[0]):
         return None
-    found = _expression(cc, total, _LINE_END)
-    assert found is not None
     digits = total - 1 - len(str(cc))
-    return f"(?=\\+{cc}[0-9]{{{digits}}}\\n){found[0]}\\n"
+    pin = _general_pin(cc, digits)
+    found = _expression(cc, total, _LINE_END, general=pin is None)
+    assert found is not None
+    return f"(?=\\+{cc}(?:{pin or f'[0-9]{{{digits}}}'})\\n){found[0]}\\n"
+
+
+def _general_pin(cc: int, digits: int) -> str | None:
+    """A one-region country code's general pattern at ``digits`` digits, when what it
+    matches there is always exactly that many ASCII digits: its top-level alternatives
+    that can be that long, each of which is never another length. None otherwise (then
+    _line asserts the length, and the general pattern is asserted apart)."""
+    regions = COUNTRY_CODE_TO_REGION_CODE[cc]
+    if len(regions) != 1:
+        return None
+    metadata = PhoneMetadata.metadata_for_region_or_calling_code(cc, regions[0])
+    general = None if metadata is None else _desc_matches_at(metadata.general_desc, digits)
+    if general is None or _UNSAFE.search(general):
+        return None
+    kept: list[str] = []
+    for alternative in _alternatives(general):
+        try:
+            tree = _sre.parse(alternative, re.ASCII)
+        except re.error:
+            return None
+        low, high = tree.getwidth()
+        if not low <= digits <= high:
+            continue  # never this long: it matches no number of this length
+        if low != high or not _digits_only(tree):
+            return None
+        kept.append(alternative)
+    return "|".join(f"(?:{a})" for a in kept) or None
+
+
+def _alternatives(pattern: str) -> list[str]:
+    """``pattern`` split at its top-level ``|`` (outside groups and classes)."""
+    parts: list[str] = []
+    depth = start = i = 0
+    in_class = False
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+        elif ch in "()":
+            depth += 1 if ch == "(" else -1
+        elif ch == "|" and depth == 0:
+            parts.append(pattern[start:i])
+            start = i + 1
+        i += 1
+    parts.append(pattern[start:])
+    return parts
+
+
+def _digits_only(items: Any) -> bool:
+    """Whether a parsed expression matches nothing but ASCII digits (and asserts nothing)."""
+    for op, av in items:
+        if op is _op.LITERAL:
+            ok = 48 <= av <= 57
+        elif op is _op.IN:
+            ok = all(
+                (o is _op.LITERAL and 48 <= a <= 57)
+                or (o is _op.RANGE and a[0] >= 48 and a[1] <= 57)
+                or (o is _op.CATEGORY and a is _op.CATEGORY_DIGIT)
+                for o, a in av
+            )
+        elif op in (_op.MAX_REPEAT, _op.MIN_REPEAT, _op.POSSESSIVE_REPEAT):
+            ok = _digits_only(av[2])
+        elif op is _op.SUBPATTERN:
+            ok = not av[1] and not av[2] and _digits_only(av[3])
+        elif op is _op.BRANCH:
+            ok = all(_digits_only(b) for b in av[1])
+        else:
+            return False
+        if not ok:
+            return False
+    return True
 
 
 def _compile(pairs: frozenset[Pair]) -> re.Pattern[str]:

@@ -233,3 +233,50 @@ def test_a_newline_inside_a_number_shifts_no_answer(monkeypatch: pytest.MonkeyPa
     assert numbers.invalid_e164(batch) == []  # learns the pair
     batch[5] = "+447911123456\n+447911123457"  # two valid lines, one invalid number
     assert numbers.invalid_e164(batch) == [5]
+
+
+def test_a_general_pattern_of_one_length_is_asserted_with_the_line_length() -> None:
+    """Where a country's general pattern at a length is only ever that many digits, the
+    list expression asserts it in place of the bare length: one assertion where there were
+    two. For every such (code, length), digit strings of that length, valid and not, get
+    the same answer from the line with both assertions."""
+    rnd = random.Random(19)
+    pinned = 0
+    for cc in COUNTRY_CODE_TO_REGION_CODE:
+        for digits in range(numbers.MIN_NSN, numbers.MAX_NSN + 1):
+            pin = numbers._general_pin(cc, digits)
+            line = numbers._line(cc, 1 + len(str(cc)) + digits)
+            if pin is None or line is None:
+                continue
+            pinned += 1
+            both = numbers._expression(cc, 1 + len(str(cc)) + digits, "(?=\\n)")
+            assert both is not None
+            apart = re.compile(f"(?=\\+{cc}[0-9]{{{digits}}}\\n){both[0]}\\n", re.ASCII)
+            folded = re.compile(line, re.ASCII)
+            assert line.count("(?=") < apart.pattern.count("(?=")
+            region = COUNTRY_CODE_TO_REGION_CODE[cc][0]
+            examples = [
+                str(n.national_number)
+                for t in TYPES
+                if (n := phonenumbers.example_number_for_type(region, t)) is not None
+            ]
+            for base in [*examples, *(["9" * digits] * 3)]:
+                for _ in range(30):
+                    national = "".join(
+                        c if rnd.random() < 0.8 else rnd.choice("0123456789")
+                        for c in base.ljust(digits, "0")[:digits]
+                    )
+                    text = f"+{cc}{national}\n"
+                    assert bool(folded.fullmatch(text)) == bool(apart.fullmatch(text)), text
+                    assert bool(folded.fullmatch(text)) == is_valid_e164(text[:-1]), text
+    assert pinned > 100
+
+
+def test_a_pattern_splits_at_its_top_level_bars_only() -> None:
+    assert numbers._alternatives(r"[1-357-9]\d{9}|[18]\d{8}|8\d{6}") == [
+        r"[1-357-9]\d{9}", r"[18]\d{8}", r"8\d{6}"
+    ]  # fmt: skip
+    assert numbers._alternatives(r"a(?:b|c)[|]\||d") == [r"a(?:b|c)[|]\|", "d"]
+    assert numbers._general_pin(52, 10) == r"(?:[2-9]\d{9})"  # Mexico
+    assert numbers._general_pin(44, 10) is None  # +44 is four regions': asked apart
+    assert numbers._general_pin(49, 11) is None  # Germany's may be other lengths
