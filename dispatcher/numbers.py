@@ -87,9 +87,7 @@ def _valid_pattern(metadata: Any, length: int, end: str, *, general: bool = True
     return f"(?=(?:{general_pattern}){end})(?:{alternatives}){end}"
 
 
-def _region_pattern(
-    cc: int, length: int, end: str = "\\Z", *, general: bool = True
-) -> str | None:
+def _region_pattern(cc: int, length: int, end: str = "\\Z", *, general: bool = True) -> str | None:
     """The national part of a valid number of ``length`` digits for the country code, as
     region_code_for_number then is_valid_number_for_region decide it; None: never valid.
     ``general`` False leaves a one-region code's general pattern to the caller (_line)."""
@@ -360,27 +358,33 @@ _LIST = _ListExpression()
 
 
 def invalid_e164(numbers: Sequence[str]) -> list[int]:
-    """The positions of the strings :func:`is_valid_e164` says False to, in order."""
+    """The positions of the strings :func:`is_valid_e164` says False to, in order. A valid
+    number of a pair the expression does not name yet is learnt at once, and the list read
+    on with the new expression: learnt only by the next list, a country's first list went
+    one number at a time (100,000 Mexican mobiles: ~18 ms more)."""
     known, expression = _LIST.now
     joined = "\n".join(numbers) + "\n"
     if joined.count("\n") != len(numbers):  # a newline inside one: the lines do not tell
         return [i for i, number in enumerate(numbers) if not is_valid_e164(number)]
     found: list[int] = []
-    new: set[Pair] = set()
     pos = line = 0
-    match, count, total = expression.match, joined.count, len(numbers)
+    count, total = joined.count, len(numbers)
     while True:
-        end = match(joined, pos).end()  # type: ignore[union-attr]  # "" matches anywhere
+        end = expression.match(joined, pos).end()  # type: ignore[union-attr]  # "" matches
         line += count("\n", pos, end)
         if line >= total:
             break
         number = numbers[line]
         if not is_valid_e164(number):
             found.append(line)
-        elif len(known) + len(new) < MOST_PAIRS:
-            new.add((_COUNTRIES[number[1:4]].cc, len(number)))
+        elif len(known) < MOST_PAIRS:
+            pair = (_COUNTRIES[number[1:4]].cc, len(number))
+            if pair not in known:
+                _LIST.learn({pair})
+                known, expression = _LIST.now
+                if pair in known:  # read this line again, with the expression that names it
+                    pos = end
+                    continue
         pos = end + len(number) + 1
         line += 1
-    if new - known:
-        _LIST.learn(new)
     return found

@@ -280,3 +280,21 @@ def test_a_pattern_splits_at_its_top_level_bars_only() -> None:
     assert numbers._general_pin(52, 10) == r"(?:[2-9]\d{9})"  # Mexico
     assert numbers._general_pin(44, 10) is None  # +44 is four regions': asked apart
     assert numbers._general_pin(49, 11) is None  # Germany's may be other lengths
+
+
+def test_a_first_list_learns_its_pair_as_it_meets_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first number of a (code, length) the expression does not name is asked alone;
+    the rest of the list is read with the expression that names it, not one by one."""
+    monkeypatch.setattr(numbers, "_LIST", numbers._ListExpression())
+    asked: list[str] = []
+
+    def counted(number: str) -> bool:
+        asked.append(number)
+        return is_valid_e164(number)
+
+    monkeypatch.setattr(numbers, "is_valid_e164", counted)
+    batch = [f"+5244980{i:05d}" for i in range(500)] + [f"+3361234{i:04d}" for i in range(500)]
+    batch[700] = "+33012"  # invalid: asked, and named
+    assert numbers.invalid_e164(batch) == [700]
+    assert asked == ["+524498000000", "+33612340000", "+33012"]
+    assert numbers._LIST.now[0] == {(52, 13), (33, 12)}
