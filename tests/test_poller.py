@@ -19,7 +19,7 @@ from dispatcher.model import Campaign
 from dispatcher.poller import Poller, counted
 from dispatcher.providers import CODECS
 from dispatcher.providers.common import OneMobileCodec
-from dispatcher.providers.smsclouds import STATUSES as SMSCLOUDS_STATUSES
+from dispatcher.providers.smsclouds_status import STATUSES as SMSCLOUDS_STATUSES
 from dispatcher.tracking import Applied
 from dispatcher.worker import Worker
 from tests.conftest import all_providers

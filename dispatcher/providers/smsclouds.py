@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -33,7 +34,6 @@ import orjson
 from dispatcher.model import FIELD_NAMES, CampaignError, Status
 from dispatcher.providers import smsclouds_responses as responses
 from dispatcher.providers.base import (
-    BadPush,
     BuildContext,
     Built,
     ChunkRecipient,
@@ -42,13 +42,13 @@ from dispatcher.providers.base import (
     Report,
     SendJob,
     Verdict,
-    map_status,
     refused,
     split_e164,
 )
 from dispatcher.providers.capabilities import PushContext, Pushed, PushRoute, Reply
 from dispatcher.providers.common import amount
 from dispatcher.providers.smsclouds_responses import mo_id, parse_keyword, parse_mo
+from dispatcher.providers.smsclouds_status import messages_path, parse_messages
 from dispatcher.render import render
 from dispatcher.segments import Encoding, measure
 
@@ -134,32 +134,37 @@ def created_id(
     return str(value), []
 
 
-def _plain_nationals(
-    recipients: Sequence[ChunkRecipient], dial: int, text: str
-) -> list[str] | None:
-    """Every recipient's national number, when none has fields, all are numbers of the
-    route's country and the text fits: a 30,000-recipient chunk then costs a list, not a
-    split, a render and a check per recipient (the provider waits for its first request).
-    None when any of that does not hold: SmscloudsCodec.build looks at each recipient then."""
-    if not recipients or any(r.fields for r in recipients) or flag_for([text]) is None:
+def _plain_nationals(recipients: Sequence[ChunkRecipient], dial: int, text: str) -> str | None:
+    """Every recipient's national number, one a line, when none has fields, all are
+    numbers of the route's country and the text fits: a 30,000-recipient chunk then costs
+    a few passes in C, not a split, a render and a check per recipient (the provider waits
+    for its first request). None when any of that does not hold: SmscloudsCodec.build
+    looks at each recipient then."""
+    if not recipients or flag_for([text]) is None or any(map(_FIELDS, recipients)):
         return None
-    prefix = f"+{dial}"
-    numbers = [r.number for r in recipients]
-    # Calling codes are a prefix code: a number that starts with this one's has it.
-    if split_e164(numbers[0])[0] != dial or not all(n.startswith(prefix) for n in numbers):
+    numbers = list(map(_NUMBER, recipients))
+    if split_e164(numbers[0])[0] != dial:
         return None
-    cut = len(prefix)
-    return [n[cut:] for n in numbers]
+    # Calling codes are a prefix code: a number that starts with this one's has it. Every
+    # line starts with it, and no number holds a line break, when both counts are n.
+    lines, prefix = "\n" + "\n".join(numbers), f"\n+{dial}"
+    if lines.count("\n") != len(numbers) or lines.count(prefix) != len(numbers):
+        return None
+    return lines.replace(prefix, "\n")[1:]
 
 
-def _members_json(nationals: list[str]) -> orjson.Fragment:
-    """``[{"cellphone": …}, …]`` made by one join: national numbers are ASCII digits, which
-    JSON writes as they are (validated at enqueue), so no dict a recipient is needed."""
+_FIELDS = attrgetter("fields")
+_NUMBER = attrgetter("number")
+
+
+def _members_json(nationals: str) -> orjson.Fragment:
+    """``[{"cellphone": …}, …]`` of national numbers one a line, made by one replace:
+    they are ASCII digits, which JSON writes as they are (validated at enqueue), so no
+    dict a recipient is needed."""
     if not nationals:
         return orjson.Fragment(b"[]")
-    return orjson.Fragment(
-        b'[{"cellphone":"' + '"},{"cellphone":"'.join(nationals).encode() + b'"}]'
-    )
+    members = nationals.replace("\n", '"},{"cellphone":"')
+    return orjson.Fragment(b'[{"cellphone":"' + members.encode() + b'"}]')
 
 
 class SmscloudsCodec:
@@ -266,10 +271,12 @@ class SmscloudsCodec:
         same = _plain_nationals(recipients, dial, plain)
         if same is not None:  # the usual campaign: one text, the route's country
             flag = (flag_for([plain]) or (None, 1))[0]
-            for start in range(0, len(same), MAX_RECIPIENTS):
-                span = tuple(range(start, min(start + MAX_RECIPIENTS, len(same))))
-                part_json = _members_json(same[start : start + MAX_RECIPIENTS])
-                body = self.campaign(job, part_json, flag)
+            n = len(recipients)
+            parts = same.split("\n") if n > MAX_RECIPIENTS else None  # a campaign each
+            for start in range(0, n, MAX_RECIPIENTS):
+                span = tuple(range(start, min(start + MAX_RECIPIENTS, n)))
+                lines = same if parts is None else "\n".join(parts[start : start + MAX_RECIPIENTS])
+                body = self.campaign(job, _members_json(lines), flag)
                 built.requests.append(self._request(body, span, flag))
             return built
         texts: dict[int, str] = {}
@@ -376,44 +383,3 @@ class SmscloudsCodec:
             return None
         data = answer.get("data", answer)
         return amount(data.get("credit")) if isinstance(data, dict) else None
-
-
-#: "Status of message", in our vocabulary. Smsclouds has no delivery reports: "sent" (handed
-#: to the carrier) is the last it will say, so it is final here as ``submitted``.
-STATUSES = {
-    "in progress": Status.SENT,
-    "sent": Status.SUBMITTED,
-    "failed": Status.FAILED,
-    "paused": Status.SENT,
-    "retried": Status.SENT,
-    "cancelled": Status.CANCELLED,
-}
-
-
-def messages_path(batch_id: str) -> str:
-    return f"/api/v3/campaign/{batch_id}/messages"
-
-
-def parse_messages(body: bytes) -> list[Report]:
-    """``GET api/v3/campaign/{id}/messages``: one report per message, by message id.
-
-    ``cellphone`` is the national number; the tracker resolves it within the campaign.
-    """
-    data = orjson.loads(body)
-    if not isinstance(data, dict) or "error" in data:
-        raise BadPush("body", f"messages call refused: {str(data)[:200]}")
-    reports = []
-    for item in data.get("data") or []:
-        if not isinstance(item, dict) or item.get("id") is None:
-            continue
-        raw = str(item.get("status", ""))
-        reports.append(
-            Report(
-                status=map_status(raw, STATUSES),
-                raw_status=raw,
-                message_id=str(item["id"]),
-                number=str(item.get("cellphone", "")),
-                error_code=None if raw == "sent" else raw.upper().replace(" ", "_"),
-            )
-        )
-    return reports

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 
 from dispatcher.client import Client
 from dispatcher.config import load_settings
-from dispatcher.providers.smsclouds import STATUSES as SMSCLOUDS
+from dispatcher.providers.smsclouds_status import STATUSES as SMSCLOUDS
 from dispatcher.providers.ycloud import STATUSES as YCLOUD
 from tests.e2e.conftest import System
 
