@@ -140,6 +140,10 @@ end
 #: bucket with many rows to write. A row is written only where none is (what HSETNX did
 #: one at a time), the first of two for the same recipient wins, and the parked hash is
 #: read only when it has entries. The row is the rank (``row_rank``): none is written.
+#: The ranks are read only for final rows. A ``*<n>`` line that covers a whole bucket
+#: (a batch's one answer for 25,000 recipients) keeps it as that row alone, and a new
+#: bucket of a row that is not final, with nobody parked, is written by one HSET of
+#: arguments made once a call, not a row at a time (25,000 rows: 17.2 -> 11.0 ms).
 WRITE_ROWS = (
     LUA_BUCKETS
     + ROW_RANK
@@ -149,9 +153,25 @@ local function read_new(key, names, n)  -- the values of names, {} when surely n
   if n >= @FEW@ and redis.call('EXISTS', key) == 0 then return {} end
   return redis.call('HMGET', key, unpack(names, 1, n))
 end
-local function write_bucket(k, b, name, tally, final_tally, any_parked)
-  local n, fields, rows, words = b.n, b.fields, b.rows, b.words
+local function each_row(b)  -- a whole bucket (one row at every field) as any other
+  if b.whole then
+    local fields, rows, words = {}, {}, {}
+    for f = 0, @BUCKET@ - 1 do fields[f + 1], rows[f + 1], words[f + 1] = f, b.whole, b.word end
+    b.fields, b.rows, b.words, b.whole = fields, rows, words, nil
+  end
+  return b
+end
+local function write_bucket(k, b, name, whole, tally, final_tally, any_parked)
   local rkey = k.results .. ':' .. b.b
+  if b.whole then
+    if not any_parked and not FINAL[b.word] and redis.call('EXISTS', rkey) == 0 then
+      redis.call('HSET', rkey, unpack(whole(b.whole)))
+      tally[b.word] = (tally[b.word] or 0) + @BUCKET@
+      return @BUCKET@, 0
+    end
+    each_row(b)
+  end
+  local n, fields, rows, words = b.n, b.fields, b.rows, b.words
   local have = {}
   if n < @FEW@ or redis.call('EXISTS', rkey) == 1 then
     local names = {}
@@ -206,11 +226,20 @@ local function write_bucket(k, b, name, tally, final_tally, any_parked)
   return m, final_new
 end
 local function write_rows(rows, k, keep)
-  local buckets, order, names = {}, {}, {}
+  local buckets, order, names, wholes = {}, {}, {}, {}
   local function name(f)  -- a field's name, made once a call
     local s = names[f]
     if not s then s = tostring(f); names[f] = s end
     return s
+  end
+  local function whole(row)  -- HSET's arguments for every field of a bucket at this row
+    local set = wholes[row]
+    if not set then
+      set = {}
+      for f = 0, @BUCKET@ - 1 do set[2 * f + 1], set[2 * f + 2] = name(f), row end
+      wholes[row] = set
+    end
+    return set
   end
   -- index, its field in its bucket, and that bucket's rows (nil: look it up)
   local index, f, cur = 0, 0, nil
@@ -226,29 +255,38 @@ local function write_rows(rows, k, keep)
     else
       row, word = line, WORD[c] or cjson.decode(line)[1]  -- a JSON row starts with its status
     end
-    for _ = 1, times do
-      if not keep or keep(index) then
-        if not cur then
-          local bn = (index - f) / @BUCKET@
-          cur = buckets[bn]
+    while times > 0 do
+      if f == 0 and times >= @BUCKET@ and not keep and not buckets[index / @BUCKET@] then
+        -- a whole bucket of the one row (a batch's shared answer): kept as that
+        local bn = index / @BUCKET@
+        buckets[bn] = {b = bn, n = @BUCKET@, whole = row, word = word}
+        order[#order + 1] = bn
+        index, times, cur = index + @BUCKET@, times - @BUCKET@, nil
+      else
+        if not keep or keep(index) then
           if not cur then
-            cur = {b = bn, n = 0, fields = {}, rows = {}, words = {}}
-            buckets[bn] = cur
-            order[#order + 1] = bn
+            local bn = (index - f) / @BUCKET@
+            cur = buckets[bn]
+            if not cur then
+              cur = {b = bn, n = 0, fields = {}, rows = {}, words = {}}
+              buckets[bn] = cur
+              order[#order + 1] = bn
+            end
+            each_row(cur)  -- a whole bucket's rows come first: the first row wins
           end
+          local n = cur.n + 1
+          cur.n, cur.fields[n], cur.rows[n], cur.words[n] = n, f, row, word
         end
-        local n = cur.n + 1
-        cur.n, cur.fields[n], cur.rows[n], cur.words[n] = n, f, row, word
+        index, f, times = index + 1, f + 1, times - 1
+        if f == @BUCKET@ then f, cur = 0, nil end
       end
-      index, f = index + 1, f + 1
-      if f == @BUCKET@ then f, cur = 0, nil end
     end
   end
   local new, final_new = 0, 0
   local tally, final_tally = {}, {}
   local any_parked = redis.call('EXISTS', k.parked) == 1
   for _, bn in ipairs(order) do
-    local n, fn = write_bucket(k, buckets[bn], name, tally, final_tally, any_parked)
+    local n, fn = write_bucket(k, buckets[bn], name, whole, tally, final_tally, any_parked)
     new, final_new = new + n, final_new + fn
   end
   for status, n in pairs(tally) do redis.call('HINCRBY', k.counts, status, n) end

@@ -95,6 +95,13 @@ return {write_rows(ARGV[1], k, keep)}
 _KEYS = [f"w:{{t}}:{name}" for name in ("results", "counts", "meta", "state", "finals", "parked")]
 
 
+async def _clear(redis: Redis) -> None:
+    """Delete the keys above and their buckets: each test starts from none."""
+    found = [key async for key in redis.scan_iter(match="w:{t}:*")]
+    if found:
+        await redis.delete(*found)
+
+
 class _Model:
     """What write_rows should leave, worked out one row at a time as HSETNX would."""
 
@@ -124,9 +131,9 @@ class _Model:
 _Stored = tuple[dict[int, bytes], dict[int, int], dict[str, int], dict[str, int]]
 
 
-async def _bucketed(redis: Redis, base: str) -> dict[int, bytes]:
+async def _bucketed(redis: Redis, base: str, size: int = 600) -> dict[int, bytes]:
     values: dict[int, bytes] = {}
-    for b in range(-(-600 // rows.BUCKET)):
+    for b in range(-(-size // rows.BUCKET)):
         hashed: dict[Any, Any] = await redis.hgetall(f"{base}:{b}")
         for field, value in hashed.items():
             values[b * rows.BUCKET + int(field)] = value
@@ -137,10 +144,11 @@ def _row_rank(index: int, row: bytes) -> Rank:
     return Rank.FINAL if rows.unpack_row(index, None, row).status in FINAL else Rank.ACCEPTED
 
 
-async def _stored(redis: Redis) -> _Stored:
+async def _stored(redis: Redis, size: int = 600) -> _Stored:
     """The results and ranks by index (the higher of a row's and a report's), the counts
     and the finals, as stored."""
-    results, state = await _bucketed(redis, _KEYS[0]), await _bucketed(redis, _KEYS[3])
+    results = await _bucketed(redis, _KEYS[0], size)
+    state = await _bucketed(redis, _KEYS[3], size)
     ranks = {i: int(v) for i, v in state.items()}
     for i, row in results.items():
         ranks[i] = max(ranks.get(i, Rank.NONE), _row_rank(i, row))
@@ -160,7 +168,7 @@ async def test_write_rows_writes_each_new_row_once_as_hsetnx_would(redis: Redis)
     set first, and ``keep``: the same rows, counts and ranks as one HSETNX a row."""
     rng = random.Random(15)
     model = _Model()
-    await redis.delete(*_KEYS)
+    await _clear(redis)
     reported = rng.sample(range(600), 40)  # a report came first: some final, some not
     for i in reported:
         rank = rng.choice([Rank.ACCEPTED, Rank.FINAL])
@@ -189,3 +197,49 @@ async def test_write_rows_writes_each_new_row_once_as_hsetnx_would(redis: Redis)
     assert await _stored(redis) == (model.results, model.ranks, model.counts, model.finals)
     # The rows are the ranks: only the reports' are in the state hash, as they were set.
     assert sorted(await _bucketed(redis, _KEYS[3])) == sorted(reported)
+
+
+async def test_whole_buckets_of_one_row_are_written_as_row_by_row(redis: Redis) -> None:
+    """A batch's shared answer comes as one row and a count: runs across many buckets,
+    starting anywhere, into buckets written before (some rows there already), one index
+    named again after its bucket went by whole, final statuses a report may have counted
+    first, and ``keep``. The same rows, counts and ranks as one HSETNX a row."""
+    rng = random.Random(16)
+    model, size = _Model(), 2_000
+    await _clear(redis)
+    for i in rng.sample(range(size), 30):
+        rank = rng.choice([Rank.ACCEPTED, Rank.FINAL])
+        await redis.hset(*rows.bucket(_KEYS[3], i), str(int(rank)))
+        model.ranks[i] = rank
+    shared = [Status.ACCEPTED] * 4 + [Status.DELIVERED, Status.REJECTED]
+    for call in range(14):
+        status = rng.choice(shared)
+        start = rng.choice([0, rows.BUCKET, rng.randrange(size - 700)])
+        indexes = list(range(start, start + rng.randint(rows.BUCKET, 700)))
+        if call % 3 == 1:
+            indexes.append(start + rng.randrange(len(indexes)))  # named again, later
+        results = [Result(i, "+1", status, batch_id="camp", sent_at=call) for i in indexes]
+        keep = set(rng.sample(range(size), size // 2)) if call % 5 == 4 else None
+        lines = rows.record_lines(results)
+        assert lines.count(b"\n") <= 4  # one row and a count (and maybe one index again)
+        expected = model.write(results, keep)
+        only = " ".join(map(str, sorted(keep))) if keep is not None else ""
+        got = await redis.eval(_WRITE, len(_KEYS), *_KEYS, lines, only)
+        assert tuple(got) == expected, call
+    assert await _stored(redis, size) == (model.results, model.ranks, model.counts, model.finals)
+
+
+async def test_a_whole_bucket_settles_the_parked_among_it(redis: Redis) -> None:
+    """Recipients parked of unknown fate whose rows come in a run of one shared row are
+    settled, as row by row: out of the parked hash, their reason's count down."""
+    await _clear(redis)
+    parked = [5, 130, 131, 300]
+    for i in parked:
+        await redis.hset(_KEYS[5], str(i), f"x\t{i}\ttimeout")
+    await redis.hset(_KEYS[2], "u:timeout", len(parked))
+    results = [Result(i, "+1", Status.ACCEPTED, batch_id="c", sent_at=1) for i in range(260)]
+    got = await redis.eval(_WRITE, len(_KEYS), *_KEYS, rows.record_lines(results), "")
+    assert got == [260, 0]
+    assert sorted(int(i) for i in await redis.hkeys(_KEYS[5])) == [300]
+    assert await redis.hget(_KEYS[2], "u:timeout") == b"1"
+    assert len(await _bucketed(redis, _KEYS[0], 260)) == 260
