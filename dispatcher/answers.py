@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import repeat
+from operator import is_
 from typing import Any, overload
 
 from dispatcher.model import Result, Status
@@ -43,7 +45,7 @@ class Answers(Sequence[Result]):
     ``in_order``: the recipients' indexes only increase (a chunk's list, as intake cut it),
     so a run of them from first to last is every index between."""
 
-    __slots__ = ("in_order", "outcomes", "recipients", "sent_at")
+    __slots__ = ("_asked", "_shared", "in_order", "outcomes", "recipients", "sent_at")
 
     def __init__(
         self,
@@ -59,6 +61,8 @@ class Answers(Sequence[Result]):
         self.outcomes = outcomes
         self.sent_at = sent_at
         self.in_order = in_order
+        self._shared: Outcome | None = None
+        self._asked = False  # whether _shared is known
 
     def __len__(self) -> int:
         return len(self.outcomes)
@@ -77,13 +81,17 @@ class Answers(Sequence[Result]):
         return (_result(r, o, sent_at) for r, o in zip(self.recipients, self.outcomes, strict=True))
 
     def shared(self) -> Outcome | None:
-        """The outcome every recipient has, if they have one (equal ones count as one);
-        None otherwise, and for none. Asked of the list in C: an identity test each."""
-        outcomes = self.outcomes
-        if not outcomes or outcomes[-1] is not outcomes[0]:
-            return None
-        first = outcomes[0]
-        return first if outcomes.count(first) == len(outcomes) else None
+        """The one Outcome object every recipient has, if they have one; None otherwise,
+        and for none. Asked in C, once: equal ones are not enough (1 and True are equal
+        segments, written differently)."""
+        if not self._asked:
+            outcomes = self.outcomes
+            if outcomes and outcomes[-1] is outcomes[0]:
+                first = outcomes[0]
+                if outcomes.count(first) == len(outcomes):  # equal: the same?
+                    self._shared = first if all(map(is_, outcomes, repeat(first))) else None
+            self._asked = True
+        return self._shared
 
     def tally(self) -> dict[str, int]:
         """How many results have each status."""

@@ -85,6 +85,10 @@ _SHARED = st.tuples(
 @example(([Outcome(Verdict.OK, Status.ACCEPTED, "m", batch_id="c")], [(4, 0), (5, 0), (6, 0)]))
 @example(([Outcome(Verdict.OK, Status.ACCEPTED, segments=1)], [(4, 0), (6, 0), (5, 0)]))
 @example(([Outcome(Verdict.RETRY, Status.ACCEPTED, batch_id="c")], [(0, 0), (1, 0)]))
+@example(  # equal, not the same: 1 and True segments are written differently
+    ([Outcome(Verdict.OK, Status.ACCEPTED, segments=1),
+      Outcome(Verdict.OK, Status.ACCEPTED, segments=True)], [(0, 0), (1, 1), (2, 0)])
+)  # fmt: skip
 @example(([Outcome(Verdict.PERMANENT, Status.REJECTED, error_code="E|1")], [(0, 0), (1, 0)]))
 @given(_SHARED)
 def test_an_outcome_shared_by_recipients_comes_to_the_same(
