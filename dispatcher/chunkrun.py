@@ -156,7 +156,7 @@ def results(run: ChunkRun, positions: Iterable[int]) -> tuple[Answers, list[Resu
         else:
             told = list(map(outcomes.__getitem__, wanted))
         # a chunk's recipients are in the campaign's order (intake cuts them so)
-        in_order = wanted == list(range(len(recipients)))
+        in_order = len(wanted) == len(recipients) and wanted == list(range(len(recipients)))
         kept = recipients if in_order else list(map(recipients.__getitem__, wanted))
     else:
         kept, told = [], []
