@@ -361,7 +361,7 @@ def invalid_e164(numbers: Sequence[str]) -> list[int]:
     """The positions of the strings :func:`is_valid_e164` says False to, in order. A valid
     number of a pair the expression does not name yet is learnt at once, and the list read
     on with the new expression: learnt only by the next list, a country's first list went
-    one number at a time (100,000 Mexican mobiles: ~18 ms more)."""
+    one number at a time (16,384 Mexican mobiles: 17.9 ms, not 4.5)."""
     known, expression = _LIST.now
     joined = "\n".join(numbers) + "\n"
     if joined.count("\n") != len(numbers):  # a newline inside one: the lines do not tell
