@@ -16,7 +16,7 @@ a chunk's record, all of it after the provider's last answer.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import repeat
 from operator import is_
@@ -111,17 +111,8 @@ class Answers(Sequence[Result]):
             mid, batch = one.message_id, one.batch_id
             last = self.recipients[-1].index
             return Sent({mid: last} if ids and mid else {}, {batch} if batch else set(), True)
-        by_id: dict[str, int] = {}
-        batches: set[str] = set()
-        found = False
-        for r, o in zip(self.recipients, self.outcomes, strict=True):
-            if _accepted(o):
-                found = True
-                if o.batch_id:
-                    batches.add(o.batch_id)
-                if ids and o.message_id:
-                    by_id[o.message_id] = r.index
-        return Sent(by_id, batches, found)
+        pairs = zip(self.recipients, self.outcomes, strict=True)
+        return _sent(((r.index, o.message_id, o.batch_id) for r, o in pairs if _accepted(o)), ids)
 
     def lines(self) -> bytes:
         """rows.record_lines of these results, packed from the outcomes: a row is its
@@ -214,14 +205,19 @@ def sent(results: Sequence[Result], *, ids: bool) -> Sent:
     """:class:`Sent` of ``results``: message ids only if ``ids``."""
     if isinstance(results, Answers):
         return results.sent(ids=ids)
+    ok = Status.ACCEPTED
+    return _sent(((r.index, r.message_id, r.batch_id) for r in results if r.status == ok), ids)
+
+
+def _sent(accepted: Iterable[tuple[int, str | None, str | None]], ids: bool) -> Sent:
+    """:class:`Sent` of the accepted results' (index, message id, batch id)."""
     by_id: dict[str, int] = {}
     batches: set[str] = set()
     found = False
-    for r in results:
-        if r.status == Status.ACCEPTED:
-            found = True
-            if r.batch_id:
-                batches.add(r.batch_id)
-            if ids and r.message_id:
-                by_id[r.message_id] = r.index
+    for index, mid, batch in accepted:
+        found = True
+        if batch:
+            batches.add(batch)
+        if ids and mid:
+            by_id[mid] = index
     return Sent(by_id, batches, found)
